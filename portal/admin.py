@@ -1,0 +1,67 @@
+from django.contrib import admin
+
+from portal.models import Folder, Invitation, Role, RoleAssignment, TenantSettings, WorkerHeartbeat
+
+
+class RoleAssignmentInline(admin.TabularInline):
+    model = RoleAssignment
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["role", "user", "group", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(Folder)
+class FolderAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "parent", "owner", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "owner__username"]
+    list_select_related = ["parent", "owner"]
+    readonly_fields = ["path", "created_at"]
+    raw_id_fields = ["parent", "owner"]
+    inlines = [RoleAssignmentInline]
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "description", "is_builtin"]
+    filter_horizontal = ["permissions"]
+    readonly_fields = ["is_builtin"]
+
+
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["folder", "role", "user", "group", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["folder__name", "user__username", "group__name"]
+    list_select_related = ["folder", "role", "user", "group"]
+    raw_id_fields = ["folder", "user", "created_by"]
+
+
+@admin.register(TenantSettings)
+class TenantSettingsAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "allow_shared_connection_creation", "updated_at"]
+    readonly_fields = ["updated_at", "updated_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return not TenantSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "status", "invited_by", "created_at", "expires_at"]
+    search_fields = ["email"]
+    # The token digest is never shown; the token itself is never stored.
+    exclude = ["token_digest"]
+    readonly_fields = ["created_at", "accepted_at", "accepted_by", "invited_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # invitations are sent from the portal, which e-mails the link
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ["hostname", "beat_at"]

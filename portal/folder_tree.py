@@ -1,0 +1,28 @@
+"""The left-hand tree: the user's workspace first, then the shared folders
+they may see, nested, siblings by name. Built from one list query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from portal.models import Folder
+from portal.permissions import visible_folders
+
+
+@dataclass
+class TreeNode:
+    folder: Folder
+    children: list[TreeNode] = field(default_factory=list)
+
+
+def folder_tree(user) -> list[TreeNode]:
+    folders = list(visible_folders(user).only("pk", "name", "kind", "parent_id", "path", "owner_id"))
+    nodes = {folder.pk: TreeNode(folder) for folder in folders}
+    roots: list[TreeNode] = []
+    for node in nodes.values():
+        parent = nodes.get(node.folder.parent_id)
+        (parent.children if parent else roots).append(node)
+    for node in nodes.values():
+        node.children.sort(key=lambda child: child.folder.name.casefold())
+    roots.sort(key=lambda node: (not node.folder.is_personal, node.folder.name.casefold()))
+    return roots

@@ -1,0 +1,349 @@
+"""Folders, roles, role assignments and tenant-wide settings.
+
+A folder knows its ancestors through ``path`` ("/1/4/9/"), so inheritance
+questions ("does a grant on an ancestor apply here?") need no recursion and
+listing what a user may see costs a constant number of queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.db import models, transaction
+from django.db.models import Q
+from django.db.models.functions import Concat, Substr
+from django.utils import timezone
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+# The folder permissions, in the order the pages list them. Codenames are what
+# roles, guardian grants and the permission module speak.
+FOLDER_PERMISSIONS: list[tuple[str, str]] = [
+    ("view_connections", "Connections - View"),
+    ("use_connections", "Connections - Use"),
+    ("create_connections", "Connections - Create"),
+    ("edit_connections", "Connections - Edit"),
+    ("delete_connections", "Connections - Delete"),
+    ("view_triggers", "Triggers - View"),
+    ("manage_triggers", "Triggers - Manage"),
+    ("view_processes", "Processes - View"),
+    ("manage_processes", "Processes - Manage"),
+    ("view_jobs", "Jobs - View"),
+    ("view_solutions", "Solutions - View"),
+    ("author_solutions", "Solutions - Author"),
+    ("deploy_solutions", "Solutions - Deploy"),
+    ("manage_folder_access", "Folder - Manage access"),
+]
+FOLDER_PERMISSION_CODENAMES = frozenset(code for code, _ in FOLDER_PERMISSIONS)
+
+
+class FolderQuerySet(models.QuerySet):
+    def shared(self) -> FolderQuerySet:
+        return self.filter(kind=Folder.Kind.SHARED)
+
+    def personal(self) -> FolderQuerySet:
+        return self.filter(kind=Folder.Kind.PERSONAL)
+
+    def in_subtrees(self, paths: list[str]) -> FolderQuerySet:
+        """Folders at or below any of ``paths``, in one query."""
+        if not paths:
+            return self.none()
+        condition = Q()
+        for path in paths:
+            condition |= Q(path__startswith=path)
+        return self.filter(condition)
+
+
+class Folder(models.Model):
+    class Kind(models.TextChoices):
+        SHARED = "shared", "Shared folder"
+        PERSONAL = "personal", "Personal workspace"
+
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=500, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SHARED)
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="personal_workspace",
+        help_text="Set for personal workspaces only.",
+    )
+    # Materialised path of primary keys, "/<root>/.../<self>/". Maintained by save().
+    path = models.CharField(max_length=1000, editable=False, db_index=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = FolderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["path"]
+        permissions = FOLDER_PERMISSIONS
+        default_permissions = ("add", "change", "delete", "view")
+        constraints = [
+            models.CheckConstraint(
+                name="folder_personal_has_owner_and_no_parent",
+                condition=(
+                    Q(kind="shared", owner__isnull=True)
+                    | Q(kind="personal", owner__isnull=False, parent__isnull=True)
+                ),
+            ),
+            models.UniqueConstraint(
+                fields=["parent", "name"], name="folder_unique_name_in_parent"
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(parent__isnull=True, kind="shared"),
+                name="folder_unique_top_level_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_personal(self) -> bool:
+        return self.kind == self.Kind.PERSONAL
+
+    @property
+    def ancestor_ids(self) -> list[int]:
+        """Primary keys from the root down to this folder, itself included."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+    @property
+    def depth(self) -> int:
+        return self.path.count("/") - 2
+
+    def _computed_path(self) -> str:
+        return f"{self.parent.path if self.parent_id else '/'}{self.pk}/"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.parent_id and self.parent.is_personal:
+            raise ValidationError({"parent": "Personal workspaces have no subfolders."})
+        if self.pk and self.parent_id and self.parent.path.startswith(self.path):
+            raise ValidationError({"parent": "A folder cannot be moved into itself."})
+
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            if self.pk is None:
+                super().save(*args, **kwargs)
+                self.path = self._computed_path()
+                super().save(update_fields=["path"])
+                return
+            old_path = self.path
+            self.path = self._computed_path()
+            super().save(*args, **kwargs)
+            if old_path and old_path != self.path:
+                # Moved: rewrite the subtree's paths in one UPDATE.
+                Folder.objects.filter(path__startswith=old_path).exclude(pk=self.pk).update(
+                    path=Concat(models.Value(self.path), Substr("path", len(old_path) + 1))
+                )
+
+    def is_descendant_of(self, other: Folder) -> bool:
+        return self.path.startswith(other.path)
+
+
+class FolderUserGrant(UserObjectPermissionBase):
+    """django-guardian object permission of a user on a folder (direct FK)."""
+
+    content_object = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="+")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        abstract = False
+
+
+class FolderGroupGrant(GroupObjectPermissionBase):
+    """django-guardian object permission of a group on a folder (direct FK)."""
+
+    content_object = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="+")
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        abstract = False
+
+
+class Role(models.Model):
+    """A named set of folder permissions, given to users or groups on folders."""
+
+    name = models.CharField(max_length=80, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    permissions = models.ManyToManyField(
+        Permission,
+        blank=True,
+        limit_choices_to={
+            "content_type__app_label": "portal",
+            "content_type__model": "folder",
+            "codename__in": sorted(FOLDER_PERMISSION_CODENAMES),
+        },
+    )
+    is_builtin = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleAssignment(models.Model):
+    """A user or a group holds a role on a folder and all its subfolders."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="assignments")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="assignments")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="role_assignments",
+    )
+    group = models.ForeignKey(
+        Group, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["folder__path", "role__name"]
+        constraints = [
+            models.CheckConstraint(
+                name="assignment_user_xor_group",
+                condition=(
+                    Q(user__isnull=False, group__isnull=True)
+                    | Q(user__isnull=True, group__isnull=False)
+                ),
+            ),
+            models.UniqueConstraint(
+                fields=["folder", "role", "user"],
+                condition=Q(user__isnull=False),
+                name="assignment_unique_user_role",
+            ),
+            models.UniqueConstraint(
+                fields=["folder", "role", "group"],
+                condition=Q(group__isnull=False),
+                name="assignment_unique_group_role",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.principal_name} is {self.role} on {self.folder}"
+
+    @property
+    def principal_name(self) -> str:
+        if self.user_id:
+            return self.user.get_username()
+        return f"group {self.group.name}"
+
+
+class TenantSettings(models.Model):
+    """Tenant-wide settings and governance (one row)."""
+
+    allow_shared_connection_creation = models.BooleanField(
+        "Allow users to create connections in shared folders",
+        default=True,
+        help_text="When off, only folder administrators and tenant administrators create "
+        "connections in shared folders; everyone may still create them in their personal "
+        "workspace.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "tenant settings"
+        verbose_name_plural = "tenant settings"
+        permissions = [("administer_tenant", "Tenant administrator")]
+
+    def __str__(self) -> str:
+        return "Tenant settings"
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> TenantSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self) -> InvitationQuerySet:
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+
+
+class Invitation(models.Model):
+    """An administrator's invitation to sign up; only the token's digest is stored."""
+
+    email = models.EmailField()
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="accepted_invitation",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation for {self.email}"
+
+    @staticmethod
+    def digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, *, email: str, invited_by) -> tuple[Invitation, str]:
+        """Create an invitation; returns it with the plain token (shown or sent once)."""
+        token = secrets.token_urlsafe(32)
+        invitation = cls.objects.create(
+            email=email,
+            token_digest=cls.digest(token),
+            invited_by=invited_by,
+            expires_at=timezone.now() + timedelta(days=settings.PORTAL_INVITATION_DAYS),
+        )
+        return invitation, token
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "Accepted"
+        if self.revoked_at:
+            return "Revoked"
+        if self.expires_at <= timezone.now():
+            return "Expired"
+        return "Pending"
+
+
+class WorkerHeartbeat(models.Model):
+    """Last time a Celery worker ran the heartbeat task (one row)."""
+
+    beat_at = models.DateTimeField()
+    hostname = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} at {self.beat_at:%Y-%m-%d %H:%M:%S}"

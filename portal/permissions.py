@@ -1,0 +1,218 @@
+"""The one place that answers "may this user do X in this folder".
+
+Views, HTMX partials, the admin and the API all ask here. Grants are stored
+as django-guardian object permissions on the folder a role was assigned on
+(``FolderUserGrant`` / ``FolderGroupGrant``); a grant applies to that folder
+and every folder below it, which the materialised ``Folder.path`` answers
+without recursion. On top of the grants:
+
+* a personal workspace belongs to its owner alone (every permission except
+  managing access); nobody else sees inside it, tenant administrators
+  included, though they may list that it exists;
+* tenant administrators hold every permission on every shared folder;
+* with governance "Allow users to create connections in shared folders" off,
+  Connections - Create in a shared folder is kept only by folder
+  administrators (those who may manage the folder's access).
+
+A folder the user may not see answers 404 (``get_folder_or_404``); a visible
+folder where the action is not allowed answers 403 (``require``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.lookups import StartsWith
+from django.http import Http404
+
+from portal.models import (
+    FOLDER_PERMISSION_CODENAMES,
+    FOLDER_PERMISSIONS,
+    Folder,
+    FolderGroupGrant,
+    FolderQuerySet,
+    FolderUserGrant,
+    Role,
+    RoleAssignment,
+    TenantSettings,
+)
+
+
+class Action(StrEnum):
+    """Folder actions; every value but VIEW_FOLDER is a permission codename."""
+
+    VIEW_FOLDER = "view_folder"
+    VIEW_CONNECTIONS = "view_connections"
+    USE_CONNECTIONS = "use_connections"
+    CREATE_CONNECTIONS = "create_connections"
+    EDIT_CONNECTIONS = "edit_connections"
+    DELETE_CONNECTIONS = "delete_connections"
+    VIEW_TRIGGERS = "view_triggers"
+    MANAGE_TRIGGERS = "manage_triggers"
+    VIEW_PROCESSES = "view_processes"
+    MANAGE_PROCESSES = "manage_processes"
+    VIEW_JOBS = "view_jobs"
+    VIEW_SOLUTIONS = "view_solutions"
+    AUTHOR_SOLUTIONS = "author_solutions"
+    DEPLOY_SOLUTIONS = "deploy_solutions"
+    MANAGE_FOLDER_ACCESS = "manage_folder_access"
+
+
+ALL_FOLDER_PERMISSIONS = frozenset(FOLDER_PERMISSION_CODENAMES)
+OWNER_PERMISSIONS = ALL_FOLDER_PERMISSIONS - {Action.MANAGE_FOLDER_ACCESS}
+
+TENANT_ADMIN_PERMISSION = "portal.administer_tenant"
+
+
+def is_tenant_admin(user) -> bool:
+    """Superusers, and users or groups given "Tenant administrator"."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_superuser or user.has_perm(TENANT_ADMIN_PERMISSION)
+
+
+def _granted_codenames(user, folder: Folder) -> frozenset[str]:
+    """Codenames granted to the user, directly or through groups, on the
+    folder or any ancestor: one query."""
+    ancestor_ids = folder.ancestor_ids
+    direct = FolderUserGrant.objects.filter(
+        user=user, content_object_id__in=ancestor_ids
+    ).values_list("permission__codename", flat=True)
+    through_groups = FolderGroupGrant.objects.filter(
+        group__user=user, content_object_id__in=ancestor_ids
+    ).values_list("permission__codename", flat=True)
+    return frozenset(direct.union(through_groups))
+
+
+def folder_permissions(user, folder: Folder) -> frozenset[str]:
+    """Every permission codename the user holds in the folder (empty: cannot see it)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return frozenset()
+    if folder.is_personal:
+        return OWNER_PERMISSIONS if folder.owner_id == user.pk else frozenset()
+    if is_tenant_admin(user):
+        return ALL_FOLDER_PERMISSIONS
+    granted = _granted_codenames(user, folder)
+    if (
+        Action.CREATE_CONNECTIONS in granted
+        and Action.MANAGE_FOLDER_ACCESS not in granted
+        and not TenantSettings.load().allow_shared_connection_creation
+    ):
+        granted = granted - {Action.CREATE_CONNECTIONS}
+    return granted
+
+
+def can(user, action: Action | str, folder: Folder) -> bool:
+    perms = folder_permissions(user, folder)
+    if action == Action.VIEW_FOLDER:
+        return bool(perms)
+    return action in perms
+
+
+def visible_folders(user) -> FolderQuerySet:
+    """Folders the user may open, in tree order, in one query (two for a
+    tenant administrator, whose role is read once per request)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Folder.objects.none()
+    if is_tenant_admin(user):
+        return Folder.objects.filter(Q(kind=Folder.Kind.SHARED) | Q(owner=user))
+    granted_roots = Folder.objects.filter(
+        Q(pk__in=FolderUserGrant.objects.filter(user=user).values("content_object_id"))
+        | Q(pk__in=FolderGroupGrant.objects.filter(group__user=user).values("content_object_id"))
+    )
+    under_a_grant = Exists(granted_roots.filter(StartsWith(OuterRef("path"), F("path"))))
+    return Folder.objects.filter(Q(owner=user) | Q(under_a_grant, kind=Folder.Kind.SHARED))
+
+
+def listable_personal_workspaces(user) -> FolderQuerySet:
+    """Tenant administrators may list every personal workspace (not open them)."""
+    if not is_tenant_admin(user):
+        return Folder.objects.none()
+    return Folder.objects.personal().select_related("owner").order_by("name")
+
+
+def get_folder_or_404(user, folder_id: int) -> Folder:
+    try:
+        folder = Folder.objects.get(pk=folder_id)
+    except Folder.DoesNotExist:
+        raise Http404("No such folder.") from None
+    if not can(user, Action.VIEW_FOLDER, folder):
+        raise Http404("No such folder.")
+    return folder
+
+
+def require(user, action: Action, folder: Folder) -> frozenset[str]:
+    """Raise 404 if the folder is invisible, 403 if the action is not allowed;
+    return the user's permissions in the folder for the caller's further use."""
+    perms = folder_permissions(user, folder)
+    if not perms:
+        raise Http404("No such folder.")
+    if action != Action.VIEW_FOLDER and action not in perms:
+        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+    return perms
+
+
+def require_tenant_admin(user) -> None:
+    if not is_tenant_admin(user):
+        raise PermissionDenied("Only tenant administrators may do this.")
+
+
+def can_create_top_level_folder(user) -> bool:
+    return is_tenant_admin(user)
+
+
+def permission_label(codename: str) -> str:
+    return dict(FOLDER_PERMISSIONS).get(codename, codename)
+
+
+# --- Keeping guardian's grants in step with role assignments --------------
+
+
+def folder_permission_objects(codenames: Iterable[str]):
+    return Permission.objects.filter(
+        content_type__app_label="portal",
+        content_type__model="folder",
+        codename__in=list(codenames),
+    )
+
+
+@transaction.atomic
+def sync_grants(*, folder_id: int, user_id: int | None = None, group_id: int | None = None) -> None:
+    """Make the guardian rows of one principal on one folder equal the union
+    of the permissions of the roles assigned to it there."""
+    if user_id is not None:
+        assignments = RoleAssignment.objects.filter(folder_id=folder_id, user_id=user_id)
+        grants = FolderUserGrant.objects.filter(content_object_id=folder_id, user_id=user_id)
+        principal = {"user_id": user_id}
+        model = FolderUserGrant
+    else:
+        assignments = RoleAssignment.objects.filter(folder_id=folder_id, group_id=group_id)
+        grants = FolderGroupGrant.objects.filter(content_object_id=folder_id, group_id=group_id)
+        principal = {"group_id": group_id}
+        model = FolderGroupGrant
+    wanted = set(
+        Permission.objects.filter(role__assignments__in=assignments)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    present = set(grants.values_list("permission_id", flat=True))
+    grants.filter(permission_id__in=present - wanted).delete()
+    model.objects.bulk_create(
+        [
+            model(content_object_id=folder_id, permission_id=pk, **principal)
+            for pk in wanted - present
+        ]
+    )
+
+
+def sync_role(role: Role) -> None:
+    """A role's permissions changed: bring every grant made through it in step."""
+    for folder_id, user_id, group_id in role.assignments.values_list(
+        "folder_id", "user_id", "group_id"
+    ):
+        sync_grants(folder_id=folder_id, user_id=user_id, group_id=group_id)

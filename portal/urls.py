@@ -1,0 +1,34 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal.views import folders, invitations, tenant
+
+urlpatterns = [
+    path("", folders.home, name="home"),
+    path("folders/<int:folder_id>/", folders.folder_detail, name="folder_detail"),
+    path(
+        "folders/<int:folder_id>/connections/",
+        folders.folder_connections,
+        name="folder_connections",
+    ),
+    path("folders/<int:folder_id>/subfolders/", folders.folder_subfolders, name="folder_subfolders"),
+    path("folders/<int:folder_id>/access/", folders.folder_access, name="folder_access"),
+    path(
+        "folders/<int:folder_id>/access/<int:assignment_id>/remove/",
+        folders.assignment_remove,
+        name="assignment_remove",
+    ),
+    path("tenant/", tenant.governance, name="tenant_governance"),
+    path("tenant/folders/", tenant.folders, name="tenant_folders"),
+    path("tenant/invitations/", tenant.invitations, name="tenant_invitations"),
+    path(
+        "tenant/invitations/<int:invitation_id>/revoke/",
+        tenant.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("tenant/workspaces/", tenant.workspaces, name="tenant_workspaces"),
+    path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
+    path("", include("connections.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,21 @@
+"""Test settings: production-like (PORTAL_DEBUG off), fast hashing, no HTTPS redirect."""
+
+import os
+import tempfile
+
+os.environ.setdefault("PORTAL_SECRET_KEY", "test-secret-key-" + "x" * 50)
+os.environ.setdefault("PORTAL_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("PORTAL_SSL_REDIRECT", "false")
+os.environ.setdefault("PORTAL_SECURE_COOKIES", "false")
+os.environ.setdefault("PORTAL_HSTS_SECONDS", "0")
+os.environ.setdefault("PORTAL_BASE_URL", "http://testserver")
+os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="portal-test-var-"))
+os.environ.setdefault("PORTAL_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+
+from portal.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {  # noqa: F405
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+}
+AXES_ENABLED = True
