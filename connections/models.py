@@ -1,0 +1,145 @@
+"""Connections, their encrypted credentials and their history."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from portal.models import Folder
+
+
+class ConnectionState(models.TextChoices):
+    NOT_CONNECTED = "not_connected", "Not yet connected"
+    CONNECTED = "connected", "Connected"
+    DEGRADED = "degraded", "Degraded"
+    NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+    MISCONFIGURED = "misconfigured", "Misconfigured"
+
+
+class ConnectionQuerySet(models.QuerySet):
+    def in_folder(self, folder: Folder) -> ConnectionQuerySet:
+        return self.filter(folder=folder)
+
+    def enabled(self) -> ConnectionQuerySet:
+        return self.filter(is_enabled=True)
+
+
+class Connection(models.Model):
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="connections")
+    connector_key = models.CharField(max_length=64, db_index=True)
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=500, blank=True)
+    auth_type = models.CharField(max_length=40)
+    # Non-secret values the user filled: instance URL, subdomain, region, e-mail...
+    fields = models.JSONField(default=dict, blank=True)
+    state = models.CharField(
+        max_length=20, choices=ConnectionState.choices, default=ConnectionState.NOT_CONNECTED
+    )
+    is_enabled = models.BooleanField(default=True)
+    account_identity = models.CharField(max_length=255, blank=True)
+    polling_interval_seconds = models.PositiveIntegerField(default=300)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # None means "System": nobody has authenticated it yet.
+    authenticated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    objects = ConnectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["folder", "name"], name="connection_unique_name"),
+        ]
+        indexes = [
+            models.Index(fields=["folder", "name"], name="connection_folder_name"),
+            models.Index(fields=["folder", "updated_at"], name="connection_folder_updated"),
+            models.Index(fields=["folder", "state"], name="connection_folder_state"),
+            models.Index(fields=["folder", "connector_key"], name="connection_folder_connector"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Credential(models.Model):
+    """The secret material of one connection, sealed by ``connections.vault``.
+
+    The ciphertext is bound to its connection (the vault's associated data
+    names the connection id), so it cannot be copied to another row.
+    """
+
+    connection = models.OneToOneField(
+        Connection, on_delete=models.CASCADE, primary_key=True, related_name="credential"
+    )
+    ciphertext = models.TextField(editable=False)
+    key_id = models.CharField(max_length=16, db_index=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Credential of connection {self.connection_id}"
+
+    def __repr__(self) -> str:
+        return f"<Credential connection={self.connection_id} key={self.key_id}>"
+
+
+class ConnectionEvent(models.Model):
+    """Append-only history of a connection."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        EDITED = "edited", "Edited"
+        SECRET_REPLACED = "secret_replaced", "Secret replaced"
+        CHECKED = "checked", "Checked"
+        DISABLED = "disabled", "Disabled"
+        ENABLED = "enabled", "Enabled"
+        REFRESHED = "refreshed", "Token refreshed"
+        REFRESH_FAILED = "refresh_failed", "Refresh failed"
+        RECONNECTED = "reconnected", "Reconnected"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.connection_id}"
+
+
+class HealthCheck(models.Model):
+    """One health check of a connection: when, result, latency, error in plain words."""
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="health_checks"
+    )
+    checked_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    ok = models.BooleanField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-checked_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                name="healthcheck_error_only_when_failed", condition=Q(ok=False) | Q(error="")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{'OK' if self.ok else 'Failed'} {self.connection_id}"
