@@ -16,7 +16,8 @@ class TreeNode:
 
 
 def folder_tree(user) -> list[TreeNode]:
-    folders = list(visible_folders(user).only("pk", "name", "kind", "parent_id", "path", "owner_id"))
+    columns = ("pk", "name", "kind", "parent_id", "path", "owner_id")
+    folders = list(visible_folders(user).only(*columns))
     nodes = {folder.pk: TreeNode(folder) for folder in folders}
     roots: list[TreeNode] = []
     for node in nodes.values():

@@ -107,6 +107,22 @@ class Folder(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        with transaction.atomic():
+            if self.pk is None:
+                super().save(*args, **kwargs)
+                self.path = self._computed_path()
+                super().save(update_fields=["path"])
+                return
+            old_path = self.path
+            self.path = self._computed_path()
+            super().save(*args, **kwargs)
+            if old_path and old_path != self.path:
+                # Moved: rewrite the subtree's paths in one UPDATE.
+                Folder.objects.filter(path__startswith=old_path).exclude(pk=self.pk).update(
+                    path=Concat(models.Value(self.path), Substr("path", len(old_path) + 1))
+                )
+
     @property
     def is_personal(self) -> bool:
         return self.kind == self.Kind.PERSONAL
@@ -130,22 +146,6 @@ class Folder(models.Model):
             raise ValidationError({"parent": "Personal workspaces have no subfolders."})
         if self.pk and self.parent_id and self.parent.path.startswith(self.path):
             raise ValidationError({"parent": "A folder cannot be moved into itself."})
-
-    def save(self, *args, **kwargs) -> None:
-        with transaction.atomic():
-            if self.pk is None:
-                super().save(*args, **kwargs)
-                self.path = self._computed_path()
-                super().save(update_fields=["path"])
-                return
-            old_path = self.path
-            self.path = self._computed_path()
-            super().save(*args, **kwargs)
-            if old_path and old_path != self.path:
-                # Moved: rewrite the subtree's paths in one UPDATE.
-                Folder.objects.filter(path__startswith=old_path).exclude(pk=self.pk).update(
-                    path=Concat(models.Value(self.path), Substr("path", len(old_path) + 1))
-                )
 
     def is_descendant_of(self, other: Folder) -> bool:
         return self.path.startswith(other.path)

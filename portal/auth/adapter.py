@@ -1,11 +1,11 @@
 """allauth adapter: sign-up by invitation, one notion of the client's address."""
 
+from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from allauth.account.adapter import DefaultAccountAdapter
-from portal.auth.invitations import pending_invitation_in_session, forget_invitation
+from portal.auth.invitations import forget_invitation, pending_invitation_in_session
 from portal.client_ip import client_ip
 from portal.models import Invitation
 

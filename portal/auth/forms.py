@@ -1,9 +1,9 @@
 """Sign-up form: with an invitation, the e-mail address is the invited one."""
 
-from django import forms
-
 from allauth.account.forms import SignupForm
 from allauth.core import context
+from django import forms
+
 from portal.auth.invitations import pending_invitation_in_session
 
 

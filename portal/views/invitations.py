@@ -1,10 +1,10 @@
 """Opening an invitation link leads to sign-up with the invited address."""
 
+from allauth.account.adapter import get_adapter
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
-from allauth.account.adapter import get_adapter
 from portal.auth.invitations import invitation_for_token, remember_invitation
 
 
