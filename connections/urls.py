@@ -3,5 +3,7 @@ from django.urls import path
 from connections.views import wizard
 
 urlpatterns = [
-    path("folders/<int:folder_id>/connections/add/", wizard.choose_connector, name="connection_add"),
+    path(
+        "folders/<int:folder_id>/connections/add/", wizard.choose_connector, name="connection_add"
+    ),
 ]

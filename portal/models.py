@@ -94,9 +94,7 @@ class Folder(models.Model):
                     | Q(kind="personal", owner__isnull=False, parent__isnull=True)
                 ),
             ),
-            models.UniqueConstraint(
-                fields=["parent", "name"], name="folder_unique_name_in_parent"
-            ),
+            models.UniqueConstraint(fields=["parent", "name"], name="folder_unique_name_in_parent"),
             models.UniqueConstraint(
                 fields=["name"],
                 condition=Q(parent__isnull=True, kind="shared"),

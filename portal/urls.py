@@ -11,7 +11,9 @@ urlpatterns = [
         folders.folder_connections,
         name="folder_connections",
     ),
-    path("folders/<int:folder_id>/subfolders/", folders.folder_subfolders, name="folder_subfolders"),
+    path(
+        "folders/<int:folder_id>/subfolders/", folders.folder_subfolders, name="folder_subfolders"
+    ),
     path("folders/<int:folder_id>/access/", folders.folder_access, name="folder_access"),
     path(
         "folders/<int:folder_id>/access/<int:assignment_id>/remove/",

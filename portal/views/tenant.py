@@ -79,9 +79,7 @@ def invitations(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = InvitationForm(request.POST)
         if form.is_valid():
-            invitation = send_invitation(
-                email=form.cleaned_data["email"], invited_by=request.user
-            )
+            invitation = send_invitation(email=form.cleaned_data["email"], invited_by=request.user)
             messages.success(request, f"Invitation sent to {invitation.email}.")
             return redirect("tenant_invitations")
     page = Paginator(
