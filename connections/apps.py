@@ -1,6 +1,21 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class ConnectionsConfig(AppConfig):
     name = "connections"
     verbose_name = "Connections"
+
+    def ready(self) -> None:
+        from connections import checks, vault
+
+        checks.register()
+        if not settings.DEBUG:
+            # In production an unusable key stops start-up (gunicorn runs no
+            # system checks). With PORTAL_DEBUG on, connections.E001-E003 report it.
+            problems = vault.find_key_problems(getattr(settings, vault.SETTING, None))
+            if problems:
+                raise ImproperlyConfigured(
+                    " ".join(p.message for p in problems) + " " + vault.GENERATE_HINT
+                )

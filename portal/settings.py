@@ -226,6 +226,21 @@ SECURE_HSTS_PRELOAD = env.bool("PORTAL_HSTS_PRELOAD", default=not DEBUG)
 if PORTAL_TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Credential vault -----------------------------------------------------
+# Comma-separated keys, each 32 random bytes in url-safe base64. The FIRST key
+# encrypts, ALL of them decrypt: to rotate, put a new key first, run
+# `manage.py rotate_encryption_keys`, then drop the old key. See docs/security.md.
+PORTAL_ENCRYPTION_KEYS = env.list("PORTAL_ENCRYPTION_KEYS", default=[])
+if not any(key.strip() for key in PORTAL_ENCRYPTION_KEYS) and not DEBUG:
+    raise ImproperlyConfigured(
+        "PORTAL_ENCRYPTION_KEYS is not set. It is required when PORTAL_DEBUG is off: it holds "
+        "the keys that encrypt stored credentials. Generate one with "
+        "`PORTAL_DEBUG=1 python manage.py generate_encryption_key` or "
+        '`python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`'
+        ", set PORTAL_ENCRYPTION_KEYS to it, and keep it safe: without it the stored "
+        "credentials cannot be decrypted."
+    )
+
 # --- E-mail ---------------------------------------------------------------
 EMAIL_BACKEND = env.str(
     "PORTAL_EMAIL_BACKEND",

@@ -11,8 +11,10 @@ os.environ.setdefault("PORTAL_HSTS_SECONDS", "0")
 os.environ.setdefault("PORTAL_BASE_URL", "http://testserver")
 os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="portal-test-var-"))
 os.environ.setdefault("PORTAL_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+# A fixed vault key for the suite (tests that rotate keys set their own).
+os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy1vayE=")
 
-from portal.settings import *  # noqa: E402, F403
+from portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {  # noqa: F405
