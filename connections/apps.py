@@ -9,8 +9,12 @@ class ConnectionsConfig(AppConfig):
 
     def ready(self) -> None:
         from connections import checks, vault
+        from connections.catalog import get_catalog
 
         checks.register()
+        # Load and validate the connector catalog now: a broken definition
+        # stops start-up with a message naming the file, field and problem.
+        get_catalog()
         if not settings.DEBUG:
             # In production an unusable key stops start-up (gunicorn runs no
             # system checks). With PORTAL_DEBUG on, connections.E001-E003 report it.

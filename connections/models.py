@@ -143,3 +143,25 @@ class HealthCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{'OK' if self.ok else 'Failed'} {self.connection_id}"
+
+
+class SandboxToken(models.Model):
+    """A token of the built-in Sandbox API (connections/sandbox.py); only its
+    digest is stored, like any secret we only need to verify."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_tokens"
+    )
+    name = models.CharField(max_length=80)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    # The last characters, to tell tokens apart.
+    hint = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (…{self.hint})"

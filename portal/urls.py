@@ -7,11 +7,6 @@ urlpatterns = [
     path("", folders.home, name="home"),
     path("folders/<int:folder_id>/", folders.folder_detail, name="folder_detail"),
     path(
-        "folders/<int:folder_id>/connections/",
-        folders.folder_connections,
-        name="folder_connections",
-    ),
-    path(
         "folders/<int:folder_id>/subfolders/", folders.folder_subfolders, name="folder_subfolders"
     ),
     path("folders/<int:folder_id>/access/", folders.folder_access, name="folder_access"),

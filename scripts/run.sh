@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 set -a; . var/dev.env; set +a
 PORT="${PORT:-8000}"
 export PORTAL_BASE_URL="${PORTAL_BASE_URL:-http://127.0.0.1:$PORT}"
+# make run turns the Sandbox connector on: a working connection with no internet.
+export PORTAL_SANDBOX_ENABLED="${PORTAL_SANDBOX_ENABLED:-1}"
 BIN=.venv/bin
 
 $BIN/python manage.py migrate --noinput

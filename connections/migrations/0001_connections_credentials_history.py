@@ -6,102 +6,208 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('portal', '0001_folders_roles_tenant'),
+        ("portal", "0001_folders_roles_tenant"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Connection',
+            name="Connection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connector_key', models.CharField(db_index=True, max_length=64)),
-                ('name', models.CharField(max_length=120)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('auth_type', models.CharField(max_length=40)),
-                ('fields', models.JSONField(blank=True, default=dict)),
-                ('state', models.CharField(choices=[('not_connected', 'Not yet connected'), ('connected', 'Connected'), ('degraded', 'Degraded'), ('needs_reconnect', 'Needs reconnect'), ('misconfigured', 'Misconfigured')], default='not_connected', max_length=20)),
-                ('is_enabled', models.BooleanField(default=True)),
-                ('account_identity', models.CharField(blank=True, max_length=255)),
-                ('polling_interval_seconds', models.PositiveIntegerField(default=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_success_at', models.DateTimeField(blank=True, null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('authenticated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('folder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connections', to='portal.folder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connector_key", models.CharField(db_index=True, max_length=64)),
+                ("name", models.CharField(max_length=120)),
+                ("description", models.CharField(blank=True, max_length=500)),
+                ("auth_type", models.CharField(max_length=40)),
+                ("fields", models.JSONField(blank=True, default=dict)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("not_connected", "Not yet connected"),
+                            ("connected", "Connected"),
+                            ("degraded", "Degraded"),
+                            ("needs_reconnect", "Needs reconnect"),
+                            ("misconfigured", "Misconfigured"),
+                        ],
+                        default="not_connected",
+                        max_length=20,
+                    ),
+                ),
+                ("is_enabled", models.BooleanField(default=True)),
+                ("account_identity", models.CharField(blank=True, max_length=255)),
+                ("polling_interval_seconds", models.PositiveIntegerField(default=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_success_at", models.DateTimeField(blank=True, null=True)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                (
+                    "authenticated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="connections",
+                        to="portal.folder",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Credential',
+            name="Credential",
             fields=[
-                ('connection', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='credential', serialize=False, to='connections.connection')),
-                ('ciphertext', models.TextField(editable=False)),
-                ('key_id', models.CharField(db_index=True, editable=False, max_length=16)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "connection",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="credential",
+                        serialize=False,
+                        to="connections.connection",
+                    ),
+                ),
+                ("ciphertext", models.TextField(editable=False)),
+                ("key_id", models.CharField(db_index=True, editable=False, max_length=16)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ConnectionEvent',
+            name="ConnectionEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('created', 'Created'), ('edited', 'Edited'), ('secret_replaced', 'Secret replaced'), ('checked', 'Checked'), ('disabled', 'Disabled'), ('enabled', 'Enabled'), ('refreshed', 'Token refreshed'), ('refresh_failed', 'Refresh failed'), ('reconnected', 'Reconnected')], max_length=20)),
-                ('detail', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='connections.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("created", "Created"),
+                            ("edited", "Edited"),
+                            ("secret_replaced", "Secret replaced"),
+                            ("checked", "Checked"),
+                            ("disabled", "Disabled"),
+                            ("enabled", "Enabled"),
+                            ("refreshed", "Token refreshed"),
+                            ("refresh_failed", "Refresh failed"),
+                            ("reconnected", "Reconnected"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("detail", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="connections.connection",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='HealthCheck',
+            name="HealthCheck",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('checked_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('ok', models.BooleanField()),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='health_checks', to='connections.connection')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("checked_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("ok", models.BooleanField()),
+                ("status_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="health_checks",
+                        to="connections.connection",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-checked_at', '-pk'],
+                "ordering": ["-checked_at", "-pk"],
             },
         ),
         migrations.AddIndex(
-            model_name='connection',
-            index=models.Index(fields=['folder', 'name'], name='connection_folder_name'),
+            model_name="connection",
+            index=models.Index(fields=["folder", "name"], name="connection_folder_name"),
         ),
         migrations.AddIndex(
-            model_name='connection',
-            index=models.Index(fields=['folder', 'updated_at'], name='connection_folder_updated'),
+            model_name="connection",
+            index=models.Index(fields=["folder", "updated_at"], name="connection_folder_updated"),
         ),
         migrations.AddIndex(
-            model_name='connection',
-            index=models.Index(fields=['folder', 'state'], name='connection_folder_state'),
+            model_name="connection",
+            index=models.Index(fields=["folder", "state"], name="connection_folder_state"),
         ),
         migrations.AddIndex(
-            model_name='connection',
-            index=models.Index(fields=['folder', 'connector_key'], name='connection_folder_connector'),
+            model_name="connection",
+            index=models.Index(
+                fields=["folder", "connector_key"], name="connection_folder_connector"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='connection',
-            constraint=models.UniqueConstraint(fields=('folder', 'name'), name='connection_unique_name'),
+            model_name="connection",
+            constraint=models.UniqueConstraint(
+                fields=("folder", "name"), name="connection_unique_name"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='healthcheck',
-            constraint=models.CheckConstraint(condition=models.Q(('ok', False), ('error', ''), _connector='OR'), name='healthcheck_error_only_when_failed'),
+            model_name="healthcheck",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ok", False), ("error", ""), _connector="OR"),
+                name="healthcheck_error_only_when_failed",
+            ),
         ),
     ]

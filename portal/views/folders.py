@@ -30,18 +30,6 @@ def folder_detail(request: HttpRequest, folder_id: int) -> HttpResponse:
     return redirect("folder_connections", folder_id=folder_id)
 
 
-@require_GET
-@login_required
-def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.VIEW_CONNECTIONS, folder)
-    return render(
-        request,
-        "portal/folder_connections.html",
-        {"folder": folder, "perms_here": perms, "tab": "connections"},
-    )
-
-
 @require_http_methods(["GET", "POST"])
 @login_required
 def folder_subfolders(request: HttpRequest, folder_id: int) -> HttpResponse:

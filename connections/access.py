@@ -1,0 +1,29 @@
+"""Finding a connection for a user: every connection page goes through here,
+and here asks ``portal.permissions``."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from connections.models import Connection
+from portal.permissions import Action, folder_permissions, get_folder_or_404, permission_label
+
+
+def connection_for(user, folder_id: int, connection_id: int, action: Action):
+    """The connection and the user's permissions in its folder.
+
+    404 when the folder or the connection is invisible to the user (no
+    Connections - View), 403 when visible but the action is not allowed.
+    """
+    folder = get_folder_or_404(user, folder_id)
+    perms = folder_permissions(user, folder)
+    if Action.VIEW_CONNECTIONS not in perms:
+        raise Http404("No such connection.")
+    try:
+        connection = Connection.objects.select_related(
+            "folder", "created_by", "authenticated_by"
+        ).get(pk=connection_id, folder=folder)
+    except Connection.DoesNotExist:
+        raise Http404("No such connection.") from None
+    if action not in perms:
+        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+    return connection, perms

@@ -1,0 +1,100 @@
+"""Forms built from a connector's definition."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from connections.actions import MAX_POLLING_SECONDS, MIN_POLLING_SECONDS
+from connections.catalog import AuthTypeSpec, ConnectorSpec, FieldSpec
+
+
+def _form_field(spec: FieldSpec) -> forms.Field:
+    attrs = {"autocomplete": "off"}
+    if spec.placeholder:
+        attrs["placeholder"] = spec.placeholder
+    if spec.type == "choice":
+        return forms.ChoiceField(
+            label=spec.label, required=spec.required, help_text=spec.help, choices=spec.choices
+        )
+    return forms.CharField(
+        label=spec.label,
+        required=spec.required,
+        help_text=spec.help,
+        max_length=spec.max_length,
+        widget=forms.TextInput(attrs=attrs),
+    )
+
+
+def _secret_field(spec) -> forms.Field:
+    # render_value=False: a secret is never written back into a page.
+    return forms.CharField(
+        label=spec.label,
+        help_text=spec.help,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+
+class DefinitionFieldsMixin:
+    """Adds the connector's fields, validated by their specs."""
+
+    def add_definition_fields(self, connector: ConnectorSpec, auth: AuthTypeSpec) -> None:
+        self.field_specs = {spec.key: spec for spec in (*connector.fields, *auth.fields)}
+        for key, spec in self.field_specs.items():
+            self.fields[f"field_{key}"] = _form_field(spec)
+
+    def clean(self):
+        cleaned = super().clean()
+        for key, spec in getattr(self, "field_specs", {}).items():
+            name = f"field_{key}"
+            if name in self.errors:
+                continue
+            try:
+                cleaned[name] = spec.clean(cleaned.get(name))
+            except ValidationError as error:
+                self.add_error(name, error)
+        return cleaned
+
+    def definition_values(self) -> dict[str, str]:
+        return {key: self.cleaned_data.get(f"field_{key}", "") for key in self.field_specs}
+
+
+class SecretFieldsMixin:
+    def add_secret_fields(self, auth: AuthTypeSpec) -> None:
+        self.secret_keys = [spec.key for spec in auth.secrets]
+        for spec in auth.secrets:
+            self.fields[f"secret_{spec.key}"] = _secret_field(spec)
+
+    def secret_values(self) -> dict[str, str]:
+        return {key: self.cleaned_data.get(f"secret_{key}", "") for key in self.secret_keys}
+
+
+class ConnectForm(DefinitionFieldsMixin, SecretFieldsMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].initial = connector.name
+        self.add_definition_fields(connector, auth)
+        self.add_secret_fields(auth)
+
+
+class EditForm(DefinitionFieldsMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=500, required=False)
+    polling_interval_seconds = forms.IntegerField(
+        label="Polling interval (seconds)",
+        min_value=MIN_POLLING_SECONDS,
+        max_value=MAX_POLLING_SECONDS,
+        help_text="How often the portal checks the connection (and, later, polls its triggers).",
+    )
+
+    def __init__(self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_definition_fields(connector, auth)
+
+
+class ReplaceSecretForm(SecretFieldsMixin, forms.Form):
+    def __init__(self, *args, auth: AuthTypeSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_secret_fields(auth)

@@ -1,0 +1,77 @@
+"""The Connections tab of a folder: search, filter, sort, paginate."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from connections.catalog import get_catalog
+from connections.models import Connection, ConnectionState
+from portal.permissions import Action, get_folder_or_404, require
+
+PAGE_SIZE = 50
+SORTS = {
+    "name": ("name", "pk"),
+    "-name": ("-name", "-pk"),
+    "updated": ("updated_at", "pk"),
+    "-updated": ("-updated_at", "-pk"),
+    "connector": ("connector_key", "name", "pk"),
+    "state": ("state", "name", "pk"),
+}
+
+
+@require_GET
+@login_required
+def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder = get_folder_or_404(request.user, folder_id)
+    perms = require(request.user, Action.VIEW_CONNECTIONS, folder)
+    catalog = get_catalog()
+    query = request.GET.get("q", "").strip()
+    connector = request.GET.get("connector", "")
+    state = request.GET.get("state", "")
+    sort = request.GET.get("sort", "name")
+    if sort not in SORTS:
+        sort = "name"
+
+    connections = Connection.objects.in_folder(folder).select_related("created_by")
+    if query:
+        connections = connections.filter(
+            Q(name__icontains=query) | Q(account_identity__icontains=query)
+        )
+    if connector:
+        connections = connections.filter(connector_key=connector)
+    if state == "disabled":
+        connections = connections.filter(is_enabled=False)
+    elif state in ConnectionState.values:
+        connections = connections.filter(state=state, is_enabled=True)
+    page = Paginator(connections.order_by(*SORTS[sort]), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    for connection in page.object_list:
+        connection.connector = catalog.get(connection.connector_key)
+
+    filtered = bool(query or connector or state)
+    template = "connections/list.html"
+    if request.htmx and request.htmx.target == "connection-table":
+        template += "#connection-table"
+    response = render(
+        request,
+        template,
+        {
+            "folder": folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "page": page,
+            "query": query,
+            "connector_filter": connector,
+            "state_filter": state,
+            "sort": sort,
+            "filtered": filtered,
+            "connectors": catalog.all(),
+            "states": ConnectionState.choices,
+        },
+    )
+    response["Vary"] = "HX-Request"
+    return response

@@ -1,0 +1,205 @@
+"""A connection's page and what can be done to it."""
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from connections import actions
+from connections.access import connection_for
+from connections.catalog import get_catalog
+from connections.forms import EditForm, ReplaceSecretForm
+from portal.permissions import Action
+
+HISTORY_LENGTH = 50
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    for field, problems in error.message_dict.items():
+        for name in (field, f"field_{field}", f"secret_{field}"):
+            if name in form.fields:
+                break
+        else:
+            name = None
+        for problem in problems:
+            form.add_error(name, problem)
+
+
+@require_GET
+@login_required
+def detail(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, perms = connection_for(
+        request.user, folder_id, connection_id, Action.VIEW_CONNECTIONS
+    )
+    connector = get_catalog().get(connection.connector_key)
+    next_check = None
+    if connection.is_enabled and connection.last_checked_at:
+        next_check = connection.last_checked_at + timedelta(
+            seconds=connection.polling_interval_seconds
+        )
+    return render(
+        request,
+        "connections/detail.html",
+        {
+            "folder": connection.folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "connection": connection,
+            "connector": connector,
+            "auth": connector.auth_type(connection.auth_type) if connector else None,
+            "events": connection.events.select_related("actor")[:HISTORY_LENGTH],
+            "checks": connection.health_checks.all()[:10],
+            "next_check": next_check,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, perms = connection_for(
+        request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS
+    )
+    connector = actions.connector_of(connection)
+    auth = connector.auth_type(connection.auth_type)
+    initial = {
+        "name": connection.name,
+        "description": connection.description,
+        "polling_interval_seconds": connection.polling_interval_seconds,
+        **{f"field_{key}": value for key, value in connection.fields.items()},
+    }
+    form = EditForm(request.POST or None, initial=initial, connector=connector, auth=auth)
+    connect_error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = actions.edit_connection(
+                connection=connection,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                polling_interval_seconds=form.cleaned_data["polling_interval_seconds"],
+                fields=form.definition_values(),
+                actor=request.user,
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        except actions.ConnectError as error:
+            connect_error = str(error)
+        else:
+            messages.success(
+                request, "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
+            )
+            return redirect("connection_detail", folder_id, connection.pk)
+    return render(
+        request,
+        "connections/edit.html",
+        {
+            "folder": connection.folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "connection": connection,
+            "connector": connector,
+            "form": form,
+            "connect_error": connect_error,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, perms = connection_for(
+        request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS
+    )
+    connector = actions.connector_of(connection)
+    auth = connector.auth_type(connection.auth_type)
+    form = ReplaceSecretForm(request.POST or None, auth=auth)
+    connect_error = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.replace_secret(
+                connection=connection, secret=form.secret_values(), actor=request.user
+            )
+        except ValidationError as error:
+            _add_errors(form, error)
+        except actions.ConnectError as error:
+            connect_error = str(error)
+        else:
+            messages.success(request, "The new secret works and replaced the old one.")
+            return redirect("connection_detail", folder_id, connection.pk)
+    return render(
+        request,
+        "connections/replace_secret.html",
+        {
+            "folder": connection.folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "connection": connection,
+            "connector": connector,
+            "form": form,
+            "connect_error": connect_error,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_POST
+@login_required
+def check_now(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, _ = connection_for(request.user, folder_id, connection_id, Action.USE_CONNECTIONS)
+    if not connection.is_enabled:
+        messages.error(request, "This connection is disabled: enable it before checking it.")
+    else:
+        try:
+            result = actions.check_connection(connection=connection, actor=request.user)
+        except actions.ConnectError as error:
+            messages.error(request, str(error))
+        else:
+            if result.ok:
+                messages.success(request, f"Check succeeded in {result.latency_ms} ms.")
+            else:
+                messages.error(request, f"Check failed: {result.error}")
+    return redirect("connection_detail", folder_id, connection.pk)
+
+
+@require_POST
+@login_required
+def set_enabled(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, _ = connection_for(request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS)
+    enable = request.POST.get("enabled") == "1"
+    actions.set_enabled(connection=connection, enabled=enable, actor=request.user)
+    messages.success(
+        request,
+        f"{connection.name} is enabled."
+        if enable
+        else f"{connection.name} is disabled: it is not used, refreshed or checked.",
+    )
+    return redirect("connection_detail", folder_id, connection.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def delete(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    connection, perms = connection_for(
+        request.user, folder_id, connection_id, Action.DELETE_CONNECTIONS
+    )
+    if request.method == "POST":
+        name = connection.name
+        actions.delete_connection(connection=connection, actor=request.user)
+        messages.success(request, f"{name} was deleted.")
+        return redirect("folder_connections", folder_id)
+    return render(
+        request,
+        "connections/confirm_delete.html",
+        {
+            "folder": connection.folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "connection": connection,
+            "connector": get_catalog().get(connection.connector_key),
+        },
+    )

@@ -1,0 +1,104 @@
+"""A small provider API served over real HTTP in tests: answers like a SaaS
+API does to a good, a wrong, or an under-privileged credential."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GOOD_TOKEN = "ghp_good_token_value_1234567890"
+WEAK_TOKEN = "ghp_weak_token_value_0987654321"
+GOOD_API_KEY = "key-live-abcdefghijklmnop"
+GOOD_BASIC = ("robot@example.com", "api-token-secret-42")
+
+
+class FakeProvider:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict]] = []
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def _answer(self, status: int, body: dict) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                provider.requests.append((self.path, dict(self.headers)))
+                auth = self.headers.get("Authorization", "")
+                if self.path == "/user":
+                    basic = base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
+                    if auth == f"Bearer {GOOD_TOKEN}":
+                        return self._answer(200, {"login": "octo-robot", "id": 7})
+                    if self.headers.get("X-API-Key") == GOOD_API_KEY:
+                        return self._answer(200, {"login": "api-robot"})
+                    if auth == f"Basic {basic}":
+                        return self._answer(200, {"login": GOOD_BASIC[0]})
+                    if auth == f"Bearer {WEAK_TOKEN}":
+                        return self._answer(403, {"message": "Resource not accessible by token"})
+                    token = auth.partition(" ")[2]
+                    return self._answer(401, {"message": f"Bad credentials: {token} is invalid"})
+                return self._answer(404, {"message": "Not Found"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://localhost:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+DEFINITION = """
+key: fakehub
+name: FakeHub
+icon: connections/icons/github.svg
+categories: [Testing]
+description: A provider served by the test suite.
+docs_url: https://example.com/docs
+api_base_url: {base}
+allowed_hosts: [localhost]
+auth_types:
+  - type: pat
+    secrets:
+      - key: token
+        label: Personal access token
+    send:
+      scheme: bearer
+  - type: api_key
+    secrets:
+      - key: api_key
+        label: API key
+    send:
+      scheme: header
+      header: X-API-Key
+      value: "{{api_key}}"
+  - type: basic
+    fields:
+      - key: email
+        label: E-mail
+        type: email
+    secrets:
+      - key: api_token
+        label: API token
+    send:
+      scheme: basic
+      username: "{{email}}"
+      password: "{{api_token}}"
+health_check:
+  path: /user
+  identity: login
+"""
