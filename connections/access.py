@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from connections.models import Connection
-from portal.permissions import Action, folder_permissions, get_folder_or_404, permission_label
+from portal.permissions import Action, folder_for, permission_label
 
 
 def connection_for(user, folder_id: int, connection_id: int, action: Action):
@@ -14,8 +14,7 @@ def connection_for(user, folder_id: int, connection_id: int, action: Action):
     404 when the folder or the connection is invisible to the user (no
     Connections - View), 403 when visible but the action is not allowed.
     """
-    folder = get_folder_or_404(user, folder_id)
-    perms = folder_permissions(user, folder)
+    folder, perms = folder_for(user, folder_id, Action.VIEW_FOLDER)
     if Action.VIEW_CONNECTIONS not in perms:
         raise Http404("No such connection.")
     try:

@@ -137,13 +137,18 @@ def listable_personal_workspaces(user) -> FolderQuerySet:
 
 
 def get_folder_or_404(user, folder_id: int) -> Folder:
+    folder, _ = folder_for(user, folder_id, Action.VIEW_FOLDER)
+    return folder
+
+
+def folder_for(user, folder_id: int, action: Action) -> tuple[Folder, frozenset[str]]:
+    """The folder and the user's permissions in it, computed once: 404 if the
+    user cannot see the folder, 403 if the action is not allowed there."""
     try:
         folder = Folder.objects.get(pk=folder_id)
     except Folder.DoesNotExist:
         raise Http404("No such folder.") from None
-    if not can(user, Action.VIEW_FOLDER, folder):
-        raise Http404("No such folder.")
-    return folder
+    return folder, require(user, action, folder)
 
 
 def require(user, action: Action, folder: Folder) -> frozenset[str]:

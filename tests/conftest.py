@@ -33,3 +33,25 @@ def make_user(db):
 @pytest.fixture
 def tenant_admin(make_user):
     return make_user("root", is_superuser=True, is_staff=True)
+
+
+def pytest_sessionstart(session):
+    from tests import leak_guard
+
+    leak_guard.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests import leak_guard
+
+    found = leak_guard.findings()
+    if found:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "Stored secrets leaked into output:\n  " + "\n  ".join(sorted(set(found))), red=True
+        )
+        session.exitstatus = 1
+    elif leak_guard.secrets:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"Leak guard: {len(leak_guard.secrets)} stored secrets searched in "
+            f"{len(leak_guard.outputs)} pages and log lines; none found."
+        )

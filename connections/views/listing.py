@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionState
-from portal.permissions import Action, get_folder_or_404, require
+from portal.permissions import Action, folder_for
 
 PAGE_SIZE = 50
 SORTS = {
@@ -25,8 +25,7 @@ SORTS = {
 @require_GET
 @login_required
 def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.VIEW_CONNECTIONS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.VIEW_CONNECTIONS)
     catalog = get_catalog()
     query = request.GET.get("q", "").strip()
     connector = request.GET.get("connector", "")

@@ -15,7 +15,7 @@ from connections import actions
 from connections.catalog import ConnectorSpec, get_catalog
 from connections.catalog.schema import SECRET_AUTH_KINDS
 from connections.forms import ConnectForm
-from portal.permissions import Action, get_folder_or_404, require
+from portal.permissions import Action, folder_for
 
 # Auth types the wizard completes today; others are not offered.
 SUPPORTED_AUTH_KINDS = set(SECRET_AUTH_KINDS)
@@ -35,8 +35,7 @@ def _connector_or_404(key: str) -> ConnectorSpec:
 @require_GET
 @login_required
 def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.CREATE_CONNECTIONS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     query = request.GET.get("q", "").strip()
     connectors = [c for c in get_catalog().search(query) if _offered(c)]
     template = "connections/wizard_choose_connector.html"
@@ -60,8 +59,7 @@ def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
 @require_GET
 @login_required
 def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.CREATE_CONNECTIONS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     connector = _connector_or_404(connector_key)
     offered = _offered(connector)
     if len(offered) == 1:
@@ -84,8 +82,7 @@ def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -
 def connect(
     request: HttpRequest, folder_id: int, connector_key: str, auth_type: str
 ) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.CREATE_CONNECTIONS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     connector = _connector_or_404(connector_key)
     auth = connector.auth_type(auth_type)
     if auth is None or auth.type not in SUPPORTED_AUTH_KINDS:

@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from portal import actions
 from portal.forms import AssignmentForm, FolderForm
 from portal.models import RoleAssignment
-from portal.permissions import Action, get_folder_or_404, require
+from portal.permissions import Action, folder_for, get_folder_or_404, require
 from portal.workspaces import ensure_personal_workspace
 
 
@@ -33,8 +33,7 @@ def folder_detail(request: HttpRequest, folder_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def folder_subfolders(request: HttpRequest, folder_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.VIEW_FOLDER, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.VIEW_FOLDER)
     form = FolderForm()
     if request.method == "POST":
         require(request.user, Action.MANAGE_FOLDER_ACCESS, folder)
@@ -80,8 +79,7 @@ def _access_context(folder, perms, form) -> dict:
 @require_http_methods(["GET", "POST"])
 @login_required
 def folder_access(request: HttpRequest, folder_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.MANAGE_FOLDER_ACCESS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.MANAGE_FOLDER_ACCESS)
     form = AssignmentForm()
     if request.method == "POST":
         form = AssignmentForm(request.POST)
@@ -115,8 +113,7 @@ def folder_access(request: HttpRequest, folder_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @login_required
 def assignment_remove(request: HttpRequest, folder_id: int, assignment_id: int) -> HttpResponse:
-    folder = get_folder_or_404(request.user, folder_id)
-    perms = require(request.user, Action.MANAGE_FOLDER_ACCESS, folder)
+    folder, perms = folder_for(request.user, folder_id, Action.MANAGE_FOLDER_ACCESS)
     # Only assignments made on this folder are removed here; inherited ones
     # are removed on the folder they were made on.
     assignment = get_object_or_404(

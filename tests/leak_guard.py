@@ -1,0 +1,77 @@
+"""Suite-wide guard: no stored secret may appear in any page, fragment,
+admin page or log line produced while the suite runs.
+
+Every value handed to ``vault.store_secret`` is remembered; every response
+the portal renders (test client, live server, browser tests) and every log
+record is collected; at the end of the session each secret is searched for
+in all of them and the run fails if one is found.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.core.handlers.base import BaseHandler
+
+# Pages whose job is to show a value once, by design. Never a vault secret:
+# the Sandbox provider's own token page shows the token it just issued.
+ALLOWED_PATHS = ("/sandbox/tokens/",)
+MIN_SECRET_LENGTH = 8
+
+_lock = threading.Lock()
+secrets: set[str] = set()
+outputs: list[tuple[str, str]] = []
+
+
+class _Collector(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - a broken record must not break the run
+            text = str(record.msg)
+        with _lock:
+            outputs.append((f"log {record.name}", text))
+
+
+def install() -> None:
+    from connections import vault
+
+    original_store = vault.store_secret
+
+    def recording_store(connection, secret: dict):
+        with _lock:
+            secrets.update(
+                str(v) for v in secret.values() if v and len(str(v)) >= MIN_SECRET_LENGTH
+            )
+        return original_store(connection, secret)
+
+    vault.store_secret = recording_store
+
+    original_get_response = BaseHandler.get_response
+
+    def recording_get_response(self, request):
+        response = original_get_response(self, request)
+        if not getattr(response, "streaming", False) and not request.path.startswith(
+            ALLOWED_PATHS
+        ):
+            body = response.content.decode("utf-8", "replace")
+            headers = "\n".join(f"{k}: {v}" for k, v in response.items())
+            with _lock:
+                outputs.append((f"page {request.method} {request.path}", headers + body))
+        return response
+
+    BaseHandler.get_response = recording_get_response
+    handler = _Collector(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def findings() -> list[str]:
+    with _lock:
+        found = []
+        for where, text in outputs:
+            for secret in secrets:
+                if secret in text:
+                    found.append(f"{where} contains a stored secret ({secret[:3]}…)")
+        return found
