@@ -297,6 +297,28 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DATA_DIR / "beat-schedule")
 PORTAL_HEARTBEAT_SECONDS = env.int("PORTAL_HEARTBEAT_SECONDS", default=60)
 
+# --- Outbound HTTP --------------------------------------------------------
+# Every outbound call goes through connections/egress.py. Loopback, link-local,
+# private, carrier-grade NAT and cloud metadata addresses are refused unless
+# they fall inside one of these networks (comma-separated CIDRs, for example
+# "10.20.0.0/16,192.168.5.10/32"); plain http is allowed only to them. A
+# metadata address (169.254.169.254) opens only when listed as a /32 itself.
+import ipaddress  # noqa: E402
+
+PORTAL_EGRESS_ALLOWED_NETWORKS = [
+    cidr.strip() for cidr in env.list("PORTAL_EGRESS_ALLOWED_NETWORKS", default=[]) if cidr.strip()
+]
+for _cidr in PORTAL_EGRESS_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PORTAL_EGRESS_ALLOWED_NETWORKS: {_cidr!r} is not a network (CIDR such as 10.0.0.0/8)."
+        ) from None
+PORTAL_HTTP_CONNECT_TIMEOUT = env.float("PORTAL_HTTP_CONNECT_TIMEOUT", default=5)  # seconds
+PORTAL_HTTP_READ_TIMEOUT = env.float("PORTAL_HTTP_READ_TIMEOUT", default=20)  # seconds
+PORTAL_HTTP_MAX_REDIRECTS = env.int("PORTAL_HTTP_MAX_REDIRECTS", default=3)
+
 # --- Logging --------------------------------------------------------------
 LOGGING = {
     "version": 1,
