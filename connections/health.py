@@ -63,7 +63,11 @@ def egress_policy(connector: ConnectorSpec) -> egress.EgressPolicy:
         except OSError:
             infos = []
         networks = tuple(sorted({info[4][0] for info in infos}))
-    return egress.EgressPolicy(allowed_hosts=connector.request_hosts(), allowed_networks=networks)
+    hosts = connector.request_hosts()
+    if "*" in hosts:
+        # Any public host (the generic connector): the address check still applies.
+        hosts = ()
+    return egress.EgressPolicy(allowed_hosts=hosts, allowed_networks=networks)
 
 
 def _dig(data, path: str) -> str:
