@@ -7,16 +7,15 @@ Used when connecting (the secret is checked before anything is stored), by
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from connections import egress
-from connections.catalog.schema import PLACEHOLDER, AuthTypeSpec, ConnectorSpec, SendSpec
+from connections.catalog.schema import AuthTypeSpec, ConnectorSpec
 
 PROVIDER_MESSAGE_KEYS = ("error_description", "error", "message", "errorMessages", "detail")
 MAX_PROVIDER_MESSAGE = 200
@@ -31,25 +30,6 @@ class CheckResult:
     identity: str = ""
     # What kind of failure: decides the connection's state.
     failure: str = ""  # "", "rejected", "forbidden", "not_found", "unreachable", "provider"
-
-
-def _fill(template: str, values: dict[str, str], *, quote_values: bool = False) -> str:
-    def value(match: re.Match) -> str:
-        text = str(values.get(match.group(1), ""))
-        return quote(text, safe="") if quote_values else text
-
-    return PLACEHOLDER.sub(value, template)
-
-
-def request_credentials(send: SendSpec, values: dict[str, str]) -> dict:
-    """The keyword arguments that put the credential on a request."""
-    if send.scheme == "bearer":
-        return {"headers": {"Authorization": f"Bearer {_fill(send.value, values)}"}}
-    if send.scheme == "header":
-        return {"headers": {send.header: send.prefix + _fill(send.value, values)}}
-    if send.scheme == "basic":
-        return {"auth": (_fill(send.username, values), _fill(send.password, values))}
-    return {"params": {send.param: _fill(send.value, values)}}
 
 
 def egress_policy(connector: ConnectorSpec) -> egress.EgressPolicy:
@@ -68,17 +48,6 @@ def egress_policy(connector: ConnectorSpec) -> egress.EgressPolicy:
         # Any public host (the generic connector): the address check still applies.
         hosts = ()
     return egress.EgressPolicy(allowed_hosts=hosts, allowed_networks=networks)
-
-
-def _dig(data, path: str) -> str:
-    for part in path.split("."):
-        if isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        elif isinstance(data, dict) and part in data:
-            data = data[part]
-        else:
-            return ""
-    return "" if isinstance(data, dict | list) or data is None else str(data)
 
 
 def _provider_message(response, secret_values: list[str]) -> str:
@@ -109,41 +78,43 @@ def run_check(
 ) -> CheckResult:
     """Send the health request with this credential and say what happened."""
     values = {**fields, **secret}
-    check = connector.health_check
-    url = connector.api_base(fields) + _fill(check.path, values, quote_values=True)
+    check = connector.health_check_for(auth.type)
+    url = connector.health_check_url(fields, auth.type)
     host = urlsplit(url).hostname or url
+    headers = dict(connector.headers)
+    params: dict[str, str] = {}
+    if auth.send is not None:
+        credential_headers, params = auth.send.apply(values)
+        headers.update(credential_headers)
     started = time.monotonic()
     try:
         response = egress.request(
-            check.method,
-            url,
-            policy=egress_policy(connector),
-            **request_credentials(auth.send, values),
+            check.method, url, policy=egress_policy(connector), headers=headers, params=params
         )
-    except egress.EgressDenied as error:
-        return CheckResult(ok=False, error=str(error), failure="unreachable")
-    except egress.EgressError as error:
+    except (egress.EgressDenied, egress.EgressError) as error:
         return CheckResult(ok=False, error=str(error), failure="unreachable")
     latency = int((time.monotonic() - started) * 1000)
     status = response.status_code
-    if status in check.success_status:
-        identity = ""
-        if check.identity:
-            try:
-                identity = _dig(response.json(), check.identity)
-            except ValueError:
-                identity = ""
-        elif check.identity_field:
-            identity = values.get(check.identity_field, "")
-        return CheckResult(ok=True, status_code=status, latency_ms=latency, identity=identity)
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if check.is_success(status, answer):
+        return CheckResult(
+            ok=True,
+            status_code=status,
+            latency_ms=latency,
+            identity=check.read_identity(answer, values)[:255],
+        )
 
     said = _provider_message(response, [str(v) for v in secret.values()])
     said = f' The provider said: "{said}"' if said else ""
-    if status == 401:
+    secret_label = auth.secrets[0].label.lower() if auth.secrets else "credential"
+    if status == 401 or (status in check.success_status and check.expect):
+        # Slack-style providers answer 200 {"ok": false} to a revoked token.
         error, failure = (
-            f"{connector.name} refused the credentials (401 Unauthorized): the "
-            f"{auth.secrets[0].label.lower() if auth.secrets else 'credential'} is wrong, "
-            "expired or revoked.",
+            f"{connector.name} refused the credentials ({status}): the {secret_label} "
+            "is wrong, expired or revoked.",
             "rejected",
         )
     elif status == 403:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from portal.views import folders, invitations, tenant
+from portal.views import folders, invitations, shell, tenant
 
 urlpatterns = [
     path("", folders.home, name="home"),
@@ -28,4 +28,6 @@ urlpatterns = [
     path("", include("connections.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
+    # Pages that do not link an icon themselves (the admin's) ask for this one.
+    path("favicon.ico", shell.favicon),
 ]
