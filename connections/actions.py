@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from connections import vault
+from connections import egress, vault
 from connections.catalog import AuthTypeSpec, ConnectorSpec, get_catalog
-from connections.health import CheckResult, run_check
+from connections.health import CheckResult, egress_policy, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from portal.models import Folder
 
@@ -46,8 +46,14 @@ def clean_fields(connector: ConnectorSpec, auth: AuthTypeSpec, raw: dict) -> dic
     for spec in (*connector.fields, *auth.fields):
         try:
             cleaned[spec.key] = spec.clean(raw.get(spec.key))
+            if spec.type == "url" and cleaned[spec.key]:
+                # Say early and plainly when an address is private, loopback or
+                # metadata; the connect-time check of the resolved address still applies.
+                egress.check_url(cleaned[spec.key], egress_policy(connector))
         except ValidationError as error:
             errors[spec.key] = error.messages
+        except egress.EgressDenied as error:
+            errors[spec.key] = [str(error)]
     if errors:
         raise ValidationError(errors)
     return cleaned

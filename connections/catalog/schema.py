@@ -282,6 +282,8 @@ class FieldSpec(Model):
             expected = " or ".join(_expected_form(p) for p in self.allowed_hosts)
             raise ValidationError(f"{self.label} must be an address like {expected}.")
         port = f":{port}" if port else ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 literal keeps its brackets
         return f"https://{host}{port}{parts.path.rstrip('/')}"
 
 

@@ -15,7 +15,7 @@ GOOD_BASIC = ("robot@example.com", "api-token-secret-42")
 
 
 class FakeProvider:
-    def __init__(self) -> None:
+    def __init__(self, address: str = "127.0.0.1", redirect_to: str = "") -> None:
         self.requests: list[tuple[str, dict]] = []
         provider = self
 
@@ -34,6 +34,12 @@ class FakeProvider:
             def do_GET(self) -> None:
                 provider.requests.append((self.path, dict(self.headers)))
                 auth = self.headers.get("Authorization", "")
+                if redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if self.path == "/user":
                     basic = base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
                     if auth == f"Bearer {GOOD_TOKEN}":
@@ -48,9 +54,10 @@ class FakeProvider:
                     return self._answer(401, {"message": f"Bad credentials: {token} is invalid"})
                 return self._answer(404, {"message": "Not Found"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((address, 0), Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://localhost:{self.port}"
+        host = "localhost" if address == "127.0.0.1" else address
+        self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeProvider:
