@@ -42,7 +42,7 @@ def _queries(client, folder, **params) -> tuple[int, int]:
     with CaptureQueriesContext(db) as captured:
         response = client.get(reverse("folder_connections", args=[folder.pk]), params)
     assert response.status_code == 200
-    rows = response.content.decode().count('href="/folders/%d/connections/' % folder.pk)
+    rows = response.content.decode().count(f'href="/folders/{folder.pk}/connections/')
     return len(captured), rows
 
 

@@ -79,21 +79,21 @@ def test_instance_url_must_match_the_connector(client, developer, tree):
 def test_redirect_to_a_private_address_is_refused(client, developer, tree, settings, tmp_path):
     """A provider the operator allows (127.0.0.2) redirects to one they do not
     (127.0.0.1): the redirect is refused and the second server sees nothing."""
-    with FakeProvider("127.0.0.1") as target:
-        with FakeProvider("127.0.0.2", redirect_to=target.url) as front:
-            folder = tmp_path / "defs"
-            folder.mkdir()
-            (folder / "fakehub.yaml").write_text(DEFINITION.format(base=front.url))
-            (folder / "fakehub.yaml").write_text(
-                (folder / "fakehub.yaml").read_text().replace("[localhost]", '["127.0.0.2"]')
-            )
-            settings.PORTAL_CONNECTORS_DIRS = [str(folder)]
-            settings.PORTAL_EGRESS_ALLOWED_NETWORKS = ["127.0.0.2/32"]
-            get_catalog.cache_clear()
-            url = reverse("connection_add_details", args=[tree["finance"].pk, "fakehub", "pat"])
-            response = client.post(url, {"name": "R", "secret_token": GOOD_TOKEN})
-            assert response.status_code == 400
-            assert len(front.requests) == 1
-            assert target.requests == []
+    target = FakeProvider("127.0.0.1")
+    with target, FakeProvider("127.0.0.2", redirect_to=target.url) as front:
+        folder = tmp_path / "defs"
+        folder.mkdir()
+        (folder / "fakehub.yaml").write_text(DEFINITION.format(base=front.url))
+        (folder / "fakehub.yaml").write_text(
+            (folder / "fakehub.yaml").read_text().replace("[localhost]", '["127.0.0.2"]')
+        )
+        settings.PORTAL_CONNECTORS_DIRS = [str(folder)]
+        settings.PORTAL_EGRESS_ALLOWED_NETWORKS = ["127.0.0.2/32"]
+        get_catalog.cache_clear()
+        url = reverse("connection_add_details", args=[tree["finance"].pk, "fakehub", "pat"])
+        response = client.post(url, {"name": "R", "secret_token": GOOD_TOKEN})
+        assert response.status_code == 400
+        assert len(front.requests) == 1
+        assert target.requests == []
     assert not Connection.objects.exists()
     get_catalog.cache_clear()
