@@ -1,0 +1,32 @@
+"""The admin shows connections but never their secret material."""
+
+from django.contrib import admin
+from django.urls import reverse
+
+from connections import vault
+from connections.models import Connection, Credential
+from tests.factories import FolderFactory
+
+SECRET = "admin-visible-secret-never-1234"
+
+
+def test_admin_pages_never_show_the_secret(client, tenant_admin):
+    connection = Connection.objects.create(
+        folder=FolderFactory(), connector_key="github", name="Robot", auth_type="pat"
+    )
+    vault.store_secret(connection, {"token": SECRET})
+    client.force_login(tenant_admin)
+    pages = [
+        reverse("admin:connections_connection_changelist"),
+        reverse("admin:connections_connection_change", args=[connection.pk]),
+        reverse("admin:connections_connection_changelist") + "?q=Robot",
+        reverse("admin:connections_healthcheck_changelist"),
+    ]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        assert SECRET not in body
+        assert Credential.objects.get().ciphertext not in body
+    assert Credential not in admin.site._registry
+    assert SECRET not in repr(connection.credential) + str(connection.credential)
