@@ -1,12 +1,48 @@
 """The Celery app: Redis when REDIS_URL is set, otherwise kombu's filesystem
 broker under var/celery (one machine, no server; see docs/operations.md)."""
 
+import contextlib
 import os
+import uuid
 from pathlib import Path
+from time import monotonic
 
 from celery import Celery
+from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+
+class FilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel, but each message appears whole.
+
+    kombu creates the message file under its final name and then writes into
+    it, so a worker polling the folder can take the file while it is still
+    empty: the worker stops with "Unrecoverable error: JSONDecodeError" and the
+    message is lost. Here the message is written under a name no consumer
+    looks at (consumers take only ``<stamp>_<uuid>.<queue>.msg``) and then
+    renamed, which is atomic within one folder.
+    """
+
+    def _put(self, queue, payload, **kwargs):
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = os.path.join(self.data_folder_out, f".{name}.partial")
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(str_to_bytes(dumps(payload)))
+            os.replace(partial, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class FilesystemTransport(filesystem.Transport):
+    Channel = FilesystemChannel
+
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -17,8 +53,9 @@ def _prepare_filesystem_broker() -> None:
 
     if app.conf.broker_url == "filesystem://":
         options = app.conf.broker_transport_options
-        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+            if key in options:
+                Path(options[key]).mkdir(parents=True, exist_ok=True)
         Path(settings.CELERY_BEAT_SCHEDULE_FILENAME).parent.mkdir(parents=True, exist_ok=True)
 
 

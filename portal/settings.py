@@ -161,7 +161,10 @@ LOGOUT_REDIRECT_URL = "account_login"
 
 # --- django-allauth -------------------------------------------------------
 ACCOUNT_ADAPTER = "portal.auth.adapter.PortalAccountAdapter"
-ACCOUNT_FORMS = {"signup": "portal.auth.forms.PortalSignupForm"}
+ACCOUNT_FORMS = {
+    "login": "portal.auth.forms.PortalLoginForm",
+    "signup": "portal.auth.forms.PortalSignupForm",
+}
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "optional"
@@ -169,8 +172,11 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_SESSION_REMEMBER = None
-# django-axes owns the lockout after failed logins; allauth's other limits stay.
-ACCOUNT_RATE_LIMITS = {"login_failed": None}
+# Failed passwords: django-axes locks out per (account, client address); see
+# PortalAccountAdapter.pre_authenticate. allauth's "login_failed" limit then only
+# counts wrong second-factor codes: 10 a minute per address, 5 per 5 minutes per
+# account. Its other limits stay at allauth's defaults.
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/300s/key"}
 ALLAUTH_TRUSTED_PROXY_COUNT = PORTAL_TRUSTED_PROXY_COUNT
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("PORTAL_MFA_ISSUER", default="Connections portal")
@@ -282,10 +288,13 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
+    # kombu's filesystem transport, with messages written atomically (portal/celery.py).
+    CELERY_BROKER_TRANSPORT = "portal.celery:FilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_DATA_DIR / "queue"),
         "data_folder_out": str(CELERY_DATA_DIR / "queue"),
         "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        "control_folder": str(CELERY_DATA_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True

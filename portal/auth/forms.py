@@ -1,10 +1,19 @@
-"""Sign-up form: with an invitation, the e-mail address is the invited one."""
+"""allauth forms: with an invitation, the e-mail address is the invited one;
+the login page offers sign-up only when sign-up is open to this visitor."""
 
-from allauth.account.forms import SignupForm
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import LoginForm, SignupForm
 from allauth.core import context
 from django import forms
 
 from portal.auth.invitations import pending_invitation_in_session
+
+
+class PortalLoginForm(LoginForm):
+    @property
+    def signup_open(self) -> bool:
+        request = self.request or context.request
+        return request is not None and get_adapter(request).is_open_for_signup(request)
 
 
 class PortalSignupForm(SignupForm):
