@@ -32,7 +32,7 @@ def _required_in_production(name: str, value: str) -> str:
 SECRET_KEY = _required_in_production("PORTAL_SECRET_KEY", env.str("PORTAL_SECRET_KEY", default=""))
 if not SECRET_KEY:
     # Development only (PORTAL_DEBUG on): a fixed, clearly insecure key.
-    SECRET_KEY = "django-insecure-development-only-key-set-PORTAL_SECRET_KEY-in-production"
+    SECRET_KEY = "django-insecure-development-only-set-PORTAL_SECRET_KEY"  # noqa: S105
 
 ALLOWED_HOSTS = env.list(
     "PORTAL_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else []
@@ -47,6 +47,11 @@ CSRF_TRUSTED_ORIGINS = env.list("PORTAL_CSRF_TRUSTED_ORIGINS", default=[PORTAL_B
 # the TCP peer and X-Forwarded-For is ignored; N means the Nth address from the
 # right of X-Forwarded-For is the client. See portal/client_ip.py.
 PORTAL_TRUSTED_PROXY_COUNT = env.int("PORTAL_TRUSTED_PROXY_COUNT", default=0)
+
+# Connector catalog: extra folders of YAML definitions (docs/connectors.md),
+# and the Sandbox connector that talks to the portal's own sandbox API.
+PORTAL_CONNECTORS_DIRS = env.list("PORTAL_CONNECTORS_DIRS", default=[])
+PORTAL_SANDBOX_ENABLED = env.bool("PORTAL_SANDBOX_ENABLED", default=False)
 
 # Sign-up is by invitation unless this is on.
 PORTAL_OPEN_SIGNUP = env.bool("PORTAL_OPEN_SIGNUP", default=False)
@@ -103,15 +108,14 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "portal.context_processors.shell",
+                "connections.context_processors.sandbox",
             ],
         },
     },
 ]
 
 DATABASES = {
-    "default": env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
-    )
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("PORTAL_DB_CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

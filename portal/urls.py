@@ -1,7 +1,11 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
 from portal.views import folders, invitations, shell, tenant
+
+# The admin signs in through allauth, so its second factor applies there too.
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("", folders.home, name="home"),

@@ -1,4 +1,5 @@
 import os
+import uuid
 
 import pytest
 
@@ -7,6 +8,15 @@ from tests.factories import FolderFactory, UserFactory
 # Playwright's sync API runs an event loop in the test thread; the ORM calls
 # made by fixtures around it are still synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """allauth's rate limits and used-code markers live in the cache: a key
+    space per test (never cache.clear(): on Redis it would wipe the broker)."""
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
+    }
 
 
 @pytest.fixture

@@ -21,3 +21,6 @@ STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
 }
 AXES_ENABLED = True
+
+# WhiteNoise looks for STATIC_ROOT at start-up; the suite serves from the finders.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -6,154 +6,399 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('beat_at', models.DateTimeField()),
-                ('hostname', models.CharField(blank=True, max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("beat_at", models.DateTimeField()),
+                ("hostname", models.CharField(blank=True, max_length=200)),
             ],
         ),
         migrations.CreateModel(
-            name='Folder',
+            name="Folder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('kind', models.CharField(choices=[('shared', 'Shared folder'), ('personal', 'Personal workspace')], default='shared', max_length=10)),
-                ('path', models.CharField(db_index=True, default='', editable=False, max_length=1000)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('owner', models.OneToOneField(blank=True, help_text='Set for personal workspaces only.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='personal_workspace', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='portal.folder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("description", models.CharField(blank=True, max_length=500)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("shared", "Shared folder"), ("personal", "Personal workspace")],
+                        default="shared",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "path",
+                    models.CharField(db_index=True, default="", editable=False, max_length=1000),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "owner",
+                    models.OneToOneField(
+                        blank=True,
+                        help_text="Set for personal workspaces only.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="personal_workspace",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="portal.folder",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['path'],
-                'permissions': [('view_connections', 'Connections - View'), ('use_connections', 'Connections - Use'), ('create_connections', 'Connections - Create'), ('edit_connections', 'Connections - Edit'), ('delete_connections', 'Connections - Delete'), ('view_triggers', 'Triggers - View'), ('manage_triggers', 'Triggers - Manage'), ('view_processes', 'Processes - View'), ('manage_processes', 'Processes - Manage'), ('view_jobs', 'Jobs - View'), ('view_solutions', 'Solutions - View'), ('author_solutions', 'Solutions - Author'), ('deploy_solutions', 'Solutions - Deploy'), ('manage_folder_access', 'Folder - Manage access')],
-                'default_permissions': ('add', 'change', 'delete', 'view'),
+                "ordering": ["path"],
+                "permissions": [
+                    ("view_connections", "Connections - View"),
+                    ("use_connections", "Connections - Use"),
+                    ("create_connections", "Connections - Create"),
+                    ("edit_connections", "Connections - Edit"),
+                    ("delete_connections", "Connections - Delete"),
+                    ("view_triggers", "Triggers - View"),
+                    ("manage_triggers", "Triggers - Manage"),
+                    ("view_processes", "Processes - View"),
+                    ("manage_processes", "Processes - Manage"),
+                    ("view_jobs", "Jobs - View"),
+                    ("view_solutions", "Solutions - View"),
+                    ("author_solutions", "Solutions - Author"),
+                    ("deploy_solutions", "Solutions - Deploy"),
+                    ("manage_folder_access", "Folder - Manage access"),
+                ],
+                "default_permissions": ("add", "change", "delete", "view"),
             },
         ),
         migrations.CreateModel(
-            name='FolderGroupGrant',
+            name="FolderGroupGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='portal.folder')),
-                ('group', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.group')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "content_object",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="portal.folder",
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="auth.group"),
+                ),
+                (
+                    "permission",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="auth.permission"
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='FolderUserGrant',
+            name="FolderUserGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('content_object', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='portal.folder')),
-                ('permission', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='auth.permission')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "content_object",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="portal.folder",
+                    ),
+                ),
+                (
+                    "permission",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="auth.permission"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='Invitation',
+            name="Invitation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254)),
-                ('token_digest', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField()),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('accepted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='accepted_invitation', to=settings.AUTH_USER_MODEL)),
-                ('invited_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email", models.EmailField(max_length=254)),
+                ("token_digest", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField()),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "accepted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="accepted_invitation",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "invited_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Role',
+            name="Role",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80, unique=True)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('is_builtin', models.BooleanField(default=False, editable=False)),
-                ('permissions', models.ManyToManyField(blank=True, limit_choices_to={'codename__in': ['author_solutions', 'create_connections', 'delete_connections', 'deploy_solutions', 'edit_connections', 'manage_folder_access', 'manage_processes', 'manage_triggers', 'use_connections', 'view_connections', 'view_jobs', 'view_processes', 'view_solutions', 'view_triggers'], 'content_type__app_label': 'portal', 'content_type__model': 'folder'}, to='auth.permission')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80, unique=True)),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("is_builtin", models.BooleanField(default=False, editable=False)),
+                (
+                    "permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        limit_choices_to={
+                            "codename__in": [
+                                "author_solutions",
+                                "create_connections",
+                                "delete_connections",
+                                "deploy_solutions",
+                                "edit_connections",
+                                "manage_folder_access",
+                                "manage_processes",
+                                "manage_triggers",
+                                "use_connections",
+                                "view_connections",
+                                "view_jobs",
+                                "view_processes",
+                                "view_solutions",
+                                "view_triggers",
+                            ],
+                            "content_type__app_label": "portal",
+                            "content_type__model": "folder",
+                        },
+                        to="auth.permission",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='RoleAssignment',
+            name="RoleAssignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('folder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='portal.folder')),
-                ('group', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='role_assignments', to='auth.group')),
-                ('role', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='assignments', to='portal.role')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='role_assignments', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to="portal.folder",
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="role_assignments",
+                        to="auth.group",
+                    ),
+                ),
+                (
+                    "role",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="assignments",
+                        to="portal.role",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="role_assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['folder__path', 'role__name'],
+                "ordering": ["folder__path", "role__name"],
             },
         ),
         migrations.CreateModel(
-            name='TenantSettings',
+            name="TenantSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('allow_shared_connection_creation', models.BooleanField(default=True, help_text='When off, only folder administrators and tenant administrators create connections in shared folders; everyone may still create them in their personal workspace.', verbose_name='Allow users to create connections in shared folders')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "allow_shared_connection_creation",
+                    models.BooleanField(
+                        default=True,
+                        help_text="When off, only folder administrators and tenant administrators create connections in shared folders; everyone may still create them in their personal workspace.",
+                        verbose_name="Allow users to create connections in shared folders",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'tenant settings',
-                'verbose_name_plural': 'tenant settings',
-                'permissions': [('administer_tenant', 'Tenant administrator')],
+                "verbose_name": "tenant settings",
+                "verbose_name_plural": "tenant settings",
+                "permissions": [("administer_tenant", "Tenant administrator")],
             },
         ),
         migrations.AddConstraint(
-            model_name='folder',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'shared'), ('owner__isnull', True)), models.Q(('kind', 'personal'), ('owner__isnull', False), ('parent__isnull', True)), _connector='OR'), name='folder_personal_has_owner_and_no_parent'),
+            model_name="folder",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "shared"), ("owner__isnull", True)),
+                    models.Q(
+                        ("kind", "personal"), ("owner__isnull", False), ("parent__isnull", True)
+                    ),
+                    _connector="OR",
+                ),
+                name="folder_personal_has_owner_and_no_parent",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='folder',
-            constraint=models.UniqueConstraint(fields=('parent', 'name'), name='folder_unique_name_in_parent'),
+            model_name="folder",
+            constraint=models.UniqueConstraint(
+                fields=("parent", "name"), name="folder_unique_name_in_parent"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='folder',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'shared'), ('parent__isnull', True)), fields=('name',), name='folder_unique_top_level_name'),
+            model_name="folder",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "shared"), ("parent__isnull", True)),
+                fields=("name",),
+                name="folder_unique_top_level_name",
+            ),
         ),
         migrations.AlterUniqueTogether(
-            name='foldergroupgrant',
-            unique_together={('group', 'permission', 'content_object')},
+            name="foldergroupgrant",
+            unique_together={("group", "permission", "content_object")},
         ),
         migrations.AlterUniqueTogether(
-            name='folderusergrant',
-            unique_together={('user', 'permission', 'content_object')},
+            name="folderusergrant",
+            unique_together={("user", "permission", "content_object")},
         ),
         migrations.AddConstraint(
-            model_name='roleassignment',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('group__isnull', True), ('user__isnull', False)), models.Q(('group__isnull', False), ('user__isnull', True)), _connector='OR'), name='assignment_user_xor_group'),
+            model_name="roleassignment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("group__isnull", True), ("user__isnull", False)),
+                    models.Q(("group__isnull", False), ("user__isnull", True)),
+                    _connector="OR",
+                ),
+                name="assignment_user_xor_group",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='roleassignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('user__isnull', False)), fields=('folder', 'role', 'user'), name='assignment_unique_user_role'),
+            model_name="roleassignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("user__isnull", False)),
+                fields=("folder", "role", "user"),
+                name="assignment_unique_user_role",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='roleassignment',
-            constraint=models.UniqueConstraint(condition=models.Q(('group__isnull', False)), fields=('folder', 'role', 'group'), name='assignment_unique_group_role'),
+            model_name="roleassignment",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("group__isnull", False)),
+                fields=("folder", "role", "group"),
+                name="assignment_unique_group_role",
+            ),
         ),
     ]

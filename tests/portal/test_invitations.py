@@ -4,7 +4,6 @@ address, once, and only the token's digest is stored."""
 
 import hashlib
 import re
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -24,14 +23,6 @@ SIGNUP_URL = "/accounts/signup/"
 INVITE_URL = "/tenant/invitations/"
 NEW_PASSWORD = "a-long-new-password-42"
 LINK = re.compile(r"http://testserver(/invitations/([^/\s]+)/)")
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(settings):
-    """allauth's rate limits live in the cache; a key space per test."""
-    settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
-    }
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ attacker with curl) would talk to the portal.
 """
 
 import re
-import uuid
 
 import pytest
 from axes.models import AccessAttempt
@@ -40,16 +39,6 @@ def is_logged_in(client) -> bool:
 
 def locked(response) -> bool:
     return response.status_code == 429 and b"Too many failed sign-in attempts" in response.content
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(settings):
-    """allauth's rate limits (30 logins a minute per address) live in the cache,
-    which outlives a test; give each test its own key space instead of flushing
-    a Redis database other things may share."""
-    settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
-    }
 
 
 @pytest.fixture

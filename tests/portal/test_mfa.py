@@ -8,7 +8,6 @@ import hmac
 import re
 import struct
 import time
-import uuid
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
@@ -22,15 +21,6 @@ ACTIVATE_URL = "/accounts/2fa/totp/activate/"
 AUTHENTICATE_URL = "/accounts/2fa/authenticate/"
 REAUTHENTICATE_URL = "/accounts/reauthenticate/"
 PERIOD = 30
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(settings):
-    """allauth's rate limits and used-code markers live in the cache; a key
-    space per test."""
-    settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"}
-    }
 
 
 def totp(secret_b32: str, at: float | None = None, digits: int = 6) -> str:
@@ -243,14 +233,6 @@ def test_password_failures_are_still_counted_by_axes_per_address(client, alice, 
     assert signed_in(elsewhere)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Defect: /admin/login/ signs a staff user in with the password alone. Fix in "
-        "portal/urls.py: `admin.site.login = secure_admin_login(admin.site.login)` "
-        "(allauth.account.decorators), so the admin hands sign-in to allauth."
-    ),
-)
 def test_admin_login_does_not_bypass_the_second_factor(client, db):
     """A staff user with TOTP must not get into the Django admin with the
     password alone through /admin/login/ (Django's own login form knows
