@@ -28,7 +28,7 @@ class _Collector(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.format(record)
-        except Exception:  # noqa: BLE001 - a broken record must not break the run
+        except Exception:
             text = str(record.msg)
         with _lock:
             outputs.append((f"log {record.name}", text))
@@ -52,9 +52,7 @@ def install() -> None:
 
     def recording_get_response(self, request):
         response = original_get_response(self, request)
-        if not getattr(response, "streaming", False) and not request.path.startswith(
-            ALLOWED_PATHS
-        ):
+        if not getattr(response, "streaming", False) and not request.path.startswith(ALLOWED_PATHS):
             body = response.content.decode("utf-8", "replace")
             headers = "\n".join(f"{k}: {v}" for k, v in response.items())
             with _lock:
