@@ -73,6 +73,11 @@ def _provider_message(response, secret_values: list[str]) -> str:
     return ""
 
 
+def _in_sentence(label: str) -> str:
+    """ "Personal access token" -> "personal access token"; "API key" stays."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
 def run_check(
     connector: ConnectorSpec, auth: AuthTypeSpec, fields: dict[str, str], secret: dict[str, str]
 ) -> CheckResult:
@@ -109,11 +114,12 @@ def run_check(
 
     said = _provider_message(response, [str(v) for v in secret.values()])
     said = f' The provider said: "{said}"' if said else ""
-    secret_label = auth.secrets[0].label.lower() if auth.secrets else "credential"
+    secret_label = _in_sentence(auth.secrets[0].label) if auth.secrets else "credential"
+    reason = f"{status} {response.reason}" if response.reason else str(status)
     if status == 401 or (status in check.success_status and check.expect):
         # Slack-style providers answer 200 {"ok": false} to a revoked token.
         error, failure = (
-            f"{connector.name} refused the credentials ({status}): the {secret_label} "
+            f"{connector.name} refused the credentials ({reason}): the {secret_label} "
             "is wrong, expired or revoked.",
             "rejected",
         )

@@ -12,6 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from connections import sandbox
 
+NEW_TOKEN_KEY = "sandbox_new_token"  # noqa: S105 (a session key name)
+
 
 def _require_enabled() -> None:
     if not settings.PORTAL_SANDBOX_ENABLED:
@@ -23,15 +25,17 @@ def _require_enabled() -> None:
 @login_required
 def tokens(request: HttpRequest) -> HttpResponse:
     _require_enabled()
-    new_token = None
     if request.method == "POST":
-        _, new_token = sandbox.issue_token(user=request.user, name=request.POST.get("name", ""))
+        _, token = sandbox.issue_token(user=request.user, name=request.POST.get("name", ""))
+        # Shown once, on the page after the redirect (a refresh makes no new token).
+        request.session[NEW_TOKEN_KEY] = token
+        return redirect("sandbox_tokens")
+    new_token = request.session.pop(NEW_TOKEN_KEY, None)
     return render(
         request,
         "connections/sandbox_tokens.html",
         {
             "tokens": request.user.sandbox_tokens.filter(revoked_at__isnull=True),
-            # Shown once, on this answer only.
             "new_token": new_token,
         },
     )

@@ -70,7 +70,7 @@ def test_wrong_secret_keeps_input_but_not_secret(client, developer, tree, fakehu
     )
     assert response.status_code == 400
     page = response.content.decode()
-    assert "refused the credentials (401)" in page
+    assert "refused the credentials (401 Unauthorized)" in page
     assert "Nightly sync" in page and 'value="Robot"' in page
     assert wrong not in page  # neither in the form nor in the provider's echoed message
     assert "••••" in page
