@@ -72,7 +72,9 @@ def test_store_and_read_secret(db, keys_a):
     # Replacing keeps one row and the new value.
     vault.store_secret(conn, {"token": "replaced-secret-0042"})
     assert Credential.objects.filter(pk=conn.pk).count() == 1
-    assert vault.read_secret(Connection.objects.get(pk=conn.pk)) == {"token": "replaced-secret-0042"}
+    assert vault.read_secret(Connection.objects.get(pk=conn.pk)) == {
+        "token": "replaced-secret-0042"
+    }
     assert conn.credential.key_id == vault.current_key_id()
 
 
