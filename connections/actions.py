@@ -289,3 +289,20 @@ def set_enabled(*, connection: Connection, enabled: bool, actor) -> None:
 
 def delete_connection(*, connection: Connection, actor) -> None:
     connection.delete()
+
+
+def replace_client_secret(*, connection: Connection, client_secret: str, actor) -> None:
+    """A BYOA connection's app got a new client secret: keep it with the
+    tokens so that the next reconnect and refresh use it."""
+    if not connection.own_app:
+        raise ValueError("Only connections with their own OAuth app have a client secret.")
+    with transaction.atomic():
+        secret = vault.read_secret(connection)
+        secret["client_secret"] = client_secret.strip()
+        vault.store_secret(connection, secret)
+        ConnectionEvent.objects.create(
+            connection=connection,
+            kind=ConnectionEvent.Kind.SECRET_REPLACED,
+            actor=actor,
+            detail="Client secret of the connection's own OAuth app replaced.",
+        )

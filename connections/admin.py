@@ -1,9 +1,11 @@
 """Admin for connections. Credentials are not registered: the admin never
 shows, edits or exports secret material; replace a secret on the portal."""
 
+from django import forms
 from django.contrib import admin
 
-from connections.models import Connection, ConnectionEvent, HealthCheck, SandboxToken
+from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthApp, SandboxToken
+from connections.oauth_apps import set_portal_app
 
 
 class ConnectionEventInline(admin.TabularInline):
@@ -55,3 +57,31 @@ class SandboxTokenAdmin(admin.ModelAdmin):
     exclude = ["digest"]
     readonly_fields = ["hint", "created_at", "last_used_at"]
     raw_id_fields = ["user"]
+
+
+class OAuthAppForm(forms.ModelForm):
+    client_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = OAuthApp
+        fields = ["connector_key", "client_id"]
+
+
+@admin.register(OAuthApp)
+class OAuthAppAdmin(admin.ModelAdmin):
+    """The portal's registered app per connector; the secret is never shown."""
+
+    form = OAuthAppForm
+    list_display = ["connector_key", "client_id", "updated_at"]
+    search_fields = ["connector_key", "client_id"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        secret = form.cleaned_data.get("client_secret") or None
+        if not change and secret is None:
+            secret = ""
+        app = set_portal_app(obj.connector_key, client_id=obj.client_id, client_secret=secret)
+        obj.pk = app.pk

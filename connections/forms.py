@@ -98,3 +98,95 @@ class ReplaceSecretForm(SecretFieldsMixin, forms.Form):
     def __init__(self, *args, auth: AuthTypeSpec, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_secret_fields(auth)
+
+
+class OAuthForm(DefinitionFieldsMixin, forms.Form):
+    """Authorization code with the portal's app (fixed scopes) or, with
+    ``own_app``, the user's own app (client ID, secret, scopes)."""
+
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(
+        self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, own_app: bool, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].initial = connector.name
+        self.add_definition_fields(connector, auth)
+        self.own_app = own_app
+        if own_app:
+            self.fields["client_id"] = forms.CharField(label="Client ID", max_length=255)
+            self.fields["client_secret"] = forms.CharField(
+                label="Client Secret",
+                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+            )
+            known = auth.oauth2.available_scopes or auth.oauth2.default_scopes
+            mandatory = auth.oauth2.mandatory_scopes
+            help_text = "Separated by spaces. Known scopes: " + ", ".join(known) + "."
+            if mandatory:
+                help_text += " Mandatory: " + ", ".join(mandatory) + "."
+            self.fields["scopes"] = forms.CharField(
+                label="Scopes",
+                initial=" ".join(auth.oauth2.default_scopes),
+                help_text=help_text,
+                widget=forms.TextInput(attrs={"list": "known-scopes", "autocomplete": "off"}),
+            )
+
+
+class PasswordGrantForm(DefinitionFieldsMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(
+        self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, needs_client: bool, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].initial = connector.name
+        self.add_definition_fields(connector, auth)
+        self.fields["username"] = forms.CharField(label="User name", max_length=255)
+        self.fields["password"] = forms.CharField(
+            label="Password",
+            help_text="Exchanged once for tokens; the password itself is not kept.",
+            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        )
+        if needs_client:
+            add_client_fields(self)
+
+
+class ClientCredentialsForm(DefinitionFieldsMixin, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].initial = connector.name
+        self.add_definition_fields(connector, auth)
+        add_client_fields(self)
+
+
+def add_client_fields(form: forms.Form) -> None:
+    form.fields["client_id"] = forms.CharField(label="Client ID", max_length=255)
+    form.fields["client_secret"] = forms.CharField(
+        label="Client Secret",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+
+class ClientSecretForm(forms.Form):
+    client_secret = forms.CharField(
+        label="New client secret",
+        help_text="Rotated in your app registration. The connection is then reconnected.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+
+def add_errors(form: forms.Form, error: ValidationError) -> None:
+    """Attach a domain ValidationError to the form field it names."""
+    for field, problems in error.message_dict.items():
+        for name in (field, f"field_{field}", f"secret_{field}"):
+            if name in form.fields:
+                break
+        else:
+            name = None
+        for problem in problems:
+            form.add_error(name, problem)

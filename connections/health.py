@@ -91,6 +91,9 @@ def run_check(
     if auth.send is not None:
         credential_headers, params = auth.send.apply(values)
         headers.update(credential_headers)
+    elif secret.get("access_token"):
+        # OAuth 2.0: the access token of the stored token set.
+        headers["Authorization"] = f"Bearer {secret['access_token']}"
     started = time.monotonic()
     try:
         response = egress.request(

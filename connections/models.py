@@ -37,6 +37,12 @@ class Connection(models.Model):
         max_length=20, choices=ConnectionState.choices, default=ConnectionState.NOT_CONNECTED
     )
     is_enabled = models.BooleanField(default=True)
+    # OAuth 2.0 authorization code with the user's own registered app (BYOA).
+    own_app = models.BooleanField("Bring your own OAuth 2.0 app", default=False)
+    # When the stored access token expires (OAuth 2.0); None for PAT / keys.
+    token_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # A standing warning shown with the connection, e.g. no refresh token.
+    warning = models.CharField(max_length=300, blank=True)
     account_identity = models.CharField(max_length=255, blank=True)
     polling_interval_seconds = models.PositiveIntegerField(default=300)
     created_by = models.ForeignKey(
@@ -143,6 +149,60 @@ class HealthCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{'OK' if self.ok else 'Failed'} {self.connection_id}"
+
+
+class OAuthApp(models.Model):
+    """The portal's own registered OAuth 2.0 app for a connector (set by an
+    administrator in the admin). The client secret is sealed by the vault."""
+
+    connector_key = models.CharField(max_length=64, unique=True)
+    client_id = models.CharField(max_length=255)
+    ciphertext = models.TextField(editable=False)
+    key_id = models.CharField(max_length=16, db_index=True, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "registered OAuth app"
+
+    def __str__(self) -> str:
+        return f"OAuth app for {self.connector_key}"
+
+
+class OAuthFlow(models.Model):
+    """One OAuth 2.0 authorization in progress: kept in the database so that
+    any web process can finish a flow another began. Single use, expiring,
+    bound to the user and their browser session. Its secrets (PKCE verifier,
+    a BYOA client secret, tokens awaiting confirmation) are sealed."""
+
+    state = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    session_binding = models.CharField(max_length=64)
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(
+        Connection, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    connector_key = models.CharField(max_length=64)
+    auth_type = models.CharField(max_length=40)
+    own_app = models.BooleanField(default=False)
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=500, blank=True)
+    fields = models.JSONField(default=dict, blank=True)
+    scopes = models.JSONField(default=list, blank=True)
+    client_id = models.CharField(max_length=255)
+    redirect_uri = models.CharField(max_length=500)
+    # The authorization server the flow began with (scheme://host of its
+    # authorize URL): an answer naming another issuer is refused.
+    issuer = models.CharField(max_length=300)
+    ciphertext = models.TextField(editable=False, blank=True)
+    key_id = models.CharField(max_length=16, blank=True, editable=False)
+    pending_identity = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"OAuth flow {self.pk} for {self.connector_key}"
 
 
 class SandboxToken(models.Model):

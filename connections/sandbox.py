@@ -8,6 +8,7 @@ import hashlib
 import secrets
 
 from django.utils import timezone
+from oauth2_provider.models import AccessToken
 
 from connections.models import SandboxToken
 
@@ -27,7 +28,11 @@ def issue_token(*, user, name: str) -> tuple[SandboxToken, str]:
     return record, token
 
 
-def authenticate(token: str) -> SandboxToken | None:
+def authenticate(token: str):
+    """The user a Sandbox token or a Sandbox OAuth 2.0 access token (with the
+    profile scope) belongs to, or None."""
+    if not token:
+        return None
     record = (
         SandboxToken.objects.select_related("user")
         .filter(digest=_digest(token), revoked_at__isnull=True, user__is_active=True)
@@ -35,4 +40,12 @@ def authenticate(token: str) -> SandboxToken | None:
     )
     if record is not None:
         SandboxToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
-    return record
+        return record.user
+    access = (
+        AccessToken.objects.select_related("user")
+        .filter(token_checksum=_digest(token), user__is_active=True)
+        .first()
+    )
+    if access is not None and access.is_valid(["profile"]):
+        return access.user
+    return None

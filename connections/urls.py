@@ -1,6 +1,7 @@
 from django.urls import path
+from oauth2_provider import views as oauth2_views
 
-from connections.views import listing, manage, sandbox, wizard
+from connections.views import listing, manage, oauth_views, sandbox, wizard
 
 FOLDER = "folders/<int:folder_id>/connections/"
 CONNECTION = FOLDER + "<int:connection_id>/"
@@ -20,9 +21,37 @@ urlpatterns = [
     path(CONNECTION + "check/", manage.check_now, name="connection_check"),
     path(CONNECTION + "enabled/", manage.set_enabled, name="connection_set_enabled"),
     path(CONNECTION + "delete/", manage.delete, name="connection_delete"),
+    path(CONNECTION + "reconnect/", oauth_views.reconnect, name="connection_reconnect"),
+    path(
+        CONNECTION + "client-secret/",
+        oauth_views.replace_client_secret,
+        name="connection_replace_client_secret",
+    ),
+    path("oauth/callback/", oauth_views.callback, name="oauth_callback"),
+    path(
+        "oauth/flows/<int:flow_id>/confirm/",
+        oauth_views.confirm_identity,
+        name="oauth_confirm_identity",
+    ),
     path("sandbox/tokens/", sandbox.tokens, name="sandbox_tokens"),
     path(
         "sandbox/tokens/<int:token_id>/revoke/", sandbox.revoke_token, name="sandbox_token_revoke"
     ),
     path("sandbox/api/me", sandbox.api_me, name="sandbox_api_me"),
+    # The Sandbox OAuth 2.0 authorization server (django-oauth-toolkit).
+    path(
+        "sandbox/oauth/authorize/",
+        sandbox.only_when_enabled(oauth2_views.AuthorizationView.as_view()),
+        name="sandbox_oauth_authorize",
+    ),
+    path(
+        "sandbox/oauth/token/",
+        sandbox.only_when_enabled(oauth2_views.TokenView.as_view()),
+        name="sandbox_oauth_token",
+    ),
+    path(
+        "sandbox/oauth/revoke_token/",
+        sandbox.only_when_enabled(oauth2_views.RevokeTokenView.as_view()),
+        name="sandbox_oauth_revoke",
+    ),
 ]

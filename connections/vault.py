@@ -377,6 +377,26 @@ def credential_aad(connection_id: int) -> str:
 
 
 register_sealed_model("connections.Credential", lambda row: credential_aad(row.pk))
+register_sealed_model("connections.OAuthApp", lambda row: f"connections.oauthapp:{int(row.pk)}")
+register_sealed_model("connections.OAuthFlow", lambda row: f"connections.oauthflow:{int(row.pk)}")
+
+
+@sensitive_variables()
+def seal_row(row: Model, secret: dict) -> None:
+    """Seal ``secret`` into a saved row of a registered model (not saved here)."""
+    entry = sealed_model(row._meta.label)
+    if row.pk is None:
+        raise ValueError("Save the row before sealing into it.")
+    ciphertext, key_id = seal(secret, aad=entry.aad(row))
+    setattr(row, entry.ciphertext_field, ciphertext)
+    setattr(row, entry.key_id_field, key_id)
+
+
+@sensitive_variables()
+def unseal_row(row: Model) -> dict:
+    entry = sealed_model(row._meta.label)
+    ciphertext = getattr(row, entry.ciphertext_field)
+    return unseal(ciphertext, aad=entry.aad(row)) if ciphertext else {}
 
 
 @sensitive_variables()

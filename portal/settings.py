@@ -53,6 +53,13 @@ PORTAL_TRUSTED_PROXY_COUNT = env.int("PORTAL_TRUSTED_PROXY_COUNT", default=0)
 PORTAL_CONNECTORS_DIRS = env.list("PORTAL_CONNECTORS_DIRS", default=[])
 PORTAL_SANDBOX_ENABLED = env.bool("PORTAL_SANDBOX_ENABLED", default=False)
 
+# The portal's own registered OAuth 2.0 apps, per connector, as JSON:
+# {"github": {"client_id": "...", "client_secret": "..."}}. Apps registered in
+# the admin (Connections > Registered OAuth apps) take precedence.
+PORTAL_OAUTH_APPS = env.json("PORTAL_OAUTH_APPS", default={})
+# How long a started OAuth 2.0 authorization may take before it is refused.
+PORTAL_OAUTH_FLOW_SECONDS = env.int("PORTAL_OAUTH_FLOW_SECONDS", default=600)
+
 # Sign-up is by invitation unless this is on.
 PORTAL_OPEN_SIGNUP = env.bool("PORTAL_OPEN_SIGNUP", default=False)
 PORTAL_INVITATION_DAYS = env.int("PORTAL_INVITATION_DAYS", default=7)
@@ -73,6 +80,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "oauth2_provider",
     "portal",
     "connections",
     "solutions",
@@ -194,6 +202,21 @@ AXES_CLIENT_IP_CALLABLE = "portal.client_ip.client_ip"
 AXES_USERNAME_CALLABLE = "portal.auth.lockout.attempted_login"
 AXES_LOCKOUT_TEMPLATE = "account/lockout.html"
 AXES_VERBOSE = False
+
+# --- The Sandbox OAuth 2.0 provider (django-oauth-toolkit) -----------------
+# Served under /sandbox/oauth/ only when PORTAL_SANDBOX_ENABLED is on.
+OAUTH2_PROVIDER = {
+    "PKCE_REQUIRED": True,
+    "ROTATE_REFRESH_TOKEN": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("PORTAL_SANDBOX_TOKEN_SECONDS", default=3600),
+    "SCOPES": {
+        "profile": "Read your name and e-mail address",
+        "records.read": "Read your sandbox records",
+        "records.write": "Change your sandbox records",
+    },
+    "DEFAULT_SCOPES": ["profile"],
+    "OAUTH2_VALIDATOR_CLASS": "connections.sandbox_provider.SandboxValidator",
+}
 
 # --- django-guardian ------------------------------------------------------
 ANONYMOUS_USER_NAME = None

@@ -11,6 +11,7 @@ export PORTAL_SANDBOX_ENABLED="${PORTAL_SANDBOX_ENABLED:-1}"
 BIN=.venv/bin
 
 $BIN/python manage.py migrate --noinput
+$BIN/python manage.py setup_sandbox
 if [ ! -f var/.demo-loaded ]; then
   $BIN/python manage.py seed_demo && touch var/.demo-loaded
 fi

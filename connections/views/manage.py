@@ -12,21 +12,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from connections import actions
 from connections.access import connection_for
 from connections.catalog import get_catalog
-from connections.forms import EditForm, ReplaceSecretForm
+from connections.forms import EditForm, ReplaceSecretForm, add_errors
 from portal.permissions import Action
 
 HISTORY_LENGTH = 50
-
-
-def _add_errors(form, error: ValidationError) -> None:
-    for field, problems in error.message_dict.items():
-        for name in (field, f"field_{field}", f"secret_{field}"):
-            if name in form.fields:
-                break
-        else:
-            name = None
-        for problem in problems:
-            form.add_error(name, problem)
 
 
 @require_GET
@@ -85,7 +74,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
                 actor=request.user,
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_errors(form, error)
         except actions.ConnectError as error:
             connect_error = str(error)
         else:
@@ -125,7 +114,7 @@ def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> 
                 connection=connection, secret=form.secret_values(), actor=request.user
             )
         except ValidationError as error:
-            _add_errors(form, error)
+            add_errors(form, error)
         except actions.ConnectError as error:
             connect_error = str(error)
         else:

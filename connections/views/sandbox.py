@@ -1,5 +1,7 @@
 """Sandbox tokens page and the Sandbox API itself."""
 
+import functools
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,6 +20,17 @@ NEW_TOKEN_KEY = "sandbox_new_token"  # noqa: S105 (a session key name)
 def _require_enabled() -> None:
     if not settings.PORTAL_SANDBOX_ENABLED:
         raise Http404("The Sandbox is not enabled.")
+
+
+def only_when_enabled(view):
+    """The Sandbox authorization server answers 404 unless the Sandbox is on."""
+
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        _require_enabled()
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 @never_cache
@@ -57,15 +70,14 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
 def api_me(request: HttpRequest) -> HttpResponse:
     _require_enabled()
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    record = sandbox.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    if record is None:
+    user = sandbox.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
         response = JsonResponse(
             {"error": "invalid_token", "error_description": "The access token is not valid."},
             status=401,
         )
         response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return response
-    user = record.user
     return JsonResponse(
         {
             "login": user.get_username(),

@@ -4,6 +4,8 @@ Every step asks for Connections - Create in the folder, so a step requested
 on its own is refused like the first one.
 """
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,23 +13,53 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from connections import actions
+from connections import actions, oauth
 from connections.catalog import ConnectorSpec, get_catalog
-from connections.catalog.schema import SECRET_AUTH_KINDS
-from connections.forms import ConnectForm
+from connections.catalog.schema import AuthKind
+from connections.forms import ConnectForm, add_errors
+from connections.oauth_apps import portal_app
+from connections.views import oauth_views
 from portal.permissions import Action, folder_for
 
-# Auth types the wizard completes today; others are not offered.
-SUPPORTED_AUTH_KINDS = set(SECRET_AUTH_KINDS)
+BYOA = "byoa"
 
 
-def _offered(connector: ConnectorSpec) -> list:
-    return [auth for auth in connector.auth_types if auth.type in SUPPORTED_AUTH_KINDS]
+@dataclass(frozen=True)
+class AuthChoice:
+    key: str  # the URL segment: an auth type, or "byoa"
+    label: str
+    available: bool = True
+    note: str = ""
+
+
+def auth_choices(connector: ConnectorSpec) -> list[AuthChoice]:
+    """How a connection to this connector can be authenticated, in the
+    reference's terms; BYOA only where the authorization code grant is."""
+    choices = []
+    for auth in connector.auth_types:
+        if auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE:
+            registered = portal_app(connector.key) is not None
+            choices.append(
+                AuthChoice(
+                    auth.type,
+                    auth.display_label,
+                    registered,
+                    ""
+                    if registered
+                    else "No app is registered for "
+                    f"{connector.name} in this portal yet: bring your own OAuth 2.0 app.",
+                )
+            )
+            if auth.byoa:
+                choices.append(AuthChoice(BYOA, "Bring your own OAuth 2.0 app"))
+        else:
+            choices.append(AuthChoice(auth.type, auth.display_label))
+    return choices
 
 
 def _connector_or_404(key: str) -> ConnectorSpec:
     connector = get_catalog().get(key)
-    if connector is None or not _offered(connector):
+    if connector is None:
         raise Http404("No such connector.")
     return connector
 
@@ -37,7 +69,7 @@ def _connector_or_404(key: str) -> ConnectorSpec:
 def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     query = request.GET.get("q", "").strip()
-    connectors = [c for c in get_catalog().search(query) if _offered(c)]
+    connectors = get_catalog().search(query)
     template = "connections/wizard_choose_connector.html"
     if request.htmx and request.htmx.target == "connector-list":
         template += "#connector-list"
@@ -61,9 +93,9 @@ def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
 def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     connector = _connector_or_404(connector_key)
-    offered = _offered(connector)
-    if len(offered) == 1:
-        return redirect("connection_add_details", folder.pk, connector.key, offered[0].type)
+    choices = auth_choices(connector)
+    if len(choices) == 1:
+        return redirect("connection_add_details", folder.pk, connector.key, choices[0].key)
     return render(
         request,
         "connections/wizard_choose_auth.html",
@@ -72,7 +104,7 @@ def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -
             "perms_here": perms,
             "tab": "connections",
             "connector": connector,
-            "auth_types": offered,
+            "auth_choices": choices,
         },
     )
 
@@ -84,9 +116,27 @@ def connect(
 ) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     connector = _connector_or_404(connector_key)
-    auth = connector.auth_type(auth_type)
-    if auth is None or auth.type not in SUPPORTED_AUTH_KINDS:
+    own_app = auth_type == BYOA
+    auth = connector.auth_type(AuthKind.OAUTH2_AUTHORIZATION_CODE if own_app else auth_type)
+    if auth is None or (own_app and not auth.byoa):
         raise Http404("No such authentication type for this connector.")
+    context = {
+        "folder": folder,
+        "perms_here": perms,
+        "tab": "connections",
+        "connector": connector,
+        "auth": auth,
+        "own_app": own_app,
+        "auth_label": "Bring your own OAuth 2.0 app" if own_app else auth.display_label,
+        "several_auth_types": len(auth_choices(connector)) > 1,
+        "redirect_uri": oauth.redirect_uri(),
+    }
+    if auth.is_secret_based:
+        return _connect_with_secret(request, folder, connector, auth, context)
+    return oauth_views.connect_with_oauth(request, folder, connector, auth, own_app, context)
+
+
+def _connect_with_secret(request, folder, connector, auth, context) -> HttpResponse:
     form = ConnectForm(request.POST or None, connector=connector, auth=auth)
     connect_error = ""
     if request.method == "POST" and form.is_valid():
@@ -102,12 +152,7 @@ def connect(
                 created_by=request.user,
             )
         except ValidationError as error:
-            for field, problems in error.message_dict.items():
-                name = field if field in form.fields else f"field_{field}"
-                if name not in form.fields:
-                    name = f"secret_{field}" if f"secret_{field}" in form.fields else None
-                for problem in problems:
-                    form.add_error(name, problem)
+            add_errors(form, error)
         except actions.ConnectError as error:
             connect_error = str(error)
         else:
@@ -117,15 +162,6 @@ def connect(
     return render(
         request,
         "connections/wizard_connect.html",
-        {
-            "folder": folder,
-            "perms_here": perms,
-            "tab": "connections",
-            "connector": connector,
-            "auth": auth,
-            "form": form,
-            "connect_error": connect_error,
-            "several_auth_types": len(_offered(connector)) > 1,
-        },
+        {**context, "form": form, "connect_error": connect_error},
         status=400 if request.method == "POST" else 200,
     )

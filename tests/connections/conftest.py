@@ -22,3 +22,31 @@ def fakehub(provider, tmp_path, settings):
     get_catalog.cache_clear()
     yield get_catalog().get("fakehub")
     get_catalog.cache_clear()
+
+
+@pytest.fixture
+def sandbox_oauth(live_server, settings):
+    """The Sandbox authorization server in the live server, and the portal's
+    own app registered on it, as `make run` sets them up."""
+    from connections.sandbox_provider import ensure_portal_app
+
+    settings.PORTAL_SANDBOX_ENABLED = True
+    settings.PORTAL_BASE_URL = live_server.url
+    ensure_portal_app()
+    return live_server
+
+
+@pytest.fixture
+def token_requests(monkeypatch):
+    """Counts the requests that reach the sandbox server's token endpoint."""
+    from oauth2_provider import views
+
+    calls = []
+    original = views.TokenView.post
+
+    def counting(self, request, *args, **kwargs):
+        calls.append(request.POST.get("grant_type"))
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(views.TokenView, "post", counting)
+    return calls

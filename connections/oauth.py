@@ -1,0 +1,633 @@
+"""OAuth 2.0 client side: authorization code (the portal's app or the user's
+own, with PKCE), password and client credentials grants, refresh.
+
+Authlib does the protocol mechanics; every call goes through the guarded
+HTTP client (``EgressSessionMixin``). A flow's state lives in the database
+(``OAuthFlow``), single use, expiring, bound to the user and the browser
+session, and remembers the authorization server it began with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode, urlsplit
+
+from authlib.common.security import generate_token
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from connections import egress, vault
+from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
+from connections.catalog.schema import render
+from connections.health import CheckResult, egress_policy, run_check
+from connections.models import (
+    Connection,
+    ConnectionEvent,
+    HealthCheck,
+    OAuthFlow,
+)
+from connections.oauth_apps import ClientCredentials, portal_app
+from portal.models import Folder
+
+SESSION_BINDING_KEY = "oauth_binding"
+SHORT_LIFETIME_SECONDS = 600
+EXPIRING_WARNING = (
+    "Token expiring frequently: the provider gave no refresh token or a very short "
+    "lifetime. Enable refresh tokens in the app or extend token validity."
+)
+OAUTH_KINDS = {
+    AuthKind.OAUTH2_AUTHORIZATION_CODE,
+    AuthKind.OAUTH2_PASSWORD,
+    AuthKind.OAUTH2_CLIENT_CREDENTIALS,
+}
+
+
+class OAuthFlowError(Exception):
+    """A flow that cannot go on; the message says why and what to do."""
+
+
+class PortalOAuth2Session(egress.EgressSessionMixin, OAuth2Session):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    connection: Connection | None = None
+    flow: OAuthFlow | None = None  # set when a changed identity awaits confirmation
+
+
+def redirect_uri() -> str:
+    return settings.PORTAL_BASE_URL + reverse("oauth_callback")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _policy(connector: ConnectorSpec, *urls: str) -> egress.EgressPolicy:
+    """The connector's API hosts plus the hosts of its token endpoints."""
+    base = egress_policy(connector)
+    if not base.allowed_hosts:
+        return base
+    hosts = set(base.allowed_hosts)
+    hosts.update(urlsplit(url).hostname or "" for url in urls)
+    return egress.EgressPolicy(
+        allowed_hosts=tuple(sorted(h for h in hosts if h)),
+        allowed_networks=base.allowed_networks,
+    )
+
+
+def _endpoint(template: str, fields: dict[str, str]) -> str:
+    return render(template, {**fields, "portal_base_url": settings.PORTAL_BASE_URL})
+
+
+def _session(
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    client: ClientCredentials,
+    token_url: str,
+    **kwargs,
+) -> PortalOAuth2Session:
+    return PortalOAuth2Session(
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        token_endpoint_auth_method=auth.oauth2.token_endpoint_auth_method,
+        egress_policy=_policy(connector, token_url),
+        **kwargs,
+    )
+
+
+def _binding(request: HttpRequest) -> str:
+    nonce = request.session.get(SESSION_BINDING_KEY)
+    if not nonce:
+        nonce = request.session[SESSION_BINDING_KEY] = secrets.token_urlsafe(32)
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def split_scopes(text: str) -> list[str]:
+    """Scopes typed or granted: separated by spaces or commas (GitHub uses commas)."""
+    return [scope for scope in text.replace(",", " ").split() if scope]
+
+
+def missing_mandatory(auth: AuthTypeSpec, scopes: list[str]) -> list[str]:
+    return [scope for scope in auth.oauth2.mandatory_scopes if scope not in set(scopes)]
+
+
+def build_authorize_url(
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    *,
+    client_id: str,
+    scopes: list[str],
+    state: str,
+    code_verifier: str | None,
+    values: dict[str, str],
+    redirect_to: str | None = None,
+) -> str:
+    """The provider's authorize URL with every parameter the connector needs."""
+    oauth2 = auth.oauth2
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_to or redirect_uri(),
+    }
+    if scopes:
+        params["scope"] = oauth2.scope_separator.join(scopes)
+    params["state"] = state
+    if oauth2.pkce and code_verifier:
+        params["code_challenge"] = create_s256_code_challenge(code_verifier)
+        params["code_challenge_method"] = "S256"
+    params.update(oauth2.extra_authorize_params)
+    base = render(oauth2.authorize_url, {**values, "portal_base_url": settings.PORTAL_BASE_URL})
+    return f"{base}{'&' if '?' in base else '?'}{urlencode(params)}"
+
+
+def start_authorization(
+    request: HttpRequest,
+    *,
+    folder: Folder,
+    connector: ConnectorSpec,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    client: ClientCredentials,
+    scopes: list[str],
+    connection: Connection | None = None,
+) -> str:
+    """Record a new flow and return the URL to send the user's browser to."""
+    auth = connector.auth_type(AuthKind.OAUTH2_AUTHORIZATION_CODE)
+    missing = missing_mandatory(auth, scopes)
+    if missing:
+        raise OAuthFlowError(
+            "Insufficient scopes: the connector needs " + ", ".join(missing) + ". Add them to "
+            "the scopes (and to your app's registration) and try again."
+        )
+    state = secrets.token_urlsafe(32)
+    verifier = generate_token(64) if auth.oauth2.pkce else ""
+    values = {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
+    url = build_authorize_url(
+        connector,
+        auth,
+        client_id=client.client_id,
+        scopes=scopes,
+        state=state,
+        code_verifier=verifier,
+        values=values,
+    )
+    with transaction.atomic():
+        flow = OAuthFlow.objects.create(
+            state=state,
+            user=request.user,
+            session_binding=_binding(request),
+            folder=folder,
+            connection=connection,
+            connector_key=connector.key,
+            auth_type=auth.type,
+            own_app=client.own_app,
+            name=name,
+            description=description,
+            fields=fields,
+            scopes=scopes,
+            client_id=client.client_id,
+            redirect_uri=redirect_uri(),
+            issuer=_origin(url),
+            expires_at=timezone.now() + timedelta(seconds=settings.PORTAL_OAUTH_FLOW_SECONDS),
+        )
+        vault.seal_row(flow, {"code_verifier": verifier, "client_secret": client.client_secret})
+        flow.save(update_fields=["ciphertext", "key_id"])
+    return url
+
+
+# --- The provider's answers, in plain words --------------------------------
+
+
+def _explain(error: str, description: str, connector: ConnectorSpec) -> str:
+    said = f' ({connector.name} said: "{description[:200]}")' if description else ""
+    if error in {"invalid_client", "unauthorized_client"}:
+        return (
+            "Invalid client or secret: the client ID or client secret is wrong. Check them "
+            f"against the app registration at {connector.name}." + said
+        )
+    if error == "redirect_uri_mismatch" or "redirect" in description.lower():
+        return (
+            "Redirect URI mismatch: register exactly this redirect URI in the app at "
+            f"{connector.name}: {redirect_uri()}" + said
+        )
+    if error == "access_denied":
+        return (
+            f"Access denied: the sign-in at {connector.name} was cancelled or consent was "
+            "refused, so no connection was made." + said
+        )
+    if error == "invalid_scope":
+        return (
+            "Insufficient scopes or access denied: the app is not allowed the requested "
+            "scopes. Add them to the app registration and try again." + said
+        )
+    if error == "invalid_grant":
+        return (
+            f"{connector.name} refused the grant: the code expired, was already used, or "
+            "the user name or password is wrong." + said
+        )
+    return f"{connector.name} answered with the error {error!r}." + said
+
+
+def _token_call(call, connector: ConnectorSpec):
+    try:
+        return call()
+    except OAuthError as error:
+        raise OAuthFlowError(
+            _explain(error.error or "", error.description or "", connector)
+        ) from None
+    except (egress.EgressDenied, egress.EgressError) as error:
+        raise OAuthFlowError(str(error)) from None
+    except ValueError as error:
+        raise OAuthFlowError(
+            f"{connector.name} gave an answer that is not a token: {error}"
+        ) from None
+
+
+# --- Completing a flow --------------------------------------------------------
+
+
+def _claim(request: HttpRequest, state: str | None) -> OAuthFlow:
+    """The flow this callback belongs to, claimed for single use."""
+    if not state:
+        raise OAuthFlowError("The answer carries no state: it was not started here.")
+    flow = OAuthFlow.objects.filter(state=state).first()
+    if flow is None:
+        raise OAuthFlowError("This sign-in is unknown or was already finished. Start again.")
+    if flow.user_id != request.user.pk or flow.session_binding != _binding(request):
+        raise OAuthFlowError(
+            "This sign-in was started by another user or in another browser session."
+        )
+    if flow.used_at is not None:
+        raise OAuthFlowError("This sign-in was already used. Start again.")
+    if flow.expires_at <= timezone.now():
+        raise OAuthFlowError("This sign-in took too long and expired. Start again.")
+    claimed = OAuthFlow.objects.filter(pk=flow.pk, used_at__isnull=True).update(
+        used_at=timezone.now()
+    )
+    if claimed != 1:
+        raise OAuthFlowError("This sign-in was already used. Start again.")
+    return flow
+
+
+def complete_authorization(request: HttpRequest, params) -> Outcome:
+    """Handle the provider's redirect back: checks first, then the code exchange."""
+    flow = _claim(request, params.get("state"))
+    connector = get_catalog().get(flow.connector_key)
+    if connector is None:
+        raise OAuthFlowError("The connector of this sign-in is no longer in the catalog.")
+    issuer = params.get("iss")
+    if issuer and issuer.rstrip("/") != flow.issuer and not issuer.startswith(flow.issuer + "/"):
+        # RFC 9207: the answer comes from another authorization server (mix-up).
+        raise OAuthFlowError(
+            "The answer names another authorization server than the one this sign-in "
+            "began with, so it was refused."
+        )
+    if params.get("error"):
+        raise OAuthFlowError(
+            _explain(params["error"], params.get("error_description", ""), connector)
+        )
+    code = params.get("code")
+    if not code:
+        raise OAuthFlowError(f"{connector.name} sent no authorization code.")
+    auth = connector.auth_type(flow.auth_type)
+    sealed = vault.unseal_row(flow)
+    client = ClientCredentials(flow.client_id, sealed.get("client_secret", ""), flow.own_app)
+    if not flow.own_app:
+        client = portal_app(connector.key) or client
+    token_url = render(
+        auth.oauth2.token_url, {**flow.fields, "portal_base_url": settings.PORTAL_BASE_URL}
+    )
+    session = _session(connector, auth, client, token_url, redirect_uri=flow.redirect_uri)
+    extra = {"code_verifier": sealed["code_verifier"]} if sealed.get("code_verifier") else {}
+    token = _token_call(
+        lambda: session.fetch_token(token_url, grant_type="authorization_code", code=code, **extra),
+        connector,
+    )
+    return finish_with_token(
+        actor=request.user,
+        folder=flow.folder,
+        connector=connector,
+        auth=auth,
+        client=client,
+        token=dict(token),
+        requested_scopes=flow.scopes,
+        name=flow.name,
+        description=flow.description,
+        fields=flow.fields,
+        connection=flow.connection,
+        flow=flow,
+    )
+
+
+def password_grant(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    username: str,
+    password: str,
+    client: ClientCredentials,
+    connection: Connection | None = None,
+) -> Outcome:
+    """Exchange a user name and password for tokens; the password is not kept."""
+    auth = connector.auth_type(AuthKind.OAUTH2_PASSWORD)
+    token_url = render(
+        auth.oauth2.token_url, {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
+    )
+    scopes = list(auth.oauth2.default_scopes)
+    session = _session(connector, auth, client, token_url, scope=" ".join(scopes) or None)
+    token = _token_call(
+        lambda: session.fetch_token(
+            token_url, grant_type="password", username=username, password=password
+        ),
+        connector,
+    )
+    return finish_with_token(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        client=client,
+        token=dict(token),
+        requested_scopes=scopes,
+        name=name,
+        description=description,
+        fields=fields,
+        connection=connection,
+    )
+
+
+def client_credentials_grant(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    client: ClientCredentials,
+    connection: Connection | None = None,
+) -> Outcome:
+    auth = connector.auth_type(AuthKind.OAUTH2_CLIENT_CREDENTIALS)
+    token_url = render(
+        auth.oauth2.token_url, {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
+    )
+    scopes = list(auth.oauth2.default_scopes)
+    session = _session(connector, auth, client, token_url, scope=" ".join(scopes) or None)
+    token = _token_call(
+        lambda: session.fetch_token(token_url, grant_type="client_credentials"), connector
+    )
+    return finish_with_token(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        client=client,
+        token=dict(token),
+        requested_scopes=scopes,
+        name=name,
+        description=description,
+        fields=fields,
+        connection=connection,
+    )
+
+
+def _token_secret(token: dict, client: ClientCredentials, previous: dict | None = None) -> dict:
+    """What the vault keeps of a token answer (a missing refresh token keeps the old)."""
+    expires_at = token.get("expires_at")
+    if not expires_at and token.get("expires_in"):
+        expires_at = int(time.time()) + int(token["expires_in"])
+    secret = {
+        "access_token": token["access_token"],
+        "token_type": token.get("token_type", "Bearer"),
+        "refresh_token": token.get("refresh_token") or (previous or {}).get("refresh_token", ""),
+        "expires_at": int(expires_at) if expires_at else None,
+        "scope": token.get("scope", ""),
+    }
+    if client.own_app:
+        secret["client_id"] = client.client_id
+        secret["client_secret"] = client.client_secret
+    return secret
+
+
+def _lifetime_warning(token: dict) -> str:
+    expires_in = token.get("expires_in")
+    if expires_in and not token.get("refresh_token"):
+        return EXPIRING_WARNING
+    if expires_in and int(expires_in) < SHORT_LIFETIME_SECONDS:
+        return EXPIRING_WARNING
+    return ""
+
+
+def finish_with_token(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    client: ClientCredentials,
+    token: dict,
+    requested_scopes: list[str],
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    connection: Connection | None = None,
+    flow: OAuthFlow | None = None,
+) -> Outcome:
+    """Check the grant, read the identity, then store the connection (or ask
+    to confirm a changed identity on reconnect)."""
+    if not token.get("access_token"):
+        raise OAuthFlowError(f"{connector.name} answered without an access token.")
+    granted = split_scopes(token["scope"]) if token.get("scope") else list(requested_scopes)
+    missing = missing_mandatory(auth, granted)
+    if missing:
+        raise OAuthFlowError(
+            "Insufficient scopes: "
+            + connector.name
+            + " did not grant "
+            + ", ".join(missing)
+            + ". Add them to the app registration, approve them at sign-in, and try again."
+        )
+    fields = dict(fields)
+    for answer_field, name_in_fields in auth.oauth2.token_response_fields.items():
+        value = token.get(answer_field)
+        if value:
+            try:
+                fields[name_in_fields] = connector.clean_discovered_url(str(value))
+            except ValueError as error:
+                raise OAuthFlowError(str(error)) from None
+    secret = _token_secret(token, client)
+    result = run_check(connector, auth, fields, secret)
+    if not result.ok:
+        raise OAuthFlowError(f"The new token does not work: {result.error}")
+    if (
+        connection is not None
+        and connection.account_identity
+        and result.identity
+        and (result.identity != connection.account_identity)
+    ):
+        if flow is None:
+            raise OAuthFlowError(
+                f"These credentials belong to {result.identity}, not {connection.account_identity}."
+            )
+        # Keep the new tokens sealed in the flow until the user confirms.
+        flow.pending_identity = result.identity
+        vault.seal_row(flow, {"pending_secret": secret, "pending_fields": fields})
+        flow.save(update_fields=["pending_identity", "ciphertext", "key_id"])
+        return Outcome(flow=flow)
+    stored = store_oauth_connection(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        own_app=client.own_app,
+        secret=secret,
+        token=token,
+        result=result,
+        name=name,
+        description=description,
+        fields=fields,
+        connection=connection,
+    )
+    if flow is not None:
+        OAuthFlow.objects.filter(pk=flow.pk).update(completed_at=timezone.now())
+    return Outcome(connection=stored)
+
+
+def confirm_identity_change(*, flow: OAuthFlow, actor) -> Connection:
+    """The user confirmed: the tokens for the other account replace the old ones."""
+    if flow.completed_at or not flow.pending_identity or flow.user_id != actor.pk:
+        raise OAuthFlowError("There is nothing to confirm for this sign-in.")
+    claimed = OAuthFlow.objects.filter(pk=flow.pk, completed_at__isnull=True).update(
+        completed_at=timezone.now()
+    )
+    if claimed != 1:
+        raise OAuthFlowError("This change was already confirmed.")
+    pending = vault.unseal_row(flow)
+    connector = get_catalog().get(flow.connector_key)
+    auth = connector.auth_type(flow.auth_type)
+    result = CheckResult(ok=True, identity=flow.pending_identity)
+    return store_oauth_connection(
+        actor=actor,
+        folder=flow.folder,
+        connector=connector,
+        auth=auth,
+        own_app=flow.own_app,
+        secret=pending["pending_secret"],
+        token={},
+        result=result,
+        name=flow.name,
+        description=flow.description,
+        fields=pending["pending_fields"],
+        connection=flow.connection,
+    )
+
+
+def store_oauth_connection(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    own_app: bool,
+    secret: dict,
+    token: dict,
+    result: CheckResult,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    connection: Connection | None,
+) -> Connection:
+    """Create the connection, or replace the credentials of an existing one
+    (same id, name and folder) on reconnect and first authentication."""
+    from connections.actions import _apply_result, clean_name
+
+    expires_at = secret.get("expires_at")
+    with transaction.atomic():
+        if connection is None:
+            connection = Connection(
+                folder=folder,
+                connector_key=connector.key,
+                auth_type=auth.type,
+                own_app=own_app,
+                name=clean_name(folder, name).strip(),
+                description=description,
+                created_by=actor,
+                polling_interval_seconds=connector.polling_interval_seconds,
+            )
+            kind = ConnectionEvent.Kind.CREATED
+        else:
+            connection = Connection.objects.select_for_update().get(pk=connection.pk)
+            kind = ConnectionEvent.Kind.RECONNECTED
+        connection.fields = fields
+        connection.authenticated_by = actor
+        connection.token_expires_at = (
+            datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None
+        )
+        if token:
+            connection.warning = _lifetime_warning(token)
+        _apply_result(connection, result)
+        connection.save()
+        vault.store_secret(connection, secret)
+        ConnectionEvent.objects.create(
+            connection=connection,
+            kind=kind,
+            actor=actor,
+            detail=f"Authenticated as {result.identity}." if result.identity else "",
+        )
+        HealthCheck.objects.create(
+            connection=connection,
+            ok=True,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+        )
+    return connection
+
+
+def refresh(connection: Connection) -> dict:
+    """Use the stored refresh token once; store the new token set (keeping the
+    refresh token when the answer has none) and return it."""
+    connector = get_catalog().get(connection.connector_key)
+    auth = connector.auth_type(connection.auth_type)
+    secret = vault.read_secret(connection)
+    if not secret.get("refresh_token"):
+        raise OAuthFlowError("This connection has no refresh token: reconnect it.")
+    if connection.own_app:
+        client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
+    else:
+        client = portal_app(connector.key)
+        if client is None:
+            raise OAuthFlowError(f"No OAuth app is registered for {connector.name}.")
+    token_url = _endpoint(auth.oauth2.token_url, connection.fields)
+    session = _session(connector, auth, client, token_url)
+    token = _token_call(
+        lambda: session.refresh_token(token_url, refresh_token=secret["refresh_token"]),
+        connector,
+    )
+    new_secret = _token_secret(dict(token), client, previous=secret)
+    with transaction.atomic():
+        vault.store_secret(connection, new_secret)
+        expires_at = new_secret.get("expires_at")
+        connection.token_expires_at = (
+            datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None
+        )
+        connection.save(update_fields=["token_expires_at", "updated_at"])
+        ConnectionEvent.objects.create(connection=connection, kind=ConnectionEvent.Kind.REFRESHED)
+    return new_secret
