@@ -35,7 +35,8 @@ def _database_url() -> str:
     s = db.settings_dict
     user = s.get("USER") or "postgres"
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
 
 
 def _serve(port: int, base_url: str) -> subprocess.Popen:
@@ -47,7 +48,7 @@ def _serve(port: int, base_url: str) -> subprocess.Popen:
         "PORTAL_SANDBOX_ENABLED": "1",
         "PORTAL_ALLOWED_HOSTS": "localhost,127.0.0.1",
     }
-    return subprocess.Popen(
+    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
         [sys.executable, "-m", "gunicorn", "portal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
         cwd=ROOT,
         env=env,
@@ -104,7 +105,8 @@ def test_flow_started_on_one_process_completes_on_another(make_user, tree, setti
         assert signed_in.status_code == 302
 
         # Process A: the wizard starts the flow ...
-        details = f"{base_a}/folders/{tree['finance'].pk}/connections/add/sandbox/oauth2_authorization_code/"
+        folder = tree["finance"].pk
+        details = f"{base_a}/folders/{folder}/connections/add/sandbox/oauth2_authorization_code/"
         form = _form(browser, details)
         started = browser.post(
             details,
