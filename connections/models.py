@@ -225,3 +225,16 @@ class SandboxToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (…{self.hint})"
+
+
+class SandboxRecord(models.Model):
+    """A record of the Sandbox API, for trying triggers offline."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_records"
+    )
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return self.title

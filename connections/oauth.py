@@ -473,6 +473,8 @@ def finish_with_token(
                 fields[name_in_fields] = connector.clean_discovered_url(str(value))
             except ValueError as error:
                 raise OAuthFlowError(str(error)) from None
+    if auth.oauth2.resource_lookup is not None:
+        fields.update(_look_up_resource(connector, auth, fields, token["access_token"]))
     secret = _token_secret(token, client)
     result = run_check(connector, auth, fields, secret)
     if not result.ok:
@@ -509,6 +511,40 @@ def finish_with_token(
     if flow is not None:
         OAuthFlow.objects.filter(pk=flow.pk).update(completed_at=timezone.now())
     return Outcome(connection=stored)
+
+
+def _look_up_resource(
+    connector: ConnectorSpec, auth: AuthTypeSpec, fields: dict[str, str], access_token: str
+) -> dict[str, str]:
+    """Values the API base needs that the token answer lacks (Atlassian's
+    cloud id, DocuSign's account base URI), read with the new token."""
+    lookup = auth.oauth2.resource_lookup
+    url = _endpoint(lookup.url, fields)
+    try:
+        response = egress.request(
+            lookup.method,
+            url,
+            policy=_policy(connector, url),
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        )
+        answer = response.json() if response.ok else None
+    except (egress.EgressDenied, egress.EgressError) as error:
+        raise OAuthFlowError(str(error)) from None
+    except ValueError:
+        answer = None
+    found = lookup.select(answer, fields) if answer is not None else None
+    if not found:
+        raise OAuthFlowError(
+            f"{connector.name} did not list the site or account this connection is for: "
+            "check the address, and that the account signed in has access to it."
+        )
+    for name, value in found.items():
+        if value.startswith(("http://", "https://")):
+            try:
+                found[name] = connector.clean_discovered_url(value)
+            except ValueError as error:
+                raise OAuthFlowError(str(error)) from None
+    return found
 
 
 def confirm_identity_change(*, flow: OAuthFlow, actor) -> Connection:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass, replace
 
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
@@ -28,9 +29,20 @@ def issue_token(*, user, name: str) -> tuple[SandboxToken, str]:
     return record, token
 
 
-def authenticate(token: str):
-    """The user a Sandbox token or a Sandbox OAuth 2.0 access token (with the
-    profile scope) belongs to, or None."""
+@dataclass(frozen=True)
+class Caller:
+    """Who calls the Sandbox API: a user (token or OAuth 2.0 user grant) or,
+    with the client credentials grant, an application acting for itself."""
+
+    login: str
+    email: str = ""
+    name: str = ""
+    user: object | None = None
+    scopes: frozenset[str] = frozenset({"profile", "records.read", "records.write"})
+
+
+def authenticate(token: str) -> Caller | None:
+    """The caller a Sandbox token or a Sandbox OAuth 2.0 access token belongs to."""
     if not token:
         return None
     record = (
@@ -40,12 +52,28 @@ def authenticate(token: str):
     )
     if record is not None:
         SandboxToken.objects.filter(pk=record.pk).update(last_used_at=timezone.now())
-        return record.user
+        return _user_caller(record.user)
     access = (
-        AccessToken.objects.select_related("user")
-        .filter(token_checksum=_digest(token), user__is_active=True)
+        AccessToken.objects.select_related("user", "application")
+        .filter(token_checksum=_digest(token))
         .first()
     )
-    if access is not None and access.is_valid(["profile"]):
-        return access.user
-    return None
+    if access is None or access.is_expired():
+        return None
+    scopes = frozenset(access.scope.split())
+    if access.user is None:
+        app = access.application
+        return Caller(login=f"app:{app.client_id}", name=app.name, scopes=scopes)
+    if not access.user.is_active:
+        return None
+    return _user_caller(access.user, scopes)
+
+
+def _user_caller(user, scopes: frozenset[str] | None = None) -> Caller:
+    caller = Caller(
+        login=user.get_username(),
+        email=user.email,
+        name=user.get_full_name() or user.get_username(),
+        user=user,
+    )
+    return caller if scopes is None else replace(caller, scopes=scopes)

@@ -16,13 +16,14 @@ SANDBOX_CLIENT_ID = "connections-portal-sandbox"
 
 
 class SandboxValidator(OAuth2Validator):
-    """One registered app may use the authorization code, password and
-    refresh grants, as the providers' apps do (DOT binds an app to one)."""
+    """One registered app may use the authorization code, password, client
+    credentials and refresh grants, as the providers' apps do (DOT binds an
+    app to one)."""
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
         Application = get_application_model()
         if (
-            grant_type == "password"
+            grant_type in {"password", "client_credentials"}
             and client.authorization_grant_type == Application.GRANT_AUTHORIZATION_CODE
         ):
             return True

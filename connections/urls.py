@@ -38,6 +38,7 @@ urlpatterns = [
         "sandbox/tokens/<int:token_id>/revoke/", sandbox.revoke_token, name="sandbox_token_revoke"
     ),
     path("sandbox/api/me", sandbox.api_me, name="sandbox_api_me"),
+    path("sandbox/api/records", sandbox.api_records, name="sandbox_api_records"),
     # The Sandbox OAuth 2.0 authorization server (django-oauth-toolkit).
     path(
         "sandbox/oauth/authorize/",

@@ -202,3 +202,33 @@ def test_lifetime_warning(client, developer, tree, sandbox_oauth):
     )
     assert oauth._lifetime_warning({"expires_in": 3600}).startswith("Token expiring frequently")
     assert oauth._lifetime_warning({"expires_in": 3600, "refresh_token": "r"}) == ""
+
+
+def test_client_credentials_grant(client, developer, tree, sandbox_oauth):
+    from connections.oauth_apps import portal_app
+    from connections.sandbox_provider import SANDBOX_CLIENT_ID
+
+    app = portal_app("sandbox")
+    response = start(
+        client,
+        tree["finance"],
+        "oauth2_client_credentials",
+        {"name": "Service", "client_id": SANDBOX_CLIENT_ID, "client_secret": app.client_secret},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection = Connection.objects.get()
+    assert connection.account_identity == f"app:{SANDBOX_CLIENT_ID}"
+    assert connection.authenticated_by == developer
+
+
+def test_sandbox_records_api_checks_scopes(client, developer, tree, sandbox_oauth):
+    import requests
+
+    _authorization_code(client, tree["finance"])
+    token = vault.read_secret(Connection.objects.get())["access_token"]
+    api = sandbox_oauth.url + "/sandbox/api/records"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert requests.get(api, headers=headers, timeout=5).json() == {"records": []}
+    refused = requests.post(api, json={"title": "x"}, headers=headers, timeout=5)
+    assert refused.status_code == 403  # the default scopes do not include records.write
+    assert requests.get(api, timeout=5).status_code == 401
