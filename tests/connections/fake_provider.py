@@ -23,7 +23,7 @@ class FakeProvider:
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
-            def _answer(self, status: int, body: dict) -> None:
+            def _answer(self, status: int, body: dict | list) -> None:
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -52,6 +52,16 @@ class FakeProvider:
                         return self._answer(403, {"message": "Resource not accessible by token"})
                     token = auth.partition(" ")[2]
                     return self._answer(401, {"message": f"Bad credentials: {token} is invalid"})
+                if self.path == "/accessible-resources":
+                    if auth != f"Bearer {GOOD_TOKEN}":
+                        return self._answer(401, {"message": "Unauthorized"})
+                    return self._answer(
+                        200,
+                        [
+                            {"id": "cloud-other", "url": "https://other.atlassian.net"},
+                            {"id": "cloud-42", "url": "https://acme.atlassian.net"},
+                        ],
+                    )
                 return self._answer(404, {"message": "Not Found"})
 
         self.server = ThreadingHTTPServer((address, 0), Handler)
