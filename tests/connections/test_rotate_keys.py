@@ -186,9 +186,21 @@ def test_rotation_walks_every_registered_model(rows_under_a, settings, monkeypat
 
     # Registering a label again replaces its entry (no double rotation).
     entry = vault.register_sealed_model("connections.Credential", aad)
-    assert [entry] == vault.SEALED_MODELS
+    labels = [m.label for m in vault.SEALED_MODELS]
+    assert entry in vault.SEALED_MODELS and labels.count("connections.Credential") == 1
     settings.PORTAL_ENCRYPTION_KEYS = [KEY_B, KEY_A]
     output = rotate()
     assert output.count("connections.Credential: re-encrypted 5/5") == 1
     assert sorted(calls) == sorted(rows_under_a)
     assert_consistent(rows_under_a)
+
+
+def test_rotation_covers_oauth_app_secrets(db, settings):
+    from connections.oauth_apps import set_portal_app, stored_portal_app
+
+    settings.PORTAL_ENCRYPTION_KEYS = [KEY_A]
+    set_portal_app("github", client_id="Iv1.abc", client_secret="app-secret-value-789")
+    settings.PORTAL_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    assert "connections.OAuthApp: re-encrypted 1/1" in rotate()
+    settings.PORTAL_ENCRYPTION_KEYS = [KEY_B]
+    assert stored_portal_app("github").client_secret == "app-secret-value-789"
