@@ -137,18 +137,22 @@ def build_authorize_url(
 ) -> str:
     """The provider's authorize URL with every parameter the connector needs."""
     oauth2 = auth.oauth2
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_to or redirect_uri(),
-    }
+    # The connector's extra parameters first, so that none of them can
+    # replace the client, redirect URI, state or PKCE challenge.
+    params = dict(oauth2.extra_authorize_params)
+    params.update(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_to or redirect_uri(),
+        }
+    )
     if scopes:
         params["scope"] = oauth2.scope_separator.join(scopes)
     params["state"] = state
     if oauth2.pkce and code_verifier:
         params["code_challenge"] = create_s256_code_challenge(code_verifier)
         params["code_challenge_method"] = "S256"
-    params.update(oauth2.extra_authorize_params)
     base = render(oauth2.authorize_url, {**values, "portal_base_url": settings.PORTAL_BASE_URL})
     return f"{base}{'&' if '?' in base else '?'}{urlencode(params)}"
 

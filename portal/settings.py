@@ -216,7 +216,19 @@ OAUTH2_PROVIDER = {
     },
     "DEFAULT_SCOPES": ["profile"],
     "OAUTH2_VALIDATOR_CLASS": "connections.sandbox_provider.SandboxValidator",
+    # RFC 9700 (OAuth 2.0 Security BCP), enforced.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # Plain-http callbacks only for development (make run's sandbox on 127.0.0.1).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
 }
+# The Sandbox offers the password grant on purpose: "OAuth 2.0 Password" is one
+# of the auth types connections must support, so the sandbox must serve it.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W002"]
 
 # --- django-guardian ------------------------------------------------------
 ANONYMOUS_USER_NAME = None

@@ -24,3 +24,6 @@ AXES_ENABLED = True
 
 # WhiteNoise looks for STATIC_ROOT at start-up; the suite serves from the finders.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+
+# The live test server speaks plain http on localhost.
+OAUTH2_PROVIDER = {**OAUTH2_PROVIDER, "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"]}  # noqa: F405

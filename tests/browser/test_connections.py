@@ -109,7 +109,10 @@ def test_developer_adds_checks_edits_disables_and_deletes_a_sandbox_connection(
     expect(page.locator('a[data-connector="sandbox"]')).to_be_focused()
     page.keyboard.press("Enter")
 
-    # One auth type: straight to the details.
+    # The Sandbox offers several auth types: choose the personal access token.
+    expect(page).to_have_url(f"{live_server.url}/folders/{finance.pk}/connections/add/sandbox/")
+    screenshot(page, "05b-auth-types")
+    page.locator('a[data-auth="pat"]').click()
     expect(page).to_have_url(f"{live_server.url}/folders/{finance.pk}/connections/add/sandbox/pat/")
     name = page.get_by_label("Name")
     secret = page.get_by_label("Sandbox token")

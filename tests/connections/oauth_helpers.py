@@ -36,14 +36,16 @@ def local(url: str) -> str:
 def approve(client, authorize_url: str, *, allow: bool = True):
     """The user approves (or refuses) at the sandbox provider; returns the
     provider's redirect back to the portal."""
-    page = client.get(local(authorize_url))
+    # As a browser would: at the provider's own host, which names itself (iss).
+    host = {"HTTP_HOST": urlsplit(authorize_url).netloc}
+    page = client.get(local(authorize_url), **host)
     assert page.status_code == 200, page.content.decode()[:2000]
     form = page.context["form"]
     data = {name: ("" if value is None else value) for name, value in form.initial.items()}
     data["scope"] = form.initial.get("scope", "")
     if allow:
         data["allow"] = "Authorize"
-    answer = client.post(local(authorize_url), data)
+    answer = client.post(local(authorize_url), data, **host)
     assert answer.status_code == 302, answer.content.decode()[:2000]
     return answer["Location"]
 
