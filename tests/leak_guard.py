@@ -14,9 +14,9 @@ import threading
 
 from django.core.handlers.base import BaseHandler
 
-# Pages whose job is to show a value once, by design. Never a vault secret:
-# the Sandbox provider's own token page shows the token it just issued.
-ALLOWED_PATHS = ("/sandbox/tokens/",)
+# Pages whose job is to hand out a credential, by design: the Sandbox
+# provider's token page and token endpoint (the provider, not the portal).
+ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/oauth/token/")
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
 MIN_SECRET_LENGTH = 10
 
