@@ -77,19 +77,24 @@ def connect_with_oauth(
         )
     else:
         form = ClientCredentialsForm(data, initial=initial, connector=connector, auth=auth)
+    if connection is not None:
+        # Reconnect replaces credentials only; name and description are edited elsewhere.
+        del form.fields["name"], form.fields["description"]
     connect_error = ""
     if request.method == "POST" and form.is_valid():
         try:
-            name = form.cleaned_data["name"]
             if connection is None:
-                name = actions.clean_name(folder, name)
+                name = actions.clean_name(folder, form.cleaned_data["name"])
+                description = form.cleaned_data["description"]
+            else:
+                name, description = connection.name, connection.description
             fields = actions.clean_fields(connector, auth, form.definition_values())
             client = _client_from(form, own_app, connector)
             common = {
                 "folder": folder,
                 "connector": connector,
                 "name": name,
-                "description": form.cleaned_data["description"],
+                "description": description,
                 "fields": fields,
                 "connection": connection,
             }

@@ -201,7 +201,9 @@ def screenshot(page: Page, name: str) -> Path:
     """Save a full-page PNG as test-results/screenshots/<test name>/<name>.png."""
     path = SCREENSHOT_ROOT / _current_test_name() / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True)
+    # caret="initial": the default hides the caret with an inline style, which a
+    # later htmx swap would carry over (a CSP violation no person causes).
+    page.screenshot(path=str(path), full_page=True, caret="initial")
     return path
 
 
