@@ -17,6 +17,8 @@ from django.core.handlers.base import BaseHandler
 # Pages whose job is to hand out a credential, by design: the Sandbox
 # provider's token page and token endpoint (the provider, not the portal).
 ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/oauth/token/")
+# Parts of an OAuth token set that are not secret (shown on pages by design).
+NOT_SECRET = {"client_id", "scope", "token_type", "expires_at"}
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
 MIN_SECRET_LENGTH = 10
 
@@ -43,7 +45,9 @@ def install() -> None:
     def recording_store(connection, secret: dict):
         with _lock:
             secrets.update(
-                str(v) for v in secret.values() if v and len(str(v)) >= MIN_SECRET_LENGTH
+                str(v)
+                for k, v in secret.items()
+                if k not in NOT_SECRET and v and len(str(v)) >= MIN_SECRET_LENGTH
             )
         return original_store(connection, secret)
 
