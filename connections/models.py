@@ -41,6 +41,13 @@ class Connection(models.Model):
     own_app = models.BooleanField("Bring your own OAuth 2.0 app", default=False)
     # When the stored access token expires (OAuth 2.0); None for PAT / keys.
     token_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Single-flight refresh: the holder of an unexpired lease is the only one
+    # talking to the token endpoint for this connection (connections/refresh.py).
+    refresh_lease_owner = models.CharField(max_length=32, blank=True, editable=False)
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by the refresh sweep when it enqueues a refresh, so the next sweep
+    # does not enqueue it again while it waits in the queue.
+    refresh_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
     # A standing warning shown with the connection, e.g. no refresh token.
     warning = models.CharField(max_length=300, blank=True)
     account_identity = models.CharField(max_length=255, blank=True)
@@ -71,6 +78,11 @@ class Connection(models.Model):
             models.Index(fields=["folder", "updated_at"], name="connection_folder_updated"),
             models.Index(fields=["folder", "state"], name="connection_folder_state"),
             models.Index(fields=["folder", "connector_key"], name="connection_folder_connector"),
+            models.Index(
+                fields=["token_expires_at"],
+                name="connection_refresh_due",
+                condition=Q(is_enabled=True, state__in=["connected", "degraded"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -53,7 +53,20 @@ OAUTH_KINDS = {
 
 
 class OAuthFlowError(Exception):
-    """A flow that cannot go on; the message says why and what to do."""
+    """A flow that cannot go on; the message says why and what to do.
+
+    ``code`` is the provider's OAuth error code when it gave one;
+    ``transient`` marks failures worth retrying (network, 5xx, 429), with the
+    provider's ``retry_after`` seconds when it said.
+    """
+
+    def __init__(
+        self, message: str, *, code: str = "", transient: bool = False, retry_after: int = 0
+    ):
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+        self.retry_after = retry_after
 
 
 class PortalOAuth2Session(egress.EgressSessionMixin, OAuth2Session):
@@ -246,19 +259,48 @@ def _explain(error: str, description: str, connector: ConnectorSpec) -> str:
     return f"{connector.name} answered with the error {error!r}." + said
 
 
-def _token_call(call, connector: ConnectorSpec):
+TRANSIENT_OAUTH_ERRORS = {"server_error", "temporarily_unavailable", "slow_down"}
+
+
+def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = None):
+    """Run a token request; turn every failure into an OAuthFlowError that
+    says what happened and whether trying again later may help."""
+    answers = []
+    if session is not None:
+        session.hooks["response"].append(lambda response, *a, **k: answers.append(response))
     try:
         return call()
     except OAuthError as error:
+        code = error.error or ""
+        last = answers[-1] if answers else None
+        transient = code in TRANSIENT_OAUTH_ERRORS or bool(
+            last is not None and (last.status_code >= 500 or last.status_code == 429)
+        )
         raise OAuthFlowError(
-            _explain(error.error or "", error.description or "", connector)
+            _explain(code, error.description or "", connector),
+            code=code,
+            transient=transient,
+            retry_after=_retry_after(last),
         ) from None
-    except (egress.EgressDenied, egress.EgressError) as error:
+    except egress.EgressDenied as error:
         raise OAuthFlowError(str(error)) from None
+    except egress.EgressError as error:
+        raise OAuthFlowError(str(error), transient=True) from None
     except ValueError as error:
+        last = answers[-1] if answers else None
+        status = f" ({last.status_code})" if last is not None else ""
         raise OAuthFlowError(
-            f"{connector.name} gave an answer that is not a token: {error}"
+            f"{connector.name} gave an answer that is not a token{status}: {error}",
+            transient=last is None or last.status_code >= 500 or last.status_code == 429,
+            retry_after=_retry_after(last),
         ) from None
+
+
+def _retry_after(response) -> int:
+    try:
+        return max(0, int(response.headers.get("Retry-After", "0"))) if response is not None else 0
+    except ValueError:
+        return 0
 
 
 # --- Completing a flow --------------------------------------------------------
@@ -599,7 +641,6 @@ def store_oauth_connection(
     (same id, name and folder) on reconnect and first authentication."""
     from connections.actions import _apply_result, clean_name
 
-    expires_at = secret.get("expires_at")
     with transaction.atomic():
         if connection is None:
             connection = Connection(
@@ -618,9 +659,7 @@ def store_oauth_connection(
             kind = ConnectionEvent.Kind.RECONNECTED
         connection.fields = fields
         connection.authenticated_by = actor
-        connection.token_expires_at = (
-            datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None
-        )
+        connection.token_expires_at = expiry_of(secret)
         if token:
             connection.warning = _lifetime_warning(token)
         _apply_result(connection, result)
@@ -641,12 +680,12 @@ def store_oauth_connection(
     return connection
 
 
-def refresh(connection: Connection) -> dict:
-    """Use the stored refresh token once; store the new token set (keeping the
-    refresh token when the answer has none) and return it."""
+def request_refresh(connection: Connection, secret: dict) -> dict:
+    """Spend the refresh token in ``secret`` at the provider; return the new
+    token set to store (keeping the refresh token when the answer has none).
+    Writes nothing: ``connections.refresh`` stores it under its lease."""
     connector = get_catalog().get(connection.connector_key)
     auth = connector.auth_type(connection.auth_type)
-    secret = vault.read_secret(connection)
     if not secret.get("refresh_token"):
         raise OAuthFlowError("This connection has no refresh token: reconnect it.")
     if connection.own_app:
@@ -660,14 +699,11 @@ def refresh(connection: Connection) -> dict:
     token = _token_call(
         lambda: session.refresh_token(token_url, refresh_token=secret["refresh_token"]),
         connector,
+        session,
     )
-    new_secret = _token_secret(dict(token), client, previous=secret)
-    with transaction.atomic():
-        vault.store_secret(connection, new_secret)
-        expires_at = new_secret.get("expires_at")
-        connection.token_expires_at = (
-            datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None
-        )
-        connection.save(update_fields=["token_expires_at", "updated_at"])
-        ConnectionEvent.objects.create(connection=connection, kind=ConnectionEvent.Kind.REFRESHED)
-    return new_secret
+    return _token_secret(dict(token), client, previous=secret)
+
+
+def expiry_of(secret: dict) -> datetime | None:
+    expires_at = secret.get("expires_at")
+    return datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None

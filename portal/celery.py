@@ -69,6 +69,10 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "portal.tasks.heartbeat",
             "schedule": float(settings.PORTAL_HEARTBEAT_SECONDS),
         },
+        "refresh-sweep": {
+            "task": "connections.tasks.refresh_sweep",
+            "schedule": float(settings.PORTAL_REFRESH_SWEEP_SECONDS),
+        },
     }
 
 

@@ -221,3 +221,24 @@ def sync_role(role: Role) -> None:
         "folder_id", "user_id", "group_id"
     ):
         sync_grants(folder_id=folder_id, user_id=user_id, group_id=group_id)
+
+
+def folder_administrators(folder: Folder):
+    """Users who administer a shared folder (Folder - Manage access granted
+    on it or an ancestor, directly or through a group): one query."""
+    from django.contrib.auth import get_user_model
+
+    if folder.is_personal:
+        return get_user_model().objects.none()
+    ids = folder.ancestor_ids
+    direct = FolderUserGrant.objects.filter(
+        content_object_id__in=ids, permission__codename=Action.MANAGE_FOLDER_ACCESS
+    ).values("user_id")
+    through_groups = FolderGroupGrant.objects.filter(
+        content_object_id__in=ids, permission__codename=Action.MANAGE_FOLDER_ACCESS
+    ).values("group_id")
+    return (
+        get_user_model()
+        .objects.filter(Q(pk__in=direct) | Q(groups__in=through_groups), is_active=True)
+        .distinct()
+    )

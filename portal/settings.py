@@ -60,6 +60,17 @@ PORTAL_OAUTH_APPS = env.json("PORTAL_OAUTH_APPS", default={})
 # How long a started OAuth 2.0 authorization may take before it is refused.
 PORTAL_OAUTH_FLOW_SECONDS = env.int("PORTAL_OAUTH_FLOW_SECONDS", default=600)
 
+# Token refresh (connections/refresh.py, docs/operations.md): refresh tokens
+# expiring within the lead time; spread a sweep's refreshes over the jitter;
+# a refresh holds its lease at most this long (longer than the token call's
+# timeouts); callers wait this long for another caller's refresh.
+PORTAL_REFRESH_LEAD_SECONDS = env.int("PORTAL_REFRESH_LEAD_SECONDS", default=300)
+PORTAL_REFRESH_JITTER_SECONDS = env.int("PORTAL_REFRESH_JITTER_SECONDS", default=60)
+PORTAL_REFRESH_LEASE_SECONDS = env.int("PORTAL_REFRESH_LEASE_SECONDS", default=60)
+PORTAL_REFRESH_WAIT_SECONDS = env.float("PORTAL_REFRESH_WAIT_SECONDS", default=30)
+PORTAL_REFRESH_SWEEP_SECONDS = env.int("PORTAL_REFRESH_SWEEP_SECONDS", default=60)
+PORTAL_REFRESH_BATCH = env.int("PORTAL_REFRESH_BATCH", default=500)
+
 # Sign-up is by invitation unless this is on.
 PORTAL_OPEN_SIGNUP = env.bool("PORTAL_OPEN_SIGNUP", default=False)
 PORTAL_INVITATION_DAYS = env.int("PORTAL_INVITATION_DAYS", default=7)

@@ -4,7 +4,7 @@ password grant, BYOA, refresh, reconnect and authenticate."""
 
 import pytest
 
-from connections import oauth, vault
+from connections import oauth, refresh, vault
 from connections.models import Connection, ConnectionState, OAuthFlow
 from tests.connections.oauth_helpers import (
     OWN_CLIENT_ID,
@@ -102,19 +102,30 @@ def test_byoa_with_own_application(client, developer, tree, sandbox_oauth, token
     assert set(secret["scope"].split()) == {"profile", "records.read", "records.write"}
 
 
-def test_refresh_uses_the_stored_refresh_token(client, developer, tree, sandbox_oauth):
+def test_refresh_uses_the_stored_refresh_token(client, developer, tree, sandbox_oauth, mailoutbox):
     _authorization_code(client, tree["finance"])
     connection = Connection.objects.get()
     before = vault.read_secret(connection)
-    after = oauth.refresh(connection)
+    after = refresh.refresh_connection(connection.pk, force=True)
     assert after["access_token"] != before["access_token"]
     assert after["refresh_token"] != before["refresh_token"]  # the sandbox rotates them
     assert vault.read_secret(connection) == after
     assert connection.events.filter(kind="refreshed").count() == 1
-    # The rotated-out refresh token is dead at the server: a second use fails.
+    # A token that is not due is not refreshed again.
+    assert refresh.refresh_connection(connection.pk) == after
+    assert connection.events.filter(kind="refreshed").count() == 1
+    # The rotated-out refresh token is dead at the server: its owner must reconnect.
     vault.store_secret(connection, before)
-    with pytest.raises(oauth.OAuthFlowError, match="refused the grant"):
-        oauth.refresh(connection)
+    with pytest.raises(refresh.RefreshError, match="refused the grant"):
+        refresh.refresh_connection(connection.pk, force=True)
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.NEEDS_RECONNECT
+    assert "Reconnect" in connection.last_error
+    assert len(mailoutbox) == 1 and "ada@example.com" in mailoutbox[0].to
+    # ... and nobody tries again until it is reconnected.
+    with pytest.raises(refresh.RefreshError, match="needs reconnecting"):
+        refresh.refresh_connection(connection.pk, force=True)
+    assert len(mailoutbox) == 1
 
 
 def test_byoa_refresh_uses_a_rotated_client_secret(client, developer, tree, sandbox_oauth):
@@ -128,11 +139,15 @@ def test_byoa_refresh_uses_a_rotated_client_secret(client, developer, tree, sand
     connection = Connection.objects.get()
     app.client_secret = "rotated-secret-value-456"
     app.save()
-    with pytest.raises(oauth.OAuthFlowError, match="Invalid client or secret"):
-        oauth.refresh(connection)
+    with pytest.raises(refresh.RefreshError, match="Invalid client or secret"):
+        refresh.refresh_connection(connection.pk, force=True)
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.MISCONFIGURED
     url = f"/folders/{connection.folder_id}/connections/{connection.pk}/client-secret/"
     assert client.post(url, {"client_secret": "rotated-secret-value-456"}).status_code == 302
-    assert oauth.refresh(connection)["access_token"]
+    assert refresh.refresh_connection(connection.pk, force=True)["access_token"]
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.CONNECTED
 
 
 def test_reconnect_keeps_the_connection(client, developer, tree, sandbox_oauth):
