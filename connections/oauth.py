@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
+import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
@@ -286,6 +287,14 @@ def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = 
         raise OAuthFlowError(str(error)) from None
     except egress.EgressError as error:
         raise OAuthFlowError(str(error), transient=True) from None
+    except requests.HTTPError as error:
+        status = error.response.status_code if error.response is not None else 0
+        raise OAuthFlowError(
+            f"{connector.name}'s token endpoint answered {status}"
+            + (": try again later." if status >= 500 or status == 429 else "."),
+            transient=status >= 500 or status == 429,
+            retry_after=_retry_after(error.response),
+        ) from None
     except ValueError as error:
         last = answers[-1] if answers else None
         status = f" ({last.status_code})" if last is not None else ""
