@@ -73,3 +73,17 @@ def refresh_sweep() -> int:
                 )
             )
     return len(ids)
+
+
+@shared_task(name="connections.tasks.check_connection", acks_late=True)
+def check_connection_task(connection_id: int) -> None:
+    """Run one connection's health check and record it; safe to run twice."""
+    from connections import actions
+
+    connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
+    if connection is None:
+        return
+    try:
+        actions.check_connection(connection=connection)
+    except actions.ConnectError:
+        return
