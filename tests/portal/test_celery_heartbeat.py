@@ -17,6 +17,7 @@ from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings as django_settings
 from kombu import Connection
+from kombu import pools as kombu_pools
 from kombu.transport import filesystem as kombu_filesystem
 
 from portal.celery import FilesystemTransport, app
@@ -191,6 +192,9 @@ def _reset_app_caches() -> None:
     if app._pool is not None:
         app._pool.force_close_all()
     app._pool = None
+    # kombu keeps process-wide pools keyed by broker URL; a closed one must not
+    # be handed out again to the next producer.
+    kombu_pools.reset()
     app.amqp._producer_pool = None
     app.amqp.flush_routes()
     app.amqp.__dict__.pop("router", None)
