@@ -167,7 +167,7 @@ def build_authorize_url(
     if oauth2.pkce and code_verifier:
         params["code_challenge"] = create_s256_code_challenge(code_verifier)
         params["code_challenge_method"] = "S256"
-    base = render(oauth2.authorize_url, {**values, "portal_base_url": settings.PORTAL_BASE_URL})
+    base = _endpoint(oauth2.authorize_url, values)
     return f"{base}{'&' if '?' in base else '?'}{urlencode(params)}"
 
 
@@ -363,9 +363,7 @@ def complete_authorization(request: HttpRequest, params) -> Outcome:
     client = ClientCredentials(flow.client_id, sealed.get("client_secret", ""), flow.own_app)
     if not flow.own_app:
         client = portal_app(connector.key) or client
-    token_url = render(
-        auth.oauth2.token_url, {**flow.fields, "portal_base_url": settings.PORTAL_BASE_URL}
-    )
+    token_url = _endpoint(auth.oauth2.token_url, flow.fields)
     session = _session(connector, auth, client, token_url, redirect_uri=flow.redirect_uri)
     extra = {"code_verifier": sealed["code_verifier"]} if sealed.get("code_verifier") else {}
     token = _token_call(
@@ -389,47 +387,30 @@ def complete_authorization(request: HttpRequest, params) -> Outcome:
 
 
 def password_grant(
-    *,
-    actor,
-    folder: Folder,
-    connector: ConnectorSpec,
-    name: str,
-    description: str,
-    fields: dict[str, str],
-    username: str,
-    password: str,
-    client: ClientCredentials,
-    connection: Connection | None = None,
+    *, username: str, password: str, client: ClientCredentials, **details
 ) -> Outcome:
     """Exchange a user name and password for tokens; the password is not kept."""
-    auth = connector.auth_type(AuthKind.OAUTH2_PASSWORD)
-    token_url = render(
-        auth.oauth2.token_url, {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
-    )
-    scopes = list(auth.oauth2.default_scopes)
-    session = _session(connector, auth, client, token_url, scope=" ".join(scopes) or None)
-    token = _token_call(
-        lambda: session.fetch_token(
-            token_url, grant_type="password", username=username, password=password
-        ),
-        connector,
-    )
-    return finish_with_token(
-        actor=actor,
-        folder=folder,
-        connector=connector,
-        auth=auth,
+    return _direct_grant(
+        AuthKind.OAUTH2_PASSWORD,
+        {"grant_type": "password", "username": username, "password": password},
         client=client,
-        token=dict(token),
-        requested_scopes=scopes,
-        name=name,
-        description=description,
-        fields=fields,
-        connection=connection,
+        **details,
     )
 
 
-def client_credentials_grant(
+def client_credentials_grant(*, client: ClientCredentials, **details) -> Outcome:
+    """Service to service: the app's own credentials for tokens, no user."""
+    return _direct_grant(
+        AuthKind.OAUTH2_CLIENT_CREDENTIALS,
+        {"grant_type": "client_credentials"},
+        client=client,
+        **details,
+    )
+
+
+def _direct_grant(
+    kind: AuthKind,
+    grant: dict[str, str],
     *,
     actor,
     folder: Folder,
@@ -440,15 +421,13 @@ def client_credentials_grant(
     client: ClientCredentials,
     connection: Connection | None = None,
 ) -> Outcome:
-    auth = connector.auth_type(AuthKind.OAUTH2_CLIENT_CREDENTIALS)
-    token_url = render(
-        auth.oauth2.token_url, {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
-    )
+    """A grant with no browser redirect: one token request, then the same
+    checks and storage as the authorization code grant."""
+    auth = connector.auth_type(kind)
+    token_url = _endpoint(auth.oauth2.token_url, fields)
     scopes = list(auth.oauth2.default_scopes)
     session = _session(connector, auth, client, token_url, scope=" ".join(scopes) or None)
-    token = _token_call(
-        lambda: session.fetch_token(token_url, grant_type="client_credentials"), connector
-    )
+    token = _token_call(lambda: session.fetch_token(token_url, **grant), connector, session)
     return finish_with_token(
         actor=actor,
         folder=folder,
