@@ -135,7 +135,15 @@ def split_scopes(text: str) -> list[str]:
 
 
 def missing_mandatory(auth: AuthTypeSpec, scopes: list[str]) -> list[str]:
-    return [scope for scope in auth.oauth2.mandatory_scopes if scope not in set(scopes)]
+    """Mandatory scopes absent from ``scopes``. A granted scope may come back
+    qualified by its resource (Microsoft: https://graph.microsoft.com/Mail.Read
+    for Mail.Read)."""
+    have = set(scopes)
+
+    def present(scope: str) -> bool:
+        return scope in have or any(granted.endswith("/" + scope) for granted in have)
+
+    return [scope for scope in auth.oauth2.mandatory_scopes if not present(scope)]
 
 
 def build_authorize_url(

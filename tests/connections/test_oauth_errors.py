@@ -189,3 +189,12 @@ def test_answer_naming_the_right_issuer_is_accepted(client, developer, tree, san
     answer = client.get(local(back) + "&iss=" + issuer)
     assert answer.status_code == 302
     assert Connection.objects.count() == 1
+
+
+def test_mandatory_scopes_match_resource_qualified_grants():
+    connector = get_catalog().get("microsoft_outlook")
+    auth = connector.auth_type("oauth2_authorization_code")
+    mandatory = list(auth.oauth2.mandatory_scopes)
+    qualified = [f"https://graph.microsoft.com/{scope}" for scope in mandatory]
+    assert oauth.missing_mandatory(auth, qualified) == []
+    assert oauth.missing_mandatory(auth, qualified[1:]) == mandatory[:1]
