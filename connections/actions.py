@@ -5,26 +5,51 @@ whose credential failed its check is never stored."""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from connections import egress, vault
 from connections.catalog import AuthTypeSpec, ConnectorSpec, get_catalog
-from connections.health import CheckResult, egress_policy, run_check
+from connections.health import CheckResult, egress_policy, parse_expiry, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
-from portal.models import Folder
+from portal.models import (
+    MAX_POLLING_INTERVAL_SECONDS,
+    MIN_POLLING_INTERVAL_SECONDS,
+    Folder,
+    TenantSettings,
+)
 
-MIN_POLLING_SECONDS = 60
-MAX_POLLING_SECONDS = 24 * 60 * 60
+log = logging.getLogger(__name__)
 
+# The absolute bounds; the tenant-wide minimum (TenantSettings) may raise the lower one.
+MIN_POLLING_SECONDS = MIN_POLLING_INTERVAL_SECONDS
+MAX_POLLING_SECONDS = MAX_POLLING_INTERVAL_SECONDS
+
+# What a failed check says about the connection. Transient failures (the
+# provider unreachable, 5xx, 429) turn a connection Degraded only after
+# PORTAL_HEALTH_DEGRADED_AFTER of them in a row; the others change the state
+# at once: the credential was refused (Needs reconnect) or the connection is
+# set up wrong (Misconfigured: 403, 404, missing scopes, no refresh token).
 FAILURE_STATES = {
     "rejected": ConnectionState.NEEDS_RECONNECT,
     "forbidden": ConnectionState.MISCONFIGURED,
     "not_found": ConnectionState.MISCONFIGURED,
+    "misconfigured": ConnectionState.MISCONFIGURED,
     "unreachable": ConnectionState.DEGRADED,
     "provider": ConnectionState.DEGRADED,
 }
+TRANSIENT_STATUS = {408, 425, 429}
+BROKEN_STATES = {ConnectionState.NEEDS_RECONNECT, ConnectionState.MISCONFIGURED}
+
+# Connection fields that may say when a PAT or client secret expires (a
+# connector declares one of them as a field, e.g. for a client secret).
+SECRET_EXPIRY_FIELDS = ("secret_expires_on", "secret_expires_at")
+SECRET_EXPIRY_WARNING_ENDS = ("replace it before then.", "replace it now.")
 
 
 class ConnectError(Exception):
@@ -87,26 +112,101 @@ def clean_name(folder: Folder, name: str, *, exclude_pk: int | None = None) -> s
     return name
 
 
-def clean_polling_interval(value) -> int:
+def tenant_min_polling_seconds() -> int:
+    return max(MIN_POLLING_SECONDS, TenantSettings.load().min_polling_interval_seconds)
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour" + ("s" if hours != 1 else "")
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute" + ("s" if minutes != 1 else "")
+    return f"{seconds} seconds"
+
+
+def clean_polling_interval(value, *, minimum: int | None = None) -> int:
+    """Seconds between checks, at least the tenant-wide minimum, at most a day."""
     try:
         seconds = int(value)
     except (TypeError, ValueError):
         raise ValidationError(
             {"polling_interval_seconds": ["Enter the polling interval in seconds."]}
         ) from None
-    if not MIN_POLLING_SECONDS <= seconds <= MAX_POLLING_SECONDS:
+    minimum = tenant_min_polling_seconds() if minimum is None else minimum
+    if seconds < minimum:
         raise ValidationError(
             {
                 "polling_interval_seconds": [
-                    f"The polling interval must be between {MIN_POLLING_SECONDS} seconds "
-                    f"and {MAX_POLLING_SECONDS // 3600} hours."
+                    f"The polling interval must be at least {minimum} seconds "
+                    f"({_duration(minimum)}), the tenant-wide minimum."
+                ]
+            }
+        )
+    if seconds > MAX_POLLING_SECONDS:
+        raise ValidationError(
+            {
+                "polling_interval_seconds": [
+                    f"The polling interval must be at most {MAX_POLLING_SECONDS} seconds "
+                    f"({_duration(MAX_POLLING_SECONDS)})."
                 ]
             }
         )
     return seconds
 
 
+def default_polling_interval(connector: ConnectorSpec) -> int:
+    """The connector's default, raised to the tenant-wide minimum."""
+    return min(
+        MAX_POLLING_SECONDS, max(connector.polling_interval_seconds, tenant_min_polling_seconds())
+    )
+
+
+def effective_polling_interval(connection: Connection, minimum: int | None = None) -> int:
+    """The connection's interval, never below the tenant-wide minimum (which
+    may have been raised after the interval was chosen)."""
+    minimum = tenant_min_polling_seconds() if minimum is None else minimum
+    return max(connection.polling_interval_seconds, minimum)
+
+
+def schedule_next_check(connection: Connection, *, minimum: int | None = None) -> None:
+    """next_check_at = last check + polling interval; None while the
+    connection is disabled or not yet connected (never checked by the sweep)."""
+    if not connection.is_enabled or connection.state == ConnectionState.NOT_CONNECTED:
+        connection.next_check_at = None
+        return
+    last = connection.last_checked_at or timezone.now()
+    connection.next_check_at = last + timedelta(
+        seconds=effective_polling_interval(connection, minimum)
+    )
+
+
+def is_transient(result: CheckResult) -> bool:
+    if result.failure == "unreachable":
+        return True
+    if result.failure == "provider":
+        code = result.status_code
+        return code is None or code >= 500 or code in TRANSIENT_STATUS
+    return False
+
+
+def failure_state(result: CheckResult) -> str:
+    if is_transient(result):
+        return ConnectionState.DEGRADED
+    # Any other refusal of the health request (400, 405, 410, 422...): the
+    # request the connection makes is wrong, which retrying will not fix.
+    return FAILURE_STATES.get(result.failure, ConnectionState.MISCONFIGURED)
+
+
 def _apply_result(connection: Connection, result: CheckResult) -> None:
+    """The health state machine, on the connection in memory (callers save).
+
+    Success: Connected, failures reset. Credentials refused: Needs reconnect.
+    403 / 404 / missing scopes / no refresh token: Misconfigured. Transient
+    failures count, and turn a connection Degraded only after
+    PORTAL_HEALTH_DEGRADED_AFTER in a row (one timeout does not flip a healthy
+    connection); they never hide a Needs reconnect or Misconfigured state."""
     now = timezone.now()
     connection.last_checked_at = now
     if result.ok:
@@ -116,10 +216,61 @@ def _apply_result(connection: Connection, result: CheckResult) -> None:
         connection.last_error = ""
         if result.identity:
             connection.account_identity = result.identity
+        if result.secret_expires_at:
+            connection.secret_expires_at = result.secret_expires_at
     else:
-        connection.state = FAILURE_STATES.get(result.failure, ConnectionState.DEGRADED)
         connection.consecutive_failures += 1
         connection.last_error = result.error[:500]
+        if not is_transient(result):
+            connection.state = failure_state(result)
+        elif connection.state in BROKEN_STATES or connection.state == ConnectionState.NOT_CONNECTED:
+            pass  # still broken (or never connected): a timeout says nothing new
+        elif connection.consecutive_failures >= settings.PORTAL_HEALTH_DEGRADED_AFTER:
+            connection.state = ConnectionState.DEGRADED
+    _update_expiry_warning(connection)
+    schedule_next_check(connection)
+
+
+def _field_expiry(connection: Connection) -> datetime | None:
+    for key in SECRET_EXPIRY_FIELDS:
+        value = (connection.fields or {}).get(key)
+        if value:
+            return parse_expiry(str(value))
+    return None
+
+
+def _secret_label(connection: Connection) -> str:
+    connector = get_catalog().get(connection.connector_key)
+    auth = connector.auth_type(connection.auth_type) if connector else None
+    if auth and auth.secrets:
+        return auth.secrets[0].label
+    if connection.own_app:
+        return "Client secret"
+    return "Secret"
+
+
+def _update_expiry_warning(connection: Connection) -> None:
+    """Warn ahead of a known PAT or client secret expiry; clear our own
+    warning (never another one) when it no longer applies."""
+    expires = _field_expiry(connection) or connection.secret_expires_at
+    connection.secret_expires_at = expires
+    ours = connection.warning.endswith(SECRET_EXPIRY_WARNING_ENDS)
+    lead = timedelta(days=settings.PORTAL_SECRET_EXPIRY_WARNING_DAYS)
+    now = timezone.now()
+    if expires is None or expires - now > lead:
+        if ours:
+            connection.warning = ""
+        return
+    if connection.warning and not ours:
+        return  # a standing warning of another kind stays
+    label = _secret_label(connection)
+    day = expires.astimezone(UTC).strftime("%Y-%m-%d")
+    if expires <= now:
+        connection.warning = f"{label} expired on {day} UTC: replace it now."
+        return
+    days = (expires - now).days
+    when = "today" if days == 0 else f"in {days} day" + ("s" if days != 1 else "")
+    connection.warning = f"{label} expires on {day} UTC ({when}): replace it before then."
 
 
 def _record(connection: Connection, result: CheckResult, actor) -> None:
@@ -137,6 +288,44 @@ def _record(connection: Connection, result: CheckResult, actor) -> None:
         actor=actor,
         detail=(detail or "Check succeeded.")[:500],
     )
+
+
+def _worth_telling(previous: str, current: str) -> bool:
+    """A change people hear about: it broke (Degraded, Needs reconnect,
+    Misconfigured), broke differently, or recovered to Connected."""
+    if previous == current:
+        return False
+    if current == ConnectionState.CONNECTED:
+        return previous != ConnectionState.NOT_CONNECTED
+    return current != ConnectionState.NOT_CONNECTED
+
+
+def _state_changed(connection: Connection, previous: str, actor=None) -> None:
+    """Within the transaction that changed the state: note it in the history
+    and, once committed, tell the people responsible (one message per change)."""
+    if connection.state == previous:
+        return
+    ConnectionEvent.objects.create(
+        connection=connection,
+        kind=ConnectionEvent.Kind.STATE_CHANGED,
+        actor=actor,
+        detail=(
+            f"{ConnectionState(previous).label} → {connection.get_state_display()}."
+            + (f" {connection.last_error}" if connection.last_error else "")
+        )[:500],
+    )
+    if _worth_telling(previous, connection.state):
+        pk = connection.pk
+        transaction.on_commit(lambda: _tell(pk, previous))
+
+
+def _tell(connection_id: int, previous: str) -> None:
+    from connections import notifications
+
+    try:
+        notifications.state_changed(connection_id, previous=previous)
+    except Exception:  # the check is recorded; a mail server problem must not undo it
+        log.exception("Could not send the state change message of connection %s", connection_id)
 
 
 def create_secret_connection(
@@ -168,7 +357,7 @@ def create_secret_connection(
             fields=fields,
             created_by=created_by,
             authenticated_by=created_by,
-            polling_interval_seconds=connector.polling_interval_seconds,
+            polling_interval_seconds=default_polling_interval(connector),
         )
         _apply_result(connection, result)
         connection.save()
@@ -180,25 +369,94 @@ def create_secret_connection(
     return connection
 
 
+CHECK_FIELDS = [
+    "state",
+    "last_checked_at",
+    "last_success_at",
+    "consecutive_failures",
+    "last_error",
+    "account_identity",
+    "next_check_at",
+    "secret_expires_at",
+    "warning",
+    "updated_at",
+]
+
+
+def _oauth_token_for_check(connection: Connection) -> tuple[dict, CheckResult | None, bool]:
+    """An OAuth 2.0 connection's token set to check with, refreshed first
+    when it expires within the lead time (single-flight, connections/refresh.py).
+    Returns (token set, failed check or None, whether a refresh may have run)."""
+    from connections import refresh
+
+    secret = vault.read_secret(connection)
+    expired_for_good = (
+        connection.state != ConnectionState.NEEDS_RECONNECT
+        and not refresh.is_fresh(connection)
+        and not secret.get("refresh_token")
+    )
+    if expired_for_good:
+        return (
+            secret,
+            CheckResult(
+                ok=False,
+                error="The access token has expired and the provider gave no refresh token: "
+                "reconnect, and let the app issue refresh tokens (offline access).",
+                failure="misconfigured",
+            ),
+            False,
+        )
+    try:
+        return refresh.refresh_connection(connection.pk), None, True
+    except refresh.RefreshError as error:
+        current = Connection.objects.only("state", "last_error").get(pk=connection.pk)
+        if error.transient:
+            failed = CheckResult(
+                ok=False,
+                error=f"The access token could not be refreshed: {error}",
+                failure="unreachable",
+            )
+        elif current.state == ConnectionState.MISCONFIGURED:
+            failed = CheckResult(
+                ok=False, error=current.last_error or str(error), failure="misconfigured"
+            )
+        else:
+            failed = CheckResult(
+                ok=False, error=current.last_error or str(error), failure="rejected"
+            )
+        return secret, failed, False
+
+
 def check_connection(*, connection: Connection, actor=None) -> CheckResult:
-    """Run the health check now with the stored credential and record it."""
+    """Run the health check now with the stored credential (an OAuth 2.0
+    token refreshed first when it is about to expire), record it, move the
+    state machine, schedule the next check, and tell people of a change."""
     connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
-    result = run_check(connector, auth, connection.fields, vault.read_secret(connection))
+    connection.refresh_from_db()
+    initial_state = connection.state
+    refreshed = False
+    if auth.oauth2 is not None:
+        secret, result, refreshed = _oauth_token_for_check(connection)
+    else:
+        secret, result = vault.read_secret(connection), None
+    if result is None:
+        result = run_check(connector, auth, connection.fields, secret)
     with transaction.atomic():
-        _apply_result(connection, result)
-        connection.save(
-            update_fields=[
-                "state",
-                "last_checked_at",
-                "last_success_at",
-                "consecutive_failures",
-                "last_error",
-                "account_identity",
-                "updated_at",
-            ]
-        )
-        _record(connection, result, actor)
+        # The row as it is now (locked on PostgreSQL): a refresh or another
+        # check may have moved it meanwhile; counters and state build on it.
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        previous = locked.state
+        if refreshed and previous == ConnectionState.CONNECTED and initial_state != previous:
+            # The refresh brought it back without telling anyone; the check
+            # now says whether it really recovered.
+            previous = initial_state
+        _apply_result(locked, result)
+        locked.save(update_fields=CHECK_FIELDS)
+        _record(locked, result, actor)
+        _state_changed(locked, previous, actor)
+    for field in (*CHECK_FIELDS, "check_queued_until"):
+        setattr(connection, field, getattr(locked, field))
     return result
 
 
@@ -236,12 +494,16 @@ def edit_connection(
     if not changed:
         return []
     with transaction.atomic():
+        previous = connection.state
         connection.name = name
         connection.description = (description or "").strip()[:500]
         connection.polling_interval_seconds = interval
         connection.fields = new_fields
         if result is not None:
             _apply_result(connection, result)
+        else:
+            _update_expiry_warning(connection)
+            schedule_next_check(connection)
         connection.save()
         ConnectionEvent.objects.create(
             connection=connection,
@@ -251,6 +513,7 @@ def edit_connection(
         )
         if result is not None:
             _record(connection, result, actor)
+            _state_changed(connection, previous, actor)
     return changed
 
 
@@ -263,23 +526,34 @@ def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResul
     if not result.ok:
         raise ConnectError(f"The new secret was not saved: {result.error}")
     with transaction.atomic():
+        previous = connection.state
         vault.store_secret(connection, secret)
         connection.authenticated_by = actor
+        # The old secret's expiry goes with it; the provider's answer may give the new one.
+        connection.secret_expires_at = None
         _apply_result(connection, result)
         connection.save()
         ConnectionEvent.objects.create(
             connection=connection, kind=ConnectionEvent.Kind.SECRET_REPLACED, actor=actor
         )
         _record(connection, result, actor)
+        _state_changed(connection, previous, actor)
     return result
 
 
 def set_enabled(*, connection: Connection, enabled: bool, actor) -> None:
+    """Disabled connections are never used, refreshed or checked: no next
+    check. Enabled again, the next check is the last one plus the interval
+    (due at once when that has passed)."""
     if connection.is_enabled == enabled:
         return
     with transaction.atomic():
         connection.is_enabled = enabled
-        connection.save(update_fields=["is_enabled", "updated_at"])
+        schedule_next_check(connection)
+        connection.check_queued_until = None
+        connection.save(
+            update_fields=["is_enabled", "next_check_at", "check_queued_until", "updated_at"]
+        )
         ConnectionEvent.objects.create(
             connection=connection,
             kind=ConnectionEvent.Kind.ENABLED if enabled else ConnectionEvent.Kind.DISABLED,

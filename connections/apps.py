@@ -8,10 +8,12 @@ class ConnectionsConfig(AppConfig):
     verbose_name = "Connections"
 
     def ready(self) -> None:
-        from connections import checks, vault
+        from connections import checks, signals, vault
         from connections.catalog import get_catalog
 
         checks.register()
+        # A deactivated authenticator: their shared connections' folder admins are told.
+        signals.connect()
         # Load and validate the connector catalog now: a broken definition
         # stops start-up with a message naming the file, field and problem.
         get_catalog()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -17,6 +18,9 @@ from django.conf import settings
 from connections import egress
 from connections.catalog.schema import AuthTypeSpec, ConnectorSpec
 
+# Answer headers in which a provider says when the credential expires
+# (GitHub: "github-authentication-token-expiration: 2026-01-31 12:00:00 UTC").
+SECRET_EXPIRY_HEADERS = ("github-authentication-token-expiration",)
 PROVIDER_MESSAGE_KEYS = ("error_description", "error", "message", "errorMessages", "detail")
 MAX_PROVIDER_MESSAGE = 200
 
@@ -30,6 +34,39 @@ class CheckResult:
     identity: str = ""
     # What kind of failure: decides the connection's state.
     failure: str = ""  # "", "rejected", "forbidden", "not_found", "unreachable", "provider"
+    # When the provider says the credential (a PAT) expires.
+    secret_expires_at: datetime | None = None
+
+
+def parse_expiry(value: str) -> datetime | None:
+    """A date or time as providers write expiries, in UTC; None when unreadable."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    for candidate in (text, text.replace(" ", "T", 1)):
+        try:
+            moment = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    for pattern in ("%Y-%m-%d %H:%M:%S %z", "%a, %d %b %Y %H:%M:%S %Z"):
+        try:
+            moment = datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return None
+
+
+def _secret_expiry(response) -> datetime | None:
+    for header in SECRET_EXPIRY_HEADERS:
+        if response.headers.get(header):
+            return parse_expiry(response.headers[header])
+    return None
 
 
 def egress_policy(connector: ConnectorSpec) -> egress.EgressPolicy:
@@ -113,6 +150,7 @@ def run_check(
             status_code=status,
             latency_ms=latency,
             identity=check.read_identity(answer, values)[:255],
+            secret_expires_at=_secret_expiry(response),
         )
 
     said = _provider_message(response, [str(v) for v in secret.values()])

@@ -52,6 +52,16 @@ class Connection(models.Model):
     warning = models.CharField(max_length=300, blank=True)
     account_identity = models.CharField(max_length=255, blank=True)
     polling_interval_seconds = models.PositiveIntegerField(default=300)
+    # Health polling (connections/tasks.py health_sweep): when the next check
+    # is due, the last check plus the polling interval; None while disabled or
+    # not yet connected, so such connections are never selected.
+    next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by the health sweep when it enqueues a check, so the next sweep does
+    # not enqueue it again while it waits in the queue.
+    check_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the stored PAT or client secret expires, if the connection's
+    # fields or the provider's answer say (e.g. GitHub's token expiration header).
+    secret_expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -83,10 +93,22 @@ class Connection(models.Model):
                 name="connection_refresh_due",
                 condition=Q(is_enabled=True, state__in=["connected", "degraded"]),
             ),
+            models.Index(
+                fields=["next_check_at"],
+                name="connection_check_due",
+                condition=Q(is_enabled=True, next_check_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def authenticator_deactivated(self) -> bool:
+        """Authenticated by a user who has since been deactivated: the
+        connection keeps working, and its folder's administrators should
+        reconnect it under an active account."""
+        return self.authenticated_by_id is not None and not self.authenticated_by.is_active
 
 
 class Credential(models.Model):
@@ -123,6 +145,8 @@ class ConnectionEvent(models.Model):
         REFRESHED = "refreshed", "Token refreshed"
         REFRESH_FAILED = "refresh_failed", "Refresh failed"
         RECONNECTED = "reconnected", "Reconnected"
+        STATE_CHANGED = "state_changed", "Status changed"
+        AUTHENTICATOR_LEFT = "authenticator_left", "Authenticator deactivated"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -75,15 +75,69 @@ def refresh_sweep() -> int:
     return len(ids)
 
 
+# A check waits at most this long in the queue before the sweep may enqueue it
+# again (a message lost with the embedded broker, say): beyond the jitter, as
+# long as a check may take (the HTTP timeouts, a refresh first).
+CHECK_QUEUE_MARGIN_SECONDS = 300
+
+
 @shared_task(name="connections.tasks.check_connection", acks_late=True)
-def check_connection_task(connection_id: int) -> None:
-    """Run one connection's health check and record it; safe to run twice."""
+def check_connection_task(connection_id: int, if_due: bool = False) -> None:
+    """Run one connection's health check and record it; safe to run twice.
+    Disabled connections are never checked. With ``if_due`` (the sweep), a
+    connection checked meanwhile (Check now) is not checked again."""
     from connections import actions
 
-    connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
-    if connection is None:
-        return
     try:
-        actions.check_connection(connection=connection)
-    except actions.ConnectError:
-        return
+        connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
+        if connection is None:
+            return
+        if if_due and (
+            connection.next_check_at is None or connection.next_check_at > timezone.now()
+        ):
+            return
+        try:
+            actions.check_connection(connection=connection)
+        except (actions.ConnectError, Connection.DoesNotExist):
+            return
+    finally:
+        Connection.objects.filter(pk=connection_id).update(check_queued_until=None)
+
+
+def due_for_check(now=None):
+    """Enabled connections whose next check is due and that are not already
+    queued, most overdue first: one query on the partial index
+    connection_check_due. Disabled and not-yet-connected connections have no
+    next check, so they are never selected."""
+    now = now or timezone.now()
+    return (
+        Connection.objects.filter(is_enabled=True, next_check_at__lte=now)
+        .exclude(check_queued_until__gt=now)
+        .order_by("next_check_at")
+    )
+
+
+@shared_task(name="connections.tasks.health_sweep", acks_late=True)
+def health_sweep() -> int:
+    """Enqueue the health checks that are due, at most PORTAL_HEALTH_BATCH
+    per sweep (the next sweep takes the rest, most overdue first), each at a
+    random moment within the jitter. Marks them queued first, so the next
+    sweep does not enqueue them again (and a check enqueued twice all the same
+    finds it no longer due and does nothing). Cost grows with the connections
+    due, never with the ones not due."""
+    now = timezone.now()
+    jitter = settings.PORTAL_HEALTH_JITTER_SECONDS
+    queued_until = now + timedelta(seconds=jitter + CHECK_QUEUE_MARGIN_SECONDS)
+    ids = list(due_for_check(now).values_list("pk", flat=True)[: settings.PORTAL_HEALTH_BATCH])
+    if not ids:
+        return 0
+    with transaction.atomic():
+        Connection.objects.filter(pk__in=ids).update(check_queued_until=queued_until)
+        for connection_id in ids:
+            countdown = random.uniform(0, jitter)  # noqa: S311
+            transaction.on_commit(
+                lambda cid=connection_id, c=countdown: check_connection_task.apply_async(
+                    (cid,), {"if_due": True}, countdown=c
+                )
+            )
+    return len(ids)

@@ -48,9 +48,17 @@ def remove_assignment(*, assignment: RoleAssignment) -> None:
     assignment.delete()
 
 
-def set_governance(*, allow_shared_connection_creation: bool, changed_by) -> TenantSettings:
+def set_governance(
+    *,
+    allow_shared_connection_creation: bool,
+    changed_by,
+    min_polling_interval_seconds: int | None = None,
+) -> TenantSettings:
+    """Tenant-wide settings; a minimum polling interval of None keeps the current one."""
     tenant = TenantSettings.load()
     tenant.allow_shared_connection_creation = allow_shared_connection_creation
+    if min_polling_interval_seconds is not None:
+        tenant.min_polling_interval_seconds = min_polling_interval_seconds
     tenant.updated_by = changed_by
     tenant.save()
     return tenant

@@ -73,6 +73,10 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "connections.tasks.refresh_sweep",
             "schedule": float(settings.PORTAL_REFRESH_SWEEP_SECONDS),
         },
+        "health-sweep": {
+            "task": "connections.tasks.health_sweep",
+            "schedule": float(settings.PORTAL_HEALTH_SWEEP_SECONDS),
+        },
     }
 
 

@@ -47,7 +47,12 @@ class AssignmentForm(forms.Form):
 class GovernanceForm(forms.ModelForm):
     class Meta:
         model = TenantSettings
-        fields = ["allow_shared_connection_creation"]
+        fields = ["allow_shared_connection_creation", "min_polling_interval_seconds"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left empty, the minimum stays as it is.
+        self.fields["min_polling_interval_seconds"].required = False
 
 
 class InvitationForm(forms.Form):

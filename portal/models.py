@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Concat, Substr
@@ -38,6 +39,10 @@ FOLDER_PERMISSIONS: list[tuple[str, str]] = [
     ("manage_folder_access", "Folder - Manage access"),
 ]
 FOLDER_PERMISSION_CODENAMES = frozenset(code for code, _ in FOLDER_PERMISSIONS)
+
+# Bounds of every polling interval, the tenant-wide minimum included.
+MIN_POLLING_INTERVAL_SECONDS = 60
+MAX_POLLING_INTERVAL_SECONDS = 24 * 60 * 60
 
 
 class FolderQuerySet(models.QuerySet):
@@ -251,6 +256,16 @@ class TenantSettings(models.Model):
         help_text="When off, only folder administrators and tenant administrators create "
         "connections in shared folders; everyone may still create them in their personal "
         "workspace.",
+    )
+    min_polling_interval_seconds = models.PositiveIntegerField(
+        "Minimum polling interval (seconds)",
+        default=MIN_POLLING_INTERVAL_SECONDS,
+        validators=[
+            MinValueValidator(MIN_POLLING_INTERVAL_SECONDS),
+            MaxValueValidator(MAX_POLLING_INTERVAL_SECONDS),
+        ],
+        help_text="No connection is checked (or, later, polled for events) more often than "
+        "this. Connections with a shorter interval are checked at this pace.",
     )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(

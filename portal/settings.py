@@ -71,6 +71,16 @@ PORTAL_REFRESH_WAIT_SECONDS = env.float("PORTAL_REFRESH_WAIT_SECONDS", default=3
 PORTAL_REFRESH_SWEEP_SECONDS = env.int("PORTAL_REFRESH_SWEEP_SECONDS", default=60)
 PORTAL_REFRESH_BATCH = env.int("PORTAL_REFRESH_BATCH", default=500)
 
+# Health polling (connections/tasks.py, docs/operations.md): beat runs the
+# sweep this often; it enqueues at most a batch of due checks, spread over the
+# jitter; a connection turns Degraded after this many transient failures in a
+# row; a PAT or client secret with a known expiry warns this many days ahead.
+PORTAL_HEALTH_SWEEP_SECONDS = env.int("PORTAL_HEALTH_SWEEP_SECONDS", default=60)
+PORTAL_HEALTH_BATCH = env.int("PORTAL_HEALTH_BATCH", default=500)
+PORTAL_HEALTH_JITTER_SECONDS = env.int("PORTAL_HEALTH_JITTER_SECONDS", default=30)
+PORTAL_HEALTH_DEGRADED_AFTER = env.int("PORTAL_HEALTH_DEGRADED_AFTER", default=2)
+PORTAL_SECRET_EXPIRY_WARNING_DAYS = env.int("PORTAL_SECRET_EXPIRY_WARNING_DAYS", default=14)
+
 # Sign-up is by invitation unless this is on.
 PORTAL_OPEN_SIGNUP = env.bool("PORTAL_OPEN_SIGNUP", default=False)
 PORTAL_INVITATION_DAYS = env.int("PORTAL_INVITATION_DAYS", default=7)

@@ -17,15 +17,22 @@ GOOD_BASIC = ("robot@example.com", "api-token-secret-42")
 class FakeProvider:
     def __init__(self, address: str = "127.0.0.1", redirect_to: str = "") -> None:
         self.requests: list[tuple[str, dict]] = []
+        # When set, /user answers to a good token say when it expires, as
+        # GitHub does for fine-grained and expiring classic PATs.
+        self.token_expiration: str = ""
+        # When set, every request gets this status (e.g. 503: the provider is down).
+        self.fail_with: int = 0
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:  # keep test output quiet
                 pass
 
-            def _answer(self, status: int, body: dict | list) -> None:
+            def _answer(self, status: int, body: dict | list, headers: dict | None = None) -> None:
                 payload = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -40,10 +47,17 @@ class FakeProvider:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return None
+                if provider.fail_with:
+                    return self._answer(provider.fail_with, {"message": "Try again later"})
                 if self.path == "/user":
                     basic = base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
                     if auth == f"Bearer {GOOD_TOKEN}":
-                        return self._answer(200, {"login": "octo-robot", "id": 7})
+                        expiry = provider.token_expiration
+                        return self._answer(
+                            200,
+                            {"login": "octo-robot", "id": 7},
+                            {"github-authentication-token-expiration": expiry} if expiry else None,
+                        )
                     if self.headers.get("X-API-Key") == GOOD_API_KEY:
                         return self._answer(200, {"login": "api-robot"})
                     if auth == f"Basic {basic}":
@@ -64,19 +78,36 @@ class FakeProvider:
                     )
                 return self._answer(404, {"message": "Not Found"})
 
+        self.handler = Handler
         self.server = ThreadingHTTPServer((address, 0), Handler)
         self.port = self.server.server_address[1]
         host = "localhost" if address == "127.0.0.1" else address
         self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.running = False
 
     def __enter__(self) -> FakeProvider:
         self.thread.start()
+        self.running = True
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop answering: connections to the port are refused (unreachable)."""
+        if self.running:
+            self.server.shutdown()
+            self.server.server_close()
+            self.running = False
+
+    def start_again(self) -> None:
+        """Serve again on the same address and port after ``stop()``."""
+        if not self.running:
+            self.server = ThreadingHTTPServer(self.server.server_address, self.handler)
+            self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+            self.thread.start()
+            self.running = True
 
 
 DEFINITION = """
