@@ -1,7 +1,7 @@
 from django.urls import path
 from oauth2_provider import views as oauth2_views
 
-from connections.views import listing, manage, oauth_views, sandbox, wizard
+from connections.views import health, help_pages, listing, manage, oauth_views, sandbox, wizard
 
 FOLDER = "folders/<int:folder_id>/connections/"
 CONNECTION = FOLDER + "<int:connection_id>/"
@@ -18,7 +18,8 @@ urlpatterns = [
     path(CONNECTION, manage.detail, name="connection_detail"),
     path(CONNECTION + "edit/", manage.edit, name="connection_edit"),
     path(CONNECTION + "secret/", manage.replace_secret, name="connection_replace_secret"),
-    path(CONNECTION + "check/", manage.check_now, name="connection_check"),
+    path(CONNECTION + "check/", health.check_now, name="connection_check"),
+    path(CONNECTION + "check/progress/", health.check_progress, name="connection_check_progress"),
     path(CONNECTION + "enabled/", manage.set_enabled, name="connection_set_enabled"),
     path(CONNECTION + "delete/", manage.delete, name="connection_delete"),
     path(CONNECTION + "reconnect/", oauth_views.reconnect, name="connection_reconnect"),
@@ -27,6 +28,8 @@ urlpatterns = [
         oauth_views.replace_client_secret,
         name="connection_replace_client_secret",
     ),
+    path("tenant/health/", health.tenant_health, name="tenant_health"),
+    path("help/troubleshooting/", help_pages.troubleshooting_guide, name="help_troubleshooting"),
     path("oauth/callback/", oauth_views.callback, name="oauth_callback"),
     path(
         "oauth/flows/<int:flow_id>/confirm/",

@@ -1,7 +1,5 @@
 """A connection's page and what can be done to it."""
 
-from datetime import timedelta
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -13,9 +11,8 @@ from connections import actions
 from connections.access import connection_for
 from connections.catalog import get_catalog
 from connections.forms import EditForm, ReplaceSecretForm, add_errors
+from connections.views.health import health_context
 from portal.permissions import Action
-
-HISTORY_LENGTH = 50
 
 
 @require_GET
@@ -24,12 +21,6 @@ def detail(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.VIEW_CONNECTIONS
     )
-    connector = get_catalog().get(connection.connector_key)
-    next_check = None
-    if connection.is_enabled and connection.last_checked_at:
-        next_check = connection.last_checked_at + timedelta(
-            seconds=connection.polling_interval_seconds
-        )
     return render(
         request,
         "connections/detail.html",
@@ -38,11 +29,7 @@ def detail(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
             "perms_here": perms,
             "tab": "connections",
             "connection": connection,
-            "connector": connector,
-            "auth": connector.auth_type(connection.auth_type) if connector else None,
-            "events": connection.events.select_related("actor")[:HISTORY_LENGTH],
-            "checks": connection.health_checks.all()[:10],
-            "next_check": next_check,
+            **health_context(connection),
         },
     )
 
@@ -134,25 +121,6 @@ def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> 
         },
         status=400 if request.method == "POST" else 200,
     )
-
-
-@require_POST
-@login_required
-def check_now(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
-    connection, _ = connection_for(request.user, folder_id, connection_id, Action.USE_CONNECTIONS)
-    if not connection.is_enabled:
-        messages.error(request, "This connection is disabled: enable it before checking it.")
-    else:
-        try:
-            result = actions.check_connection(connection=connection, actor=request.user)
-        except actions.ConnectError as error:
-            messages.error(request, str(error))
-        else:
-            if result.ok:
-                messages.success(request, f"Check succeeded in {result.latency_ms} ms.")
-            else:
-                messages.error(request, f"Check failed: {result.error}")
-    return redirect("connection_detail", folder_id, connection.pk)
 
 
 @require_POST

@@ -216,3 +216,31 @@ def login(page: Page, live_server, username: str, password: str = PASSWORD) -> N
         "button[type=submit]"
     ).click()
     expect(page.get_by_test_id("current-user")).to_have_text(username)
+
+
+@dataclass
+class CheckQueue:
+    """Check now queues a health check for a worker. In a browser test the
+    test plays the worker: what the portal queues is recorded here (nothing
+    reaches a broker) and ``run_all`` runs it, from the test's thread, when
+    the test has seen the page waiting for it."""
+
+    queued: list[int] = field(default_factory=list)
+
+    def run_all(self) -> int:
+        from connections.tasks import check_connection_task
+
+        ran = 0
+        while self.queued:
+            check_connection_task.run(self.queued.pop(0))
+            ran += 1
+        return ran
+
+
+@pytest.fixture
+def check_queue(monkeypatch) -> CheckQueue:
+    from connections.tasks import check_connection_task
+
+    queue = CheckQueue()
+    monkeypatch.setattr(check_connection_task, "delay", queue.queued.append)
+    return queue

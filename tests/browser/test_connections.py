@@ -53,7 +53,7 @@ def history_rows(page: Page):
 
 
 def test_developer_adds_checks_edits_disables_and_deletes_a_sandbox_connection(
-    page: Page, sandbox_on, tree, make_user, page_problems
+    page: Page, sandbox_on, tree, make_user, page_problems, check_queue
 ):
     live_server = sandbox_on
     finance = tree["finance"]
@@ -202,7 +202,11 @@ def test_developer_adds_checks_edits_disables_and_deletes_a_sandbox_connection(
     # Check now: a success message and one more history row.
     checks_before = history_rows(page).count()
     page.get_by_role("button", name="Check now").click()
-    expect(page.get_by_role("status")).to_contain_text(re.compile(r"Check succeeded in \d+ ms\."))
+    expect(page.get_by_test_id("check-progress")).to_be_visible()
+    assert check_queue.run_all() == 1  # the worker's part
+    expect(page.get_by_test_id("check-result")).to_have_text(
+        re.compile(r"Check succeeded in \d+ ms\.")
+    )
     expect(history_rows(page)).to_have_count(checks_before + 1)
     expect(history_rows(page).first).to_contain_text("Connected as ada.")
     expect(page.get_by_test_id("status")).to_have_text("Connected")
@@ -244,7 +248,7 @@ def test_developer_adds_checks_edits_disables_and_deletes_a_sandbox_connection(
 
 
 def test_automation_user_sees_and_checks_but_cannot_change(
-    page: Page, sandbox_on, tree, make_user, page_problems
+    page: Page, sandbox_on, tree, make_user, page_problems, check_queue
 ):
     live_server = sandbox_on
     finance = tree["finance"]
@@ -285,7 +289,11 @@ def test_automation_user_sees_and_checks_but_cannot_change(
 
     # Using the connection includes checking it.
     page.get_by_role("button", name="Check now").click()
-    expect(page.get_by_role("status")).to_contain_text(re.compile(r"Check succeeded in \d+ ms\."))
+    expect(page.get_by_test_id("check-progress")).to_be_visible()
+    assert check_queue.run_all() == 1
+    expect(page.get_by_test_id("check-result")).to_have_text(
+        re.compile(r"Check succeeded in \d+ ms\.")
+    )
     screenshot(page, "03-checked")
 
     # The hidden buttons are a courtesy: the server refuses the pages too.

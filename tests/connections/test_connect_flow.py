@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from connections import vault
 from connections.models import Connection, ConnectionEvent, ConnectionState
+from connections.tasks import check_connection_task
 from tests.connections.fake_provider import GOOD_API_KEY, GOOD_BASIC, GOOD_TOKEN, WEAK_TOKEN
 from tests.factories import assign
 
@@ -15,6 +16,18 @@ def developer(make_user, tree):
     user = make_user("dev")
     assign(user, tree["finance"], "Automation Developer")
     return user
+
+
+@pytest.fixture
+def check_now(client, monkeypatch, django_capture_on_commit_callbacks):
+    """Check now, with the queued check run here as a worker would run it."""
+    monkeypatch.setattr(check_connection_task, "delay", check_connection_task.run)
+
+    def post(args):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(reverse("connection_check", args=args))
+
+    return post
 
 
 def _connect(client, folder, auth_type, data):
@@ -119,13 +132,13 @@ def test_duplicate_name_refused(client, developer, tree, fakehub):
     assert Connection.objects.count() == 1
 
 
-def test_check_edit_replace_disable_delete(client, developer, tree, fakehub, provider):
+def test_check_edit_replace_disable_delete(client, developer, tree, fakehub, provider, check_now):
     client.force_login(developer)
     _connect(client, tree["finance"], "pat", {"name": "Robot", "secret_token": GOOD_TOKEN})
     connection = Connection.objects.get()
     args = [tree["finance"].pk, connection.pk]
 
-    client.post(reverse("connection_check", args=args))
+    check_now(args)
     assert connection.health_checks.count() == 2
 
     response = client.post(
@@ -151,7 +164,7 @@ def test_check_edit_replace_disable_delete(client, developer, tree, fakehub, pro
     connection.refresh_from_db()
     assert not connection.is_enabled
     before = len(provider.requests)
-    client.post(reverse("connection_check", args=args))
+    check_now(args)
     assert len(provider.requests) == before  # a disabled connection is never used
 
     confirm = client.get(reverse("connection_delete", args=args)).content.decode()
@@ -160,12 +173,12 @@ def test_check_edit_replace_disable_delete(client, developer, tree, fakehub, pro
     assert not Connection.objects.exists()
 
 
-def test_check_now_records_failure_state(client, developer, tree, fakehub, provider):
+def test_check_now_records_failure_state(client, developer, tree, fakehub, provider, check_now):
     client.force_login(developer)
     _connect(client, tree["finance"], "pat", {"name": "Robot", "secret_token": GOOD_TOKEN})
     connection = Connection.objects.get()
     vault.store_secret(connection, {"token": "revoked-token"})
-    client.post(reverse("connection_check", args=[tree["finance"].pk, connection.pk]))
+    check_now([tree["finance"].pk, connection.pk])
     connection.refresh_from_db()
     assert connection.state == ConnectionState.NEEDS_RECONNECT
     assert connection.consecutive_failures == 1

@@ -1,0 +1,277 @@
+"""Health on the connection page (Check now and its progress, the chart, the
+refresh history) and the tenant administrator's health overview."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from connections.access import connection_for
+from connections.catalog import get_catalog
+from connections.charts import health_timeline
+from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
+from connections.tasks import check_connection_task
+from connections.troubleshooting import error_kind
+from portal.models import Folder
+from portal.permissions import Action, require_tenant_admin, visible_folders
+
+# How many checks the chart draws, how many rows the table lists.
+CHART_LENGTH = 50
+CHECK_TABLE_LENGTH = 10
+REFRESH_HISTORY_LENGTH = 20
+EVENT_HISTORY_LENGTH = 50
+# After this long without a result, the page stops waiting for a queued check.
+CHECK_WAIT_SECONDS = 60
+POLL_EVERY = "1s"
+PAGE_SIZE = 50
+
+REFRESH_KINDS = (ConnectionEvent.Kind.REFRESHED, ConnectionEvent.Kind.REFRESH_FAILED)
+_EXPIRY = re.compile(r"valid until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
+ATTENTION_STATES = (
+    ConnectionState.NEEDS_RECONNECT,
+    ConnectionState.MISCONFIGURED,
+    ConnectionState.DEGRADED,
+)
+DISABLED = "disabled"
+
+
+# --- The connection page's health panel ------------------------------------
+
+
+def _expiry_in(detail: str) -> datetime | None:
+    """The new expiry a "refreshed" event states ("valid until ... UTC")."""
+    match = _EXPIRY.search(detail)
+    if not match:
+        return None
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def refresh_history(connection: Connection) -> list[dict]:
+    events = connection.events.filter(kind__in=REFRESH_KINDS)[:REFRESH_HISTORY_LENGTH]
+    return [
+        {
+            "when": event.created_at,
+            "ok": event.kind == ConnectionEvent.Kind.REFRESHED,
+            "expires": _expiry_in(event.detail),
+            "detail": event.detail,
+        }
+        for event in events
+    ]
+
+
+def trouble_anchor(connection: Connection, latest: HealthCheck | None) -> str:
+    """The troubleshooting entry for a failing connection ("" when healthy)."""
+    if not connection.is_enabled:
+        return ""
+    if connection.state not in ATTENTION_STATES:
+        return ""
+    return error_kind(
+        state=connection.state,
+        error=connection.last_error,
+        status_code=latest.status_code if latest else None,
+        ok=latest.ok if latest else False,
+    )
+
+
+def health_context(connection: Connection) -> dict:
+    """What the health panel (and the parts a finished check redraws) shows."""
+    connector = get_catalog().get(connection.connector_key)
+    checks = list(connection.health_checks.all()[:CHART_LENGTH])
+    latest = checks[0] if checks else None
+    return {
+        "connector": connector,
+        "auth": connector.auth_type(connection.auth_type) if connector else None,
+        # Set by each check (the sweep's schedule); None while disabled.
+        "next_check": connection.next_check_at if connection.is_enabled else None,
+        "chart": health_timeline(checks),
+        "checks": checks[:CHECK_TABLE_LENGTH],
+        "refreshes": refresh_history(connection),
+        "trouble_anchor": trouble_anchor(connection, latest),
+        "events": connection.events.select_related("actor")[:EVENT_HISTORY_LENGTH],
+    }
+
+
+# --- Check now ---------------------------------------------------------------
+
+
+def _latest_check_id(connection: Connection) -> int:
+    return (
+        HealthCheck.objects.filter(connection=connection)
+        .order_by("-pk")
+        .values_list("pk", flat=True)
+        .first()
+    ) or 0
+
+
+def _status(request: HttpRequest, connection: Connection, **context) -> str:
+    return render_to_string(
+        "connections/_check_status.html",
+        {"connection": connection, "folder": connection.folder, **context},
+        request=request,
+    )
+
+
+@require_POST
+@login_required
+@vary_on_headers("HX-Request")
+def check_now(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    """Queue a health check. With htmx, answer a spinner that polls for the
+    result; without, go back to the page with a message."""
+    connection, _ = connection_for(request.user, folder_id, connection_id, Action.USE_CONNECTIONS)
+    if not connection.is_enabled:
+        error = "This connection is disabled: enable it before checking it."
+        if request.htmx:
+            return HttpResponse(_status(request, connection, error=error))
+        messages.error(request, error)
+        return redirect("connection_detail", folder_id, connection.pk)
+    after = _latest_check_id(connection)
+    check_connection_task.delay_on_commit(connection.pk)
+    if request.htmx:
+        return HttpResponse(
+            _status(request, connection, waiting=True, after=after, started=int(time.time()))
+        )
+    messages.info(
+        request,
+        "Check queued: it runs in the background. Reload this page in a few seconds to see "
+        "its result.",
+    )
+    return redirect("connection_detail", folder_id, connection.pk)
+
+
+@require_GET
+@login_required
+@vary_on_headers("HX-Request")
+def check_progress(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    """Polled by the spinner: the spinner again until a check newer than
+    ``after`` is recorded, then its result (and the redrawn health panel,
+    status and history, swapped out of band) and an end to the polling."""
+    connection, perms = connection_for(
+        request.user, folder_id, connection_id, Action.USE_CONNECTIONS
+    )
+    if not request.htmx:
+        return redirect("connection_detail", folder_id, connection.pk)
+    try:
+        after = int(request.GET["after"])
+        started = int(request.GET["started"])
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("after and started must be whole numbers.")
+    result = connection.health_checks.filter(pk__gt=after).order_by("-pk").first()
+    if result is None:
+        if time.time() - started > CHECK_WAIT_SECONDS:
+            return HttpResponseStopPolling(_status(request, connection, timed_out=True))
+        response = HttpResponse(
+            _status(request, connection, waiting=True, after=after, started=started)
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+    return HttpResponseStopPolling(
+        _status(
+            request,
+            connection,
+            result=result,
+            perms_here=perms,
+            **health_context(connection),
+        )
+    )
+
+
+# --- The tenant's health overview ---------------------------------------------
+
+
+def _status_counts(connections) -> list[dict]:
+    """Connections per status in one query; disabled ones count apart."""
+    aggregates = {
+        state: Count("pk", filter=Q(is_enabled=True, state=state))
+        for state in ConnectionState.values
+    }
+    aggregates[DISABLED] = Count("pk", filter=Q(is_enabled=False))
+    counts = connections.aggregate(**aggregates)
+    order = [*ATTENTION_STATES, ConnectionState.CONNECTED, ConnectionState.NOT_CONNECTED]
+    labels = dict(ConnectionState.choices)
+    rows = [{"state": state, "label": labels[state], "count": counts[state]} for state in order]
+    rows.append({"state": DISABLED, "label": "Disabled", "count": counts[DISABLED]})
+    return rows
+
+
+def _folder_paths(folders: list[Folder]) -> dict[int, str]:
+    """ "Shared / Finance / Payables" for each folder, in one query."""
+    ids = {pk for folder in folders for pk in folder.ancestor_ids}
+    names = dict(Folder.objects.filter(pk__in=ids).values_list("pk", "name"))
+    return {
+        folder.pk: " / ".join(names.get(pk, "…") for pk in folder.ancestor_ids)
+        for folder in folders
+    }
+
+
+@require_GET
+@login_required
+def tenant_health(request: HttpRequest) -> HttpResponse:
+    """Counts by status across the shared folders, and the connections that
+    need attention, worst first. Personal workspaces are not looked into."""
+    require_tenant_admin(request.user)
+    shared = Connection.objects.filter(folder__in=visible_folders(request.user).shared())
+    state = request.GET.get("state", "")
+    if state == DISABLED:
+        listed = shared.filter(is_enabled=False)
+    elif state in ConnectionState.values:
+        listed = shared.filter(is_enabled=True, state=state)
+    else:
+        state = ""
+        listed = shared.filter(is_enabled=True, state__in=ATTENTION_STATES)
+    latest = HealthCheck.objects.filter(connection=OuterRef("pk")).order_by("-checked_at", "-pk")
+    listed = (
+        listed.select_related("folder")
+        .annotate(
+            severity=Case(
+                *(
+                    When(state=value, then=Value(rank))
+                    for rank, value in enumerate(ATTENTION_STATES)
+                ),
+                default=Value(len(ATTENTION_STATES)),
+                output_field=IntegerField(),
+            ),
+            last_status_code=Subquery(latest.values("status_code")[:1]),
+            last_ok=Subquery(latest.values("ok")[:1]),
+        )
+        .order_by("severity", "-consecutive_failures", "name", "pk")
+    )
+    page = Paginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))
+    catalog = get_catalog()
+    paths = _folder_paths([connection.folder for connection in page.object_list])
+    for connection in page.object_list:
+        connection.connector = catalog.get(connection.connector_key)
+        connection.folder_path = paths[connection.folder_id]
+        connection.trouble_anchor = (
+            error_kind(
+                state=connection.state,
+                error=connection.last_error,
+                status_code=connection.last_status_code,
+                ok=bool(connection.last_ok),
+            )
+            if connection.is_enabled and connection.state in ATTENTION_STATES
+            else ""
+        )
+    labels = {**dict(ConnectionState.choices), DISABLED: "Disabled"}
+    return render(
+        request,
+        "connections/health_overview.html",
+        {
+            "tenant_tab": "health",
+            "counts": _status_counts(shared),
+            "page": page,
+            "state_filter": state,
+            "state_label": labels.get(state, ""),
+        },
+    )
