@@ -138,6 +138,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "portal.context_processors.shell",
                 "connections.context_processors.sandbox",
+                "connections.context_processors.needs_reconnect",
             ],
         },
     },
