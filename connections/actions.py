@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from connections import egress, vault
-from connections.catalog import AuthTypeSpec, ConnectorSpec, get_catalog
+from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.health import CheckResult, egress_policy, parse_expiry, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from portal.models import (
@@ -392,6 +392,7 @@ def _oauth_token_for_check(connection: Connection) -> tuple[dict, CheckResult | 
     secret = vault.read_secret(connection)
     expired_for_good = (
         connection.state != ConnectionState.NEEDS_RECONNECT
+        and connection.auth_type != AuthKind.OAUTH2_CLIENT_CREDENTIALS  # renewed instead
         and not refresh.is_fresh(connection)
         and not secret.get("refresh_token")
     )

@@ -677,12 +677,14 @@ def store_oauth_connection(
 
 
 def request_refresh(connection: Connection, secret: dict) -> dict:
-    """Spend the refresh token in ``secret`` at the provider; return the new
-    token set to store (keeping the refresh token when the answer has none).
-    Writes nothing: ``connections.refresh`` stores it under its lease."""
+    """Spend the refresh token in ``secret`` at the provider (for client
+    credentials, ask for a new token); return the new token set to store
+    (keeping the refresh token when the answer has none). Writes nothing:
+    ``connections.refresh`` stores it under its lease."""
     connector = get_catalog().get(connection.connector_key)
     auth = connector.auth_type(connection.auth_type)
-    if not secret.get("refresh_token"):
+    renew = auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS
+    if not renew and not secret.get("refresh_token"):
         raise OAuthFlowError("This connection has no refresh token: reconnect it.")
     if connection.own_app:
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
@@ -691,12 +693,15 @@ def request_refresh(connection: Connection, secret: dict) -> dict:
         if client is None:
             raise OAuthFlowError(f"No OAuth app is registered for {connector.name}.")
     token_url = _endpoint(auth.oauth2.token_url, connection.fields)
-    session = _session(connector, auth, client, token_url)
-    token = _token_call(
-        lambda: session.refresh_token(token_url, refresh_token=secret["refresh_token"]),
-        connector,
-        session,
-    )
+    if renew:
+        # Client credentials have no refresh token: the app asks again.
+        scope = " ".join(auth.oauth2.default_scopes) or None
+        session = _session(connector, auth, client, token_url, scope=scope)
+        call = lambda: session.fetch_token(token_url, grant_type="client_credentials")  # noqa: E731
+    else:
+        session = _session(connector, auth, client, token_url)
+        call = lambda: session.refresh_token(token_url, refresh_token=secret["refresh_token"])  # noqa: E731
+    token = _token_call(call, connector, session)
     return _token_secret(dict(token), client, previous=secret)
 
 

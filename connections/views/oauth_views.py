@@ -39,10 +39,12 @@ def _go_to_provider(request: HttpRequest, url: str, connector: ConnectorSpec) ->
 
 def _client_from(form, own_app: bool, connector: ConnectorSpec) -> ClientCredentials | None:
     if "client_id" in form.cleaned_data:
+        # Typed by the user: their own app's credentials, kept (sealed) with
+        # the tokens so that refreshing and renewing can use them.
         return ClientCredentials(
             form.cleaned_data["client_id"].strip(),
             form.cleaned_data["client_secret"].strip(),
-            own_app=own_app,
+            own_app=True,
         )
     return portal_app(connector.key)
 
@@ -212,7 +214,8 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
     auth = connector.auth_type(connection.auth_type)
     if auth is None or auth.is_secret_based:
         return redirect("connection_replace_secret", folder_id, connection.pk)
-    if connection.own_app and request.method == "POST":
+    byoa = connection.own_app and auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE
+    if byoa and request.method == "POST":
         # BYOA: the user's app as stored with the connection; nothing to type.
         secret = vault.read_secret(connection)
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
@@ -228,7 +231,7 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
             connection=connection,
         )
         return _go_to_provider(request, url, connector)
-    if connection.own_app:
+    if byoa:
         return render(
             request,
             "connections/oauth_reconnect_own_app.html",

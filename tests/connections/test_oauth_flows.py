@@ -247,3 +247,27 @@ def test_sandbox_records_api_checks_scopes(client, developer, tree, sandbox_oaut
     refused = requests.post(api, json={"title": "x"}, headers=headers, timeout=5)
     assert refused.status_code == 403  # the default scopes do not include records.write
     assert requests.get(api, timeout=5).status_code == 401
+
+
+def test_client_credentials_token_is_renewed(client, developer, tree, sandbox_oauth):
+    from connections.oauth_apps import portal_app
+    from connections.sandbox_provider import SANDBOX_CLIENT_ID
+
+    response = start(
+        client,
+        tree["finance"],
+        "oauth2_client_credentials",
+        {
+            "name": "Service",
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": portal_app("sandbox").client_secret,
+        },
+    )
+    assert response.status_code == 302
+    connection = Connection.objects.get()
+    before = vault.read_secret(connection)
+    assert before["client_id"] == SANDBOX_CLIENT_ID and not before["refresh_token"]
+    after = refresh.refresh_connection(connection.pk, force=True)
+    assert after["access_token"] != before["access_token"]
+    page = client.get(f"/folders/{tree['finance'].pk}/connections/{connection.pk}/")
+    assert "OAuth 2.0 Client credentials" in page.content.decode()
