@@ -37,3 +37,8 @@ format: install
 
 clean:
 	rm -rf var/celery var/staticfiles
+
+# Token refresh benchmark (bench/README.md): PostgreSQL and Redis when
+# DATABASE_URL / REDIS_URL are set. Options: make bench BENCH_ARGS="--connections 2000"
+bench: install
+	$(BIN)/python bench/refresh_bench.py $(BENCH_ARGS)

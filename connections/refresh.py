@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,6 +34,16 @@ from connections.models import Connection, ConnectionEvent, ConnectionState
 log = logging.getLogger(__name__)
 
 REFRESHABLE_STATES = (ConnectionState.CONNECTED, ConnectionState.DEGRADED)
+
+# Named points in a refresh ("before_request", "after_answer", "after_commit")
+# where a test can act, e.g. kill the worker (tests/connections/kill_checkpoints.py).
+# Empty outside tests: nothing in the portal appends to it.
+checkpoint_hooks: list[Callable[[str, int], None]] = []
+
+
+def _checkpoint(name: str, connection_id: int) -> None:
+    for hook in checkpoint_hooks:
+        hook(name, connection_id)
 
 
 class RefreshError(Exception):
@@ -117,10 +128,12 @@ def _refresh_holding_lease(connection_id: int, owner: str, *, force: bool) -> di
     before = vault.read_secret(connection)
     if not force and is_fresh(connection):
         return before  # refreshed by the previous holder just before we took the lease
+    _checkpoint("before_request", connection_id)
     try:
         new_secret = oauth.request_refresh(connection, before)
     except oauth.OAuthFlowError as error:
         return _refresh_failed(connection, before, error)
+    _checkpoint("after_answer", connection_id)
     with transaction.atomic():
         still_ours = Connection.objects.filter(pk=connection_id, refresh_lease_owner=owner)
         if not still_ours.select_for_update().exists():
@@ -138,6 +151,7 @@ def _refresh_holding_lease(connection_id: int, owner: str, *, force: bool) -> di
             kind=ConnectionEvent.Kind.REFRESHED,
             detail=_expiry_detail(new_secret),
         )
+    _checkpoint("after_commit", connection_id)
     return new_secret
 
 
