@@ -176,10 +176,12 @@ def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlow
     if error.code in {"invalid_client", "unauthorized_client"}:
         mark_broken(connection, ConnectionState.MISCONFIGURED, str(error))
     else:
+        said = f" ({error})" if error.code and error.code != "invalid_grant" else ""
         mark_broken(
             connection,
             ConnectionState.NEEDS_RECONNECT,
-            f"{error} Reconnect the connection to sign in again.",
+            "The provider refused the refresh token: it was revoked, expired or already "
+            f"used{said}. Reconnect the connection to sign in again.",
         )
     raise RefreshError(str(error))
 

@@ -79,6 +79,7 @@ _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "refused the credentials",
             "refused the grant",
+            "refused the refresh token",
             "invalid_grant",
             "reconnect the connection",
             "reconnect it",

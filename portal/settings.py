@@ -69,7 +69,7 @@ PORTAL_REFRESH_JITTER_SECONDS = env.int("PORTAL_REFRESH_JITTER_SECONDS", default
 PORTAL_REFRESH_LEASE_SECONDS = env.int("PORTAL_REFRESH_LEASE_SECONDS", default=60)
 PORTAL_REFRESH_WAIT_SECONDS = env.float("PORTAL_REFRESH_WAIT_SECONDS", default=30)
 PORTAL_REFRESH_SWEEP_SECONDS = env.int("PORTAL_REFRESH_SWEEP_SECONDS", default=60)
-PORTAL_REFRESH_BATCH = env.int("PORTAL_REFRESH_BATCH", default=500)
+PORTAL_REFRESH_BATCH = env.int("PORTAL_REFRESH_BATCH", default=5000)
 
 # Health polling (connections/tasks.py, docs/operations.md): beat runs the
 # sweep this often; it enqueues at most a batch of due checks, spread over the
