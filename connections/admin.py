@@ -3,6 +3,7 @@ shows, edits or exports secret material; replace a secret on the portal."""
 
 from django import forms
 from django.contrib import admin
+from oauth2_provider.models import get_application_model
 
 from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthApp, SandboxToken
 from connections.oauth_apps import set_portal_app
@@ -85,3 +86,18 @@ class OAuthAppAdmin(admin.ModelAdmin):
             secret = ""
         app = set_portal_app(obj.connector_key, client_id=obj.client_id, client_secret=secret)
         obj.pk = app.pk
+
+
+# The Sandbox provider's apps (django-oauth-toolkit): the portal keeps its own
+# app's client secret in the vault, so the provider's admin never shows it.
+_Application = get_application_model()
+if admin.site.is_registered(_Application):
+    admin.site.unregister(_Application)
+
+
+@admin.register(_Application)
+class SandboxApplicationAdmin(admin.ModelAdmin):
+    list_display = ["name", "client_id", "authorization_grant_type", "user"]
+    search_fields = ["name", "client_id"]
+    exclude = ["client_secret"]
+    raw_id_fields = ["user"]
