@@ -21,9 +21,6 @@ class ConnectionQuerySet(models.QuerySet):
     def in_folder(self, folder: Folder) -> ConnectionQuerySet:
         return self.filter(folder=folder)
 
-    def enabled(self) -> ConnectionQuerySet:
-        return self.filter(is_enabled=True)
-
 
 class Connection(models.Model):
     folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="connections")

@@ -201,7 +201,6 @@ def start_authorization(
         )
     state = secrets.token_urlsafe(32)
     verifier = generate_token(64) if auth.oauth2.pkce else ""
-    values = {**fields, "portal_base_url": settings.PORTAL_BASE_URL}
     url = build_authorize_url(
         connector,
         auth,
@@ -209,7 +208,7 @@ def start_authorization(
         scopes=scopes,
         state=state,
         code_verifier=verifier,
-        values=values,
+        values=fields,
     )
     with transaction.atomic():
         flow = OAuthFlow.objects.create(

@@ -52,15 +52,6 @@ class FolderQuerySet(models.QuerySet):
     def personal(self) -> FolderQuerySet:
         return self.filter(kind=Folder.Kind.PERSONAL)
 
-    def in_subtrees(self, paths: list[str]) -> FolderQuerySet:
-        """Folders at or below any of ``paths``, in one query."""
-        if not paths:
-            return self.none()
-        condition = Q()
-        for path in paths:
-            condition |= Q(path__startswith=path)
-        return self.filter(condition)
-
 
 class Folder(models.Model):
     class Kind(models.TextChoices):
@@ -135,10 +126,6 @@ class Folder(models.Model):
         """Primary keys from the root down to this folder, itself included."""
         return [int(part) for part in self.path.strip("/").split("/") if part]
 
-    @property
-    def depth(self) -> int:
-        return self.path.count("/") - 2
-
     def _computed_path(self) -> str:
         return f"{self.parent.path if self.parent_id else '/'}{self.pk}/"
 
@@ -149,9 +136,6 @@ class Folder(models.Model):
             raise ValidationError({"parent": "Personal workspaces have no subfolders."})
         if self.pk and self.parent_id and self.parent.path.startswith(self.path):
             raise ValidationError({"parent": "A folder cannot be moved into itself."})
-
-    def is_descendant_of(self, other: Folder) -> bool:
-        return self.path.startswith(other.path)
 
 
 class FolderUserGrant(UserObjectPermissionBase):

@@ -20,7 +20,6 @@ folder where the action is not allowed answers 403 (``require``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import StrEnum
 
 from django.contrib.auth.models import Permission
@@ -167,23 +166,11 @@ def require_tenant_admin(user) -> None:
         raise PermissionDenied("Only tenant administrators may do this.")
 
 
-def can_create_top_level_folder(user) -> bool:
-    return is_tenant_admin(user)
-
-
 def permission_label(codename: str) -> str:
     return dict(FOLDER_PERMISSIONS).get(codename, codename)
 
 
 # --- Keeping guardian's grants in step with role assignments --------------
-
-
-def folder_permission_objects(codenames: Iterable[str]):
-    return Permission.objects.filter(
-        content_type__app_label="portal",
-        content_type__model="folder",
-        codename__in=list(codenames),
-    )
 
 
 @transaction.atomic
