@@ -1,11 +1,14 @@
 """Finding a connection for a user: every connection page goes through here,
 and here asks ``portal.permissions``."""
 
+from collections.abc import Callable
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from connections.models import Connection
-from portal.permissions import Action, folder_for, permission_label
+from portal.models import Folder
+from portal.permissions import Action, folder_for, permission_label, require
 
 
 def connection_for(user, folder_id: int, connection_id: int, action: Action):
@@ -23,6 +26,31 @@ def connection_for(user, folder_id: int, connection_id: int, action: Action):
         ).get(pk=connection_id, folder=folder)
     except Connection.DoesNotExist:
         raise Http404("No such connection.") from None
+    if action not in perms:
+        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+    return connection, perms
+
+
+def connection_by_id(
+    user,
+    connection_id: int,
+    action: Action,
+    *,
+    related: tuple[str, ...] = (),
+    within: Callable[[Folder], bool] | None = None,
+):
+    """``connection_for`` when only the connection's id is known (the API):
+    the connection and its folder in one query, the same answers. A folder
+    that ``within`` refuses (an API key's scope) answers as invisible."""
+    try:
+        connection = Connection.objects.select_related("folder", *related).get(pk=connection_id)
+    except Connection.DoesNotExist:
+        raise Http404("No such connection.") from None
+    if within is not None and not within(connection.folder):
+        raise Http404("No such connection.")
+    perms = require(user, Action.VIEW_FOLDER, connection.folder)
+    if Action.VIEW_CONNECTIONS not in perms:
+        raise Http404("No such connection.")
     if action not in perms:
         raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
     return connection, perms

@@ -115,6 +115,19 @@ def _in_sentence(label: str) -> str:
     return label if label[:2].isupper() else label[:1].lower() + label[1:]
 
 
+def credential_transport(
+    auth: AuthTypeSpec, fields: dict[str, str], secret: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, query parameters) that carry the credential on a request to
+    the provider: the auth type's sending rule for a PAT, API key or basic
+    credential, the bearer access token for OAuth 2.0."""
+    if auth.send is not None:
+        return auth.send.apply({**fields, **secret})
+    if secret.get("access_token"):
+        return {"Authorization": f"Bearer {secret['access_token']}"}, {}
+    return {}, {}
+
+
 def run_check(
     connector: ConnectorSpec, auth: AuthTypeSpec, fields: dict[str, str], secret: dict[str, str]
 ) -> CheckResult:
@@ -123,14 +136,8 @@ def run_check(
     check = connector.health_check_for(auth.type)
     url = connector.health_check_url(fields, auth.type)
     host = urlsplit(url).hostname or url
-    headers = dict(connector.headers)
-    params: dict[str, str] = {}
-    if auth.send is not None:
-        credential_headers, params = auth.send.apply(values)
-        headers.update(credential_headers)
-    elif secret.get("access_token"):
-        # OAuth 2.0: the access token of the stored token set.
-        headers["Authorization"] = f"Bearer {secret['access_token']}"
+    credential_headers, params = credential_transport(auth, fields, secret)
+    headers = {**connector.headers, **credential_headers}
     started = time.monotonic()
     try:
         response = egress.request(

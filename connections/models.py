@@ -34,6 +34,9 @@ class Connection(models.Model):
         max_length=20, choices=ConnectionState.choices, default=ConnectionState.NOT_CONNECTED
     )
     is_enabled = models.BooleanField(default=True)
+    # The folder's default connection for its connector: what an automation
+    # gets when it asks the folder for "the" connection of a connector.
+    is_default = models.BooleanField("Default for its connector in this folder", default=False)
     # OAuth 2.0 authorization code with the user's own registered app (BYOA).
     own_app = models.BooleanField("Bring your own OAuth 2.0 app", default=False)
     # When the stored access token expires (OAuth 2.0); None for PAT / keys.
@@ -79,6 +82,11 @@ class Connection(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["folder", "name"], name="connection_unique_name"),
+            models.UniqueConstraint(
+                fields=["folder", "connector_key"],
+                condition=Q(is_default=True),
+                name="connection_one_default_per_connector",
+            ),
         ]
         indexes = [
             models.Index(fields=["folder", "name"], name="connection_folder_name"),

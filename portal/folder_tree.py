@@ -27,3 +27,14 @@ def folder_tree(user) -> list[TreeNode]:
         node.children.sort(key=lambda child: child.folder.name.casefold())
     roots.sort(key=lambda node: (not node.folder.is_personal, node.folder.name.casefold()))
     return roots
+
+
+def folder_name_paths(folders: list[Folder], separator: str = " / ") -> dict[int, str]:
+    """Folder names from the top for each folder ("Finance / Payables"),
+    reading every ancestor in one query."""
+    ids = {pk for folder in folders for pk in folder.ancestor_ids}
+    names = dict(Folder.objects.filter(pk__in=ids).values_list("pk", "name"))
+    return {
+        folder.pk: separator.join(names.get(pk, "…") for pk in folder.ancestor_ids)
+        for folder in folders
+    }

@@ -81,6 +81,18 @@ PORTAL_HEALTH_JITTER_SECONDS = env.int("PORTAL_HEALTH_JITTER_SECONDS", default=3
 PORTAL_HEALTH_DEGRADED_AFTER = env.int("PORTAL_HEALTH_DEGRADED_AFTER", default=2)
 PORTAL_SECRET_EXPIRY_WARNING_DAYS = env.int("PORTAL_SECRET_EXPIRY_WARNING_DAYS", default=14)
 
+# Runtime API (connections/api/, docs/api.md): requests per API key per
+# window ("600/m": django-ratelimit's notation), counted in the cache, so
+# shared between processes only with REDIS_URL; the default and longest
+# lifetime of a new key; how long a recorded last use stays good enough
+# (verifying a key writes at most once per this many seconds).
+PORTAL_API_RATE_LIMIT = env.str("PORTAL_API_RATE_LIMIT", default="600/m")
+PORTAL_API_KEY_DAYS = env.int("PORTAL_API_KEY_DAYS", default=90)
+PORTAL_API_KEY_MAX_DAYS = env.int("PORTAL_API_KEY_MAX_DAYS", default=365)
+PORTAL_API_KEY_TOUCH_SECONDS = env.int("PORTAL_API_KEY_TOUCH_SECONDS", default=60)
+# The header in which an automation names the job it runs for (audited).
+PORTAL_API_JOB_HEADER = env.str("PORTAL_API_JOB_HEADER", default="X-Job-Id")
+
 # Sign-up is by invitation unless this is on.
 PORTAL_OPEN_SIGNUP = env.bool("PORTAL_OPEN_SIGNUP", default=False)
 PORTAL_INVITATION_DAYS = env.int("PORTAL_INVITATION_DAYS", default=7)
@@ -102,6 +114,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "oauth2_provider",
+    "ninja",
     "portal",
     "connections",
     "solutions",
@@ -290,6 +303,8 @@ SECURE_SSL_REDIRECT = env.bool("PORTAL_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("PORTAL_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("PORTAL_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("PORTAL_HSTS_PRELOAD", default=not DEBUG)
+# Load balancers probe over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 if PORTAL_TRUSTED_PROXY_COUNT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

@@ -2,7 +2,8 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
-from portal.views import folders, invitations, shell, tenant
+from connections.api.site import api
+from portal.views import folders, invitations, probes, shell, tenant
 
 # The admin signs in through allauth, so its second factor applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -30,6 +31,9 @@ urlpatterns = [
     path("tenant/workspaces/", tenant.workspaces, name="tenant_workspaces"),
     path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
     path("", include("connections.urls")),
+    path("api/v1/", api.urls),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     # Pages that do not link an icon themselves (the admin's) ask for this one.

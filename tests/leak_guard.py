@@ -10,6 +10,7 @@ in all of them and the run fails if one is found.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 
 from django.core.handlers.base import BaseHandler
@@ -17,6 +18,10 @@ from django.core.handlers.base import BaseHandler
 # Pages whose job is to hand out a credential, by design: the Sandbox
 # provider's token page and token endpoint (the provider, not the portal).
 ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/oauth/token/")
+# The runtime API's credentials endpoints: handing a secret to an allowed
+# automation is their job (and every such read is audited). Only a 200 answer
+# is let through; their refusals are searched like any page.
+CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
 # Parts of an OAuth token set that are not secret (shown on pages by design).
 NOT_SECRET = {"client_id", "scope", "token_type", "expires_at"}
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
@@ -57,7 +62,12 @@ def install() -> None:
 
     def recording_get_response(self, request):
         response = original_get_response(self, request)
-        if not getattr(response, "streaming", False) and not request.path.startswith(ALLOWED_PATHS):
+        handing_out = response.status_code == 200 and CREDENTIAL_ENDPOINTS.match(request.path)
+        if (
+            not getattr(response, "streaming", False)
+            and not request.path.startswith(ALLOWED_PATHS)
+            and not handing_out
+        ):
             body = response.content.decode("utf-8", "replace")
             headers = "\n".join(f"{k}: {v}" for k, v in response.items())
             with _lock:

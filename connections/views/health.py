@@ -24,7 +24,7 @@ from connections.charts import health_timeline
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from connections.tasks import check_connection_task
 from connections.troubleshooting import error_kind
-from portal.models import Folder
+from portal.folder_tree import folder_name_paths
 from portal.permissions import Action, require_tenant_admin, visible_folders
 
 # How many checks the chart draws, how many rows the table lists.
@@ -205,16 +205,6 @@ def _status_counts(connections) -> list[dict]:
     return rows
 
 
-def _folder_paths(folders: list[Folder]) -> dict[int, str]:
-    """ "Shared / Finance / Payables" for each folder, in one query."""
-    ids = {pk for folder in folders for pk in folder.ancestor_ids}
-    names = dict(Folder.objects.filter(pk__in=ids).values_list("pk", "name"))
-    return {
-        folder.pk: " / ".join(names.get(pk, "…") for pk in folder.ancestor_ids)
-        for folder in folders
-    }
-
-
 @require_GET
 @login_required
 def tenant_health(request: HttpRequest) -> HttpResponse:
@@ -249,7 +239,7 @@ def tenant_health(request: HttpRequest) -> HttpResponse:
     )
     page = Paginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))
     catalog = get_catalog()
-    paths = _folder_paths([connection.folder for connection in page.object_list])
+    paths = folder_name_paths([connection.folder for connection in page.object_list])
     for connection in page.object_list:
         connection.connector = catalog.get(connection.connector_key)
         connection.folder_path = paths[connection.folder_id]

@@ -1,0 +1,241 @@
+"""Connections through the API: read one, and every write that needs no
+browser consent. The same domain functions as the pages
+(``connections.actions``), so the same permission checks, validation
+messages and refusals."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from ninja import Router
+
+from connections import actions, oauth, runtime
+from connections.api.schemas import (
+    CheckOut,
+    ConnectionCreate,
+    ConnectionEdit,
+    ConnectionOut,
+    Error,
+    SecretReplace,
+)
+from connections.api.scope import scoped_connection, scoped_folder
+from connections.catalog import get_catalog
+from connections.catalog.schema import SECRET_AUTH_KINDS, AuthKind
+from connections.models import Connection
+from connections.oauth_apps import ClientCredentials
+from portal.permissions import Action
+
+router = Router()
+
+REFUSALS = {401: Error, 403: Error, 404: Error, 429: Error}
+API_CREATABLE = (*sorted(SECRET_AUTH_KINDS), AuthKind.OAUTH2_CLIENT_CREDENTIALS)
+
+
+def _out(connection: Connection) -> dict:
+    connection = Connection.objects.select_related("authenticated_by").get(pk=connection.pk)
+    return ConnectionOut.of(connection)
+
+
+@router.get(
+    "/connections/{int:connection_id}",
+    response={200: ConnectionOut, **REFUSALS},
+    summary="One connection (no secrets)",
+)
+def get_connection(request: HttpRequest, connection_id: int) -> dict:
+    connection = scoped_connection(
+        request, connection_id, Action.VIEW_CONNECTIONS, related=("authenticated_by",)
+    )
+    return ConnectionOut.of(connection)
+
+
+def _client_credentials(secret: dict[str, str]) -> ClientCredentials:
+    errors = {
+        key: [f"{label} is required."]
+        for key, label in (("client_id", "Client ID"), ("client_secret", "Client Secret"))
+        if not (secret.get(key) or "").strip()
+    }
+    if errors:
+        raise ValidationError(errors)
+    return ClientCredentials(
+        secret["client_id"].strip(), secret["client_secret"].strip(), own_app=True
+    )
+
+
+@router.post(
+    "/folders/{int:folder_id}/connections",
+    response={201: ConnectionOut, 422: Error, **REFUSALS},
+    summary="Create a connection that needs no browser consent",
+    description="PAT, API key and basic credentials are checked against the provider first; "
+    "OAuth 2.0 client credentials are exchanged for a token. Nothing is stored if that fails.",
+)
+def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCreate):
+    folder, _ = scoped_folder(request, folder_id, Action.CREATE_CONNECTIONS)
+    connector = get_catalog().get(data.connector)
+    if connector is None:
+        raise ValidationError({"connector": [f"No connector {data.connector!r} in the catalog."]})
+    auth = connector.auth_type(data.auth_type)
+    if auth is None:
+        offered = ", ".join(a.type for a in connector.auth_types if a.type in API_CREATABLE)
+        raise ValidationError(
+            {"auth_type": [f"{connector.name} offers no {data.auth_type!r}; use one of {offered}."]}
+        )
+    if auth.type not in API_CREATABLE:
+        raise ValidationError(
+            {
+                "auth_type": [
+                    f"{auth.display_label} needs the user's consent in a browser: "
+                    "add this connection on the portal's pages."
+                ]
+            }
+        )
+    if auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
+        name = actions.clean_name(folder, data.name)
+        fields = actions.clean_fields(connector, auth, data.fields)
+        client = _client_credentials(data.secret)
+        connection = oauth.client_credentials_grant(
+            actor=request.user,
+            client=client,
+            folder=folder,
+            connector=connector,
+            name=name,
+            description=data.description,
+            fields=fields,
+        ).connection
+    else:
+        connection = actions.create_secret_connection(
+            folder=folder,
+            connector=connector,
+            auth=auth,
+            name=data.name,
+            description=data.description,
+            fields=data.fields,
+            secret=data.secret,
+            created_by=request.user,
+        )
+    return 201, _out(connection)
+
+
+@router.patch(
+    "/connections/{int:connection_id}",
+    response={200: ConnectionOut, 422: Error, **REFUSALS},
+    summary="Edit name, description, polling interval or fields",
+    description="Changed fields are checked with the stored credential first.",
+)
+def edit_connection(request: HttpRequest, connection_id: int, data: ConnectionEdit) -> dict:
+    connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
+    given = data.dict(exclude_unset=True)
+    actions.edit_connection(
+        connection=connection,
+        name=given.get("name", connection.name),
+        description=given.get("description", connection.description),
+        polling_interval_seconds=given.get(
+            "polling_interval_seconds", connection.polling_interval_seconds
+        ),
+        fields=given["fields"] if given.get("fields") is not None else connection.fields,
+        actor=request.user,
+    )
+    return _out(connection)
+
+
+@router.put(
+    "/connections/{int:connection_id}/secret",
+    response={200: CheckOut, 422: Error, **REFUSALS},
+    summary="Replace the secret of a PAT, API key or basic connection",
+    description="The new secret is checked first; the old one is kept if the check fails.",
+)
+def replace_secret(request: HttpRequest, connection_id: int, data: SecretReplace) -> dict:
+    connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
+    if connection.auth_type not in SECRET_AUTH_KINDS:
+        raise ValidationError(
+            {
+                "secret": [
+                    "This connection signs in with OAuth 2.0: reconnect it on its page to "
+                    "replace its tokens."
+                ]
+            }
+        )
+    result = actions.replace_secret(connection=connection, secret=data.secret, actor=request.user)
+    return _check_out(connection, result)
+
+
+def _check_out(connection: Connection, result) -> dict:
+    return {
+        "ok": result.ok,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "error": result.error,
+        "state": connection.state,
+        "state_label": connection.get_state_display(),
+    }
+
+
+@router.post(
+    "/connections/{int:connection_id}/check",
+    response={200: CheckOut, **REFUSALS},
+    summary="Run a health check now",
+    description="Checks with the stored credential (an OAuth 2.0 token is refreshed first when "
+    "it expires soon), records the result and moves the connection's state.",
+)
+def check_connection(request: HttpRequest, connection_id: int) -> dict:
+    connection = scoped_connection(request, connection_id, Action.USE_CONNECTIONS)
+    if not connection.is_enabled:
+        raise runtime.Unresolved(f"{connection.name} is disabled: enable it first.", status=409)
+    result = actions.check_connection(connection=connection, actor=request.user)
+    return _check_out(connection, result)
+
+
+def _set_enabled(request: HttpRequest, connection_id: int, enabled: bool) -> dict:
+    connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
+    actions.set_enabled(connection=connection, enabled=enabled, actor=request.user)
+    return _out(connection)
+
+
+@router.post(
+    "/connections/{int:connection_id}/disable",
+    response={200: ConnectionOut, **REFUSALS},
+    summary="Disable: never used, refreshed or checked",
+)
+def disable_connection(request: HttpRequest, connection_id: int) -> dict:
+    return _set_enabled(request, connection_id, False)
+
+
+@router.post(
+    "/connections/{int:connection_id}/enable",
+    response={200: ConnectionOut, **REFUSALS},
+    summary="Enable again",
+)
+def enable_connection(request: HttpRequest, connection_id: int) -> dict:
+    return _set_enabled(request, connection_id, True)
+
+
+@router.delete(
+    "/connections/{int:connection_id}",
+    response={204: None, **REFUSALS},
+    summary="Delete a connection and its credential",
+)
+def delete_connection(request: HttpRequest, connection_id: int):
+    connection = scoped_connection(request, connection_id, Action.DELETE_CONNECTIONS)
+    actions.delete_connection(connection=connection, actor=request.user)
+    return 204, None
+
+
+@router.put(
+    "/connections/{int:connection_id}/default",
+    response={200: ConnectionOut, **REFUSALS},
+    summary="Make it the folder's default connection for its connector",
+)
+def make_default(request: HttpRequest, connection_id: int) -> dict:
+    connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
+    runtime.set_default(connection, actor=request.user)
+    return _out(connection)
+
+
+@router.delete(
+    "/connections/{int:connection_id}/default",
+    response={200: ConnectionOut, **REFUSALS},
+    summary="Stop being the folder's default connection",
+)
+def clear_default(request: HttpRequest, connection_id: int) -> dict:
+    connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
+    runtime.clear_default(connection, actor=request.user)
+    return _out(connection)

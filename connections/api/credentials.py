@@ -1,0 +1,129 @@
+"""Run time: which connection a job means, and working credentials for it.
+The credentials endpoint is the one place a stored secret leaves the
+portal; every read is audited."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Query, Router, Schema
+
+from connections.api.schemas import ConnectionOut, CredentialsOut, Error
+from connections.api.scope import scoped_connection, scoped_folder
+from connections.models import Connection
+from connections.runtime import Unresolved, connection_in_folder, credentials_for, folder_by_path
+from portal import audit
+from portal.api_keys import in_scope
+from portal.client_ip import client_ip
+from portal.models import AuditRecord
+from portal.permissions import Action, require
+
+router = Router()
+
+NOT_FOUND_OR_AMBIGUOUS = {401: Error, 403: Error, 404: Error, 409: Error, 429: Error}
+
+
+class ConnectionName(Schema):
+    """A connection by id, or by folder (path or id) + connector + name, or
+    the folder's default connection for a connector (no name)."""
+
+    id: int | None = None
+    folder: str | None = None
+    folder_id: int | None = None
+    connector: str | None = None
+    name: str | None = None
+
+
+def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Connection:
+    related = ("credential",) if action == Action.USE_CONNECTIONS else ("authenticated_by",)
+    if named.id is not None:
+        return scoped_connection(request, named.id, action, related=related)
+    if not named.connector or (named.folder is None and named.folder_id is None):
+        raise Unresolved(
+            "Name the connection: id, or folder (or folder_id) and connector, with name "
+            "unless the folder's default connection is meant.",
+            status=400,
+        )
+    if named.folder_id is not None:
+        folder, _ = scoped_folder(request, named.folder_id, Action.VIEW_CONNECTIONS)
+    else:
+        folder = folder_by_path(request.user, named.folder)
+        if not in_scope(request.auth, folder):
+            raise Http404(f"No folder {named.folder!r}.")
+        try:
+            require(request.user, Action.VIEW_CONNECTIONS, folder)
+        except Http404:
+            raise Http404(f"No folder {named.folder!r}.") from None
+    found = connection_in_folder(folder, named.connector, named.name)
+    # The same checks as by id (and the related rows the action needs).
+    return scoped_connection(request, found.pk, action, related=related)
+
+
+@router.get(
+    "/connections/resolve",
+    response={200: ConnectionOut, 400: Error, **NOT_FOUND_OR_AMBIGUOUS},
+    summary="Find the connection a job names",
+)
+def resolve_connection(request: HttpRequest, named: Query[ConnectionName]) -> dict:
+    return ConnectionOut.of(resolve(request, named, Action.VIEW_CONNECTIONS))
+
+
+def _credentials(request: HttpRequest, connection: Connection, response: HttpResponse) -> dict:
+    credentials = credentials_for(connection)
+    audit.record(
+        AuditRecord.Action.CREDENTIALS_READ,
+        actor=request.user,
+        api_key=request.auth,
+        folder=connection.folder,
+        target=("connection", connection.pk, connection.name),
+        job_id=request.headers.get(settings.PORTAL_API_JOB_HEADER, ""),
+        ip=client_ip(request) or None,
+        detail=f"{credentials.kind} of {connection.connector_key}",
+    )
+    response["Cache-Control"] = "no-store"
+    return {
+        "connection_id": connection.pk,
+        "connector": connection.connector_key,
+        "type": credentials.kind,
+        "secret": credentials.secret,
+        "expires_at": credentials.expires_at,
+        "api_base_url": credentials.api_base_url,
+        "instance_url": credentials.fields.get("instance_url"),
+        "headers": credentials.headers,
+        "query": credentials.query,
+        "fields": credentials.fields,
+    }
+
+
+CREDENTIAL_ANSWERS = {200: CredentialsOut, 400: Error, 503: Error, **NOT_FOUND_OR_AMBIGUOUS}
+
+
+@router.get(
+    "/connections/{int:connection_id}/credentials",
+    response=CREDENTIAL_ANSWERS,
+    summary="Working credentials of a connection",
+    description="A valid access token (refreshed first when it expires soon), or the stored "
+    "secret of a PAT, API key or basic connection, with what a client needs to call the "
+    "provider. Needs Connections - Use. Every read is audited; send the job's id in "
+    "the X-Job-Id header.",
+)
+def connection_credentials(
+    request: HttpRequest, connection_id: int, response: HttpResponse
+) -> dict:
+    connection = scoped_connection(
+        request, connection_id, Action.USE_CONNECTIONS, related=("credential",)
+    )
+    return _credentials(request, connection, response)
+
+
+@router.get(
+    "/credentials",
+    response=CREDENTIAL_ANSWERS,
+    summary="Working credentials of the connection a job names",
+    description="As /connections/{id}/credentials, the connection named by id, by folder "
+    "and connector and name, or the folder's default for the connector.",
+)
+def named_credentials(
+    request: HttpRequest, named: Query[ConnectionName], response: HttpResponse
+) -> dict:
+    return _credentials(request, resolve(request, named, Action.USE_CONNECTIONS), response)

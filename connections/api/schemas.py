@@ -1,0 +1,168 @@
+"""The API's request and answer shapes (the OpenAPI schema is made from them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.paginator import Paginator
+from ninja import Field, Schema
+
+from connections.models import Connection
+
+MAX_PAGE_SIZE = 200
+
+
+class Error(Schema):
+    detail: str
+    errors: dict[str, list[str]] | None = Field(
+        None, description="Messages by field, when the request's data was refused."
+    )
+
+
+class Me(Schema):
+    user: str
+    robot: bool
+    api_key: str
+    api_key_expires_at: datetime
+    folder_scope: int | None = Field(None, description="The folder the key is limited to.")
+
+
+class FolderOut(Schema):
+    id: int
+    name: str
+    kind: str
+    parent_id: int | None
+    path: str = Field(description="Folder names from the top, e.g. Finance/Accounts payable.")
+
+
+class FolderPage(Schema):
+    items: list[FolderOut]
+    count: int
+    page: int
+    pages: int
+
+
+class ConnectionOut(Schema):
+    id: int
+    folder_id: int
+    name: str
+    description: str
+    connector: str
+    auth_type: str
+    state: str
+    state_label: str
+    is_enabled: bool
+    is_default: bool
+    account_identity: str
+    authenticated_by: str | None
+    polling_interval_seconds: int
+    fields: dict[str, str]
+    token_expires_at: datetime | None
+    secret_expires_at: datetime | None
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str
+    warning: str
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def of(connection: Connection) -> dict:
+        return {
+            "id": connection.pk,
+            "folder_id": connection.folder_id,
+            "name": connection.name,
+            "description": connection.description,
+            "connector": connection.connector_key,
+            "auth_type": connection.auth_type,
+            "state": connection.state,
+            "state_label": connection.get_state_display(),
+            "is_enabled": connection.is_enabled,
+            "is_default": connection.is_default,
+            "account_identity": connection.account_identity,
+            "authenticated_by": (
+                connection.authenticated_by.get_username() if connection.authenticated_by else None
+            ),
+            "polling_interval_seconds": connection.polling_interval_seconds,
+            "fields": connection.fields,
+            "token_expires_at": connection.token_expires_at,
+            "secret_expires_at": connection.secret_expires_at,
+            "last_checked_at": connection.last_checked_at,
+            "last_success_at": connection.last_success_at,
+            "last_error": connection.last_error,
+            "warning": connection.warning,
+            "created_at": connection.created_at,
+            "updated_at": connection.updated_at,
+        }
+
+
+class ConnectionPage(Schema):
+    items: list[ConnectionOut]
+    count: int
+    page: int
+    pages: int
+
+
+class CredentialsOut(Schema):
+    connection_id: int
+    connector: str
+    type: str = Field(
+        description="oauth2_access_token, or the auth type of a stored secret: pat, api_key, basic."
+    )
+    secret: dict[str, str] = Field(
+        description="The access token (and its type), or the stored secret's values by key."
+    )
+    expires_at: datetime | None
+    api_base_url: str
+    instance_url: str | None = Field(None, description="When the connection has one.")
+    headers: dict[str, str] = Field(
+        description="Headers that carry the credential on a request to the provider."
+    )
+    query: dict[str, str] = Field(description="Query parameters that carry it, if any.")
+    fields: dict[str, str]
+
+
+class ConnectionCreate(Schema):
+    connector: str = Field(examples=["github"])
+    auth_type: str = Field(
+        examples=["pat"], description="pat, api_key, basic or oauth2_client_credentials."
+    )
+    name: str
+    description: str = ""
+    fields: dict[str, str] = Field(default_factory=dict)
+    secret: dict[str, str] = Field(
+        default_factory=dict,
+        description="The secret values by key (pat, api_key, basic), or client_id and "
+        "client_secret (oauth2_client_credentials). Never returned.",
+    )
+
+
+class ConnectionEdit(Schema):
+    name: str | None = None
+    description: str | None = None
+    polling_interval_seconds: int | None = None
+    fields: dict[str, str] | None = None
+
+
+class SecretReplace(Schema):
+    secret: dict[str, str]
+
+
+class CheckOut(Schema):
+    ok: bool
+    status_code: int | None
+    latency_ms: int | None
+    error: str
+    state: str
+    state_label: str
+
+
+def page_of(queryset, page: int, page_size: int) -> tuple[list, dict]:
+    """One page of a query, and the counts the answer carries."""
+    paginator = Paginator(queryset, max(1, min(page_size, MAX_PAGE_SIZE)))
+    number = max(1, min(page, paginator.num_pages or 1))
+    return list(paginator.page(number).object_list), {
+        "count": paginator.count,
+        "page": number,
+        "pages": paginator.num_pages,
+    }

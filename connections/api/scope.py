@@ -1,0 +1,31 @@
+"""The API's way to the folder or connection a request names: the user's
+permissions (``portal.permissions``, as on the pages) narrowed by the API
+key's folder scope. Out of scope answers like invisible: 404."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.http import Http404, HttpRequest
+
+from connections.access import connection_by_id
+from connections.models import Connection
+from portal.api_keys import in_scope
+from portal.models import Folder
+from portal.permissions import Action, require
+
+
+def scoped_folder(request: HttpRequest, folder_id: int, action: Action) -> tuple[Folder, frozenset]:
+    folder = Folder.objects.filter(pk=folder_id).first()
+    if folder is None or not in_scope(request.auth, folder):
+        raise Http404("No such folder.")
+    return folder, require(request.user, action, folder)
+
+
+def scoped_connection(
+    request: HttpRequest, connection_id: int, action: Action, *, related: tuple[str, ...] = ()
+) -> Connection:
+    connection, _ = connection_by_id(
+        request.user, connection_id, action, related=related, within=partial(in_scope, request.auth)
+    )
+    return connection

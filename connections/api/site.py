@@ -1,0 +1,106 @@
+"""The runtime API, ``/api/v1/``: its authentication, its error answers and
+its routers. Every error is JSON with a ``detail`` in plain words (and
+``errors`` by field when data was refused)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+
+from connections import actions, oauth, refresh
+from connections.api.auth import ApiKeyAuth, RateLimited
+from connections.runtime import Unresolved
+from portal.api_keys import ApiKeyRefused
+
+api = NinjaAPI(
+    title="Connections portal API",
+    version="1",
+    description=(
+        "Find connections and get working credentials at run time; manage connections that "
+        "need no browser consent. Authenticate with an API key: `Authorization: Bearer cpk_…`."
+    ),
+    auth=ApiKeyAuth(),
+    urls_namespace="api-v1",
+    docs_url="/docs",
+)
+
+
+def _error(request: HttpRequest, status: int, detail: str, **extra) -> HttpResponse:
+    body = {"detail": detail, **extra}
+    return api.create_response(request, body, status=status)
+
+
+@api.exception_handler(ApiKeyRefused)
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, error: Exception) -> HttpResponse:
+    detail = str(error) if isinstance(error, ApiKeyRefused) else ""
+    response = _error(request, 401, detail or "Send an API key: Authorization: Bearer cpk_…")
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+@api.exception_handler(RateLimited)
+def _rate_limited(request: HttpRequest, error: RateLimited) -> HttpResponse:
+    response = _error(
+        request, 429, f"Too many requests with this API key; try again in {error.retry_after} s."
+    )
+    response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
+    return _error(request, 404, str(error) or "Not found.")
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request: HttpRequest, error: PermissionDenied) -> HttpResponse:
+    return _error(request, 403, str(error) or "You may not do this.")
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
+    if hasattr(error, "error_dict"):
+        errors = {field: messages for field, messages in error.message_dict.items()}
+        first = next(iter(errors.values()))[0]
+        return _error(request, 422, first, errors=errors)
+    return _error(request, 422, " ".join(error.messages))
+
+
+@api.exception_handler(Unresolved)
+def _unresolved(request: HttpRequest, error: Unresolved) -> HttpResponse:
+    return _error(request, error.status, str(error))
+
+
+@api.exception_handler(actions.ConnectError)
+@api.exception_handler(oauth.OAuthFlowError)
+def _provider_refused(request: HttpRequest, error: Exception) -> HttpResponse:
+    return _error(request, 422, str(error))
+
+
+@api.exception_handler(refresh.RefreshError)
+def _refresh_failed(request: HttpRequest, error: refresh.RefreshError) -> HttpResponse:
+    if error.transient:
+        response = _error(
+            request, 503, f"The access token could not be refreshed now; try again. {error}"
+        )
+        response["Retry-After"] = str(max(1, error.retry_after or 5))
+        return response
+    return _error(request, 409, f"The access token could not be refreshed: {error}")
+
+
+def _register() -> None:
+    from connections.api import account, connections, credentials, folders
+
+    for module, tag in (
+        (account, "Account"),
+        (credentials, "Run time"),
+        (folders, "Folders"),
+        (connections, "Connections"),
+    ):
+        api.add_router("/", module.router, tags=[tag])
+
+
+_register()

@@ -1,0 +1,35 @@
+"""The audit log: one function writes it, whatever is audited."""
+
+from __future__ import annotations
+
+from portal.models import ApiKey, AuditRecord, Folder
+
+
+def record(
+    action: str,
+    *,
+    actor=None,
+    api_key: ApiKey | None = None,
+    folder: Folder | None = None,
+    target: tuple[str, object, str] | None = None,
+    job_id: str = "",
+    ip: str | None = None,
+    detail: str = "",
+) -> AuditRecord:
+    """Append one record. ``target`` is (type, id, name) of what was acted on.
+    Callers pass names and ids, never a secret."""
+    target_type, target_id, target_name = target or ("", "", "")
+    return AuditRecord.objects.create(
+        action=action,
+        actor=actor,
+        actor_name=actor.get_username() if actor is not None else "",
+        api_key=api_key,
+        api_key_name=f"{api_key.name} ({api_key.hint}…)"[:100] if api_key is not None else "",
+        folder=folder,
+        target_type=target_type,
+        target_id=str(target_id),
+        target_name=str(target_name)[:200],
+        job_id=(job_id or "")[:100],
+        ip_address=ip or None,
+        detail=detail[:300],
+    )
