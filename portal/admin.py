@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from portal.models import Folder, Invitation, Role, RoleAssignment, TenantSettings, WorkerHeartbeat
+from portal.models import (
+    ApiKey,
+    AuditRecord,
+    Folder,
+    Invitation,
+    RobotAccount,
+    Role,
+    RoleAssignment,
+    TenantSettings,
+    WorkerHeartbeat,
+)
 
 
 class RoleAssignmentInline(admin.TabularInline):
@@ -65,3 +75,57 @@ class InvitationAdmin(admin.ModelAdmin):
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):
     list_display = ["hostname", "beat_at"]
+
+
+@admin.register(RobotAccount)
+class RobotAccountAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "description", "created_by", "created_at"]
+    search_fields = ["user__username"]
+    readonly_fields = ["user", "created_by", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made on the portal's Robot accounts page
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made on the portal, where the key is shown once; here they
+    can be looked at and revoked (set "revoked at"). The digest is never shown."""
+
+    list_display = ["name", "hint", "user", "folder", "status", "expires_at", "last_used_at"]
+    search_fields = ["name", "user__username", "hint"]
+    list_select_related = ["user", "folder"]
+    exclude = ["digest"]
+    readonly_fields = [
+        "user",
+        "name",
+        "hint",
+        "folder",
+        "expires_at",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "last_used_ip",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(admin.ModelAdmin):
+    """Append-only: nothing here changes or removes a record."""
+
+    list_display = ["created_at", "action", "actor_name", "api_key_name", "target_name", "job_id"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "api_key_name", "target_name", "job_id"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
