@@ -66,6 +66,7 @@ ALL_FOLDER_PERMISSIONS = frozenset(FOLDER_PERMISSION_CODENAMES)
 OWNER_PERMISSIONS = ALL_FOLDER_PERMISSIONS - {Action.MANAGE_FOLDER_ACCESS}
 
 TENANT_ADMIN_PERMISSION = "portal.administer_tenant"
+TENANT_ADMIN_APP, TENANT_ADMIN_CODENAME = TENANT_ADMIN_PERMISSION.split(".")
 
 
 def is_tenant_admin(user) -> bool:
@@ -77,7 +78,8 @@ def is_tenant_admin(user) -> bool:
 
 def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     """Codenames granted to the user, directly or through groups, on the
-    folder or any ancestor: one query."""
+    folder or any ancestor, and ``administer_tenant`` if the user holds it
+    (directly or through a group): one query."""
     ancestor_ids = folder.ancestor_ids
     direct = FolderUserGrant.objects.filter(
         user=user, content_object_id__in=ancestor_ids
@@ -85,7 +87,12 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     through_groups = FolderGroupGrant.objects.filter(
         group__user=user, content_object_id__in=ancestor_ids
     ).values_list("permission__codename", flat=True)
-    return frozenset(direct.union(through_groups))
+    tenant_admin = Permission.objects.filter(
+        content_type__app_label=TENANT_ADMIN_APP, codename=TENANT_ADMIN_CODENAME
+    ).order_by()
+    admin_direct = tenant_admin.filter(user=user).values_list("codename", flat=True)
+    admin_through_groups = tenant_admin.filter(group__user=user).values_list("codename", flat=True)
+    return frozenset(direct.union(through_groups, admin_direct, admin_through_groups))
 
 
 def folder_permissions(user, folder: Folder) -> frozenset[str]:
@@ -94,9 +101,11 @@ def folder_permissions(user, folder: Folder) -> frozenset[str]:
         return frozenset()
     if folder.is_personal:
         return OWNER_PERMISSIONS if folder.owner_id == user.pk else frozenset()
-    if is_tenant_admin(user):
+    if user.is_superuser:
         return ALL_FOLDER_PERMISSIONS
     granted = _granted_codenames(user, folder)
+    if TENANT_ADMIN_CODENAME in granted:
+        return ALL_FOLDER_PERMISSIONS
     if (
         Action.CREATE_CONNECTIONS in granted
         and Action.MANAGE_FOLDER_ACCESS not in granted
