@@ -134,7 +134,7 @@ def authenticate(raw: str, *, ip: str | None = None) -> ApiKey:
     if not raw or not raw.startswith(PREFIX):
         raise ApiKeyRefused("Send an API key: Authorization: Bearer cpk_…")
     try:
-        key = ApiKey.objects.select_related("user", "folder").get(digest=digest(raw))
+        key = ApiKey.objects.select_related("user", "user__robot", "folder").get(digest=digest(raw))
     except ApiKey.DoesNotExist:
         raise ApiKeyRefused("This API key is not valid.") from None
     now = timezone.now()
