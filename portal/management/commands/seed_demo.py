@@ -1,11 +1,13 @@
 """Demo data for `make run`: a superuser, three users with different roles,
-a shared folder tree and everyone's personal workspace. Safe to run twice."""
+a robot account for automations, a shared folder tree and everyone's
+personal workspace. Safe to run twice."""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from portal.models import Folder, Role, RoleAssignment
+from portal.api_keys import create_robot
+from portal.models import Folder, RobotAccount, Role, RoleAssignment
 
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105 (demo data, printed by make run)
 
@@ -16,6 +18,9 @@ DEMO_USERS = [
     ("dev", "dev@example.com", "Devon", "Developer", "Finance", "Automation Developer"),
     ("user", "user@example.com", "Uma", "User", "HR", "Automation User"),
 ]
+
+# Its API keys are made on the Robot accounts page (a key is shown once).
+DEMO_ROBOT = "finance-robot"
 
 
 class Command(BaseCommand):
@@ -42,4 +47,16 @@ class Command(BaseCommand):
                 RoleAssignment.objects.get_or_create(
                     folder=folders[folder_name], role=Role.objects.get(name=role_name), user=user
                 )
+        robot = RobotAccount.objects.filter(user__username=DEMO_ROBOT).first()
+        if robot is None:
+            robot = create_robot(
+                name=DEMO_ROBOT,
+                description="Runs the nightly finance jobs (demo).",
+                actor=user_model.objects.get(username="admin"),
+            )
+            self.stdout.write(f"Created robot account {DEMO_ROBOT}")
+        automation_user = Role.objects.get(name="Automation User")
+        RoleAssignment.objects.get_or_create(
+            folder=folders["Finance"], role=automation_user, user=robot.user
+        )
         self.stdout.write(self.style.SUCCESS("Demo data is in place."))
