@@ -1,9 +1,14 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from portal.models import Invitation, Role, TenantSettings
+from portal import api_keys
+from portal.folder_tree import folder_name_paths
+from portal.models import AuditRecord, Folder, Invitation, Role, TenantSettings
+from portal.permissions import visible_folders
 
 
 class FolderForm(forms.Form):
@@ -67,3 +72,91 @@ class InvitationForm(forms.Form):
                 f"{email} already has a pending invitation; revoke it to send a new one."
             )
         return email
+
+
+class ApiKeyForm(forms.Form):
+    """A new API key for ``owner``. The rules are ``portal.api_keys``'s: the
+    form asks each of its checks, so that every field's error shows at once
+    (``issue`` asks them again and has the last word)."""
+
+    name = forms.CharField(
+        strip=True,
+        error_messages={"required": "Give the key a name, e.g. the automation that uses it."},
+        help_text="What uses the key, e.g. the automation or the machine it runs on.",
+        widget=forms.TextInput(attrs={"maxlength": 80, "autocomplete": "off"}),
+    )
+    days = forms.IntegerField(
+        label="Lifetime (days)", error_messages={"required": "Enter the key's lifetime in days."}
+    )
+    folder = forms.TypedChoiceField(
+        label="Limit to folder",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="The key then acts only in this folder and the folders below it.",
+    )
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        longest = settings.PORTAL_API_KEY_MAX_DAYS
+        self.fields["days"].initial = settings.PORTAL_API_KEY_DAYS
+        self.fields["days"].widget.attrs.update({"min": 1, "max": longest})
+        self.fields["days"].help_text = f"From 1 to {longest} days."
+        # The folders the key's user can see, labelled by their path: two queries.
+        self._folders = {
+            folder.pk: folder
+            for folder in visible_folders(owner).only("pk", "name", "kind", "path", "owner_id")
+        }
+        labels = folder_name_paths(list(self._folders.values()))
+        in_order = sorted(
+            self._folders.values(),
+            key=lambda folder: (not folder.is_personal, labels[folder.pk].casefold()),
+        )
+        self.fields["folder"].choices = [
+            ("", "No limit"),
+            *((folder.pk, labels[folder.pk]) for folder in in_order),
+        ]
+
+    def clean_folder(self) -> Folder | None:
+        folder_id = self.cleaned_data["folder"]
+        return None if folder_id is None else self._folders[folder_id]
+
+    def clean(self):
+        cleaned = super().clean()
+        checks = {
+            "name": lambda: api_keys.clean_key_name(self.owner, cleaned["name"]),
+            "days": lambda: api_keys.clean_expiry(cleaned["days"]),
+            "folder": lambda: api_keys.clean_scope(self.owner, cleaned["folder"]),
+        }
+        for field, check in checks.items():
+            if field in cleaned:
+                try:
+                    check()
+                except ValidationError as error:
+                    self.add_error(None, error)
+        return cleaned
+
+
+class RobotAccountForm(forms.Form):
+    """A new robot account; ``portal.api_keys.create_robot`` validates the name."""
+
+    name = forms.CharField(
+        strip=True,
+        error_messages={"required": "Give the robot account a name."},
+        help_text="Its username: lower-case letters, digits, dots, dashes or underscores.",
+        widget=forms.TextInput(attrs={"maxlength": 40, "autocomplete": "off"}),
+    )
+    description = forms.CharField(
+        required=False,
+        strip=True,
+        max_length=500,
+        help_text="What it runs, and who looks after it.",
+    )
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.ChoiceField(
+        required=False, choices=[("", "All actions"), *AuditRecord.Action.choices]
+    )
+    q = forms.CharField(required=False, strip=True, max_length=200)

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from connections.api.site import api
-from portal.views import folders, invitations, probes, shell, tenant
+from portal.views import api_keys, audit, folders, invitations, probes, robots, shell, tenant
 
 # The admin signs in through allauth, so its second factor applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -29,6 +29,16 @@ urlpatterns = [
         name="invitation_revoke",
     ),
     path("tenant/workspaces/", tenant.workspaces, name="tenant_workspaces"),
+    path("tenant/robots/", robots.robots, name="tenant_robots"),
+    path("tenant/robots/<int:robot_id>/", robots.robot_detail, name="tenant_robot"),
+    path(
+        "tenant/robots/<int:robot_id>/keys/<int:key_id>/revoke/",
+        robots.robot_key_revoke,
+        name="tenant_robot_key_revoke",
+    ),
+    path("tenant/audit/", audit.audit_log, name="tenant_audit"),
+    path("account/api-keys/", api_keys.own_keys, name="api_keys"),
+    path("account/api-keys/<int:key_id>/revoke/", api_keys.own_key_revoke, name="api_key_revoke"),
     path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
     path("", include("connections.urls")),
     path("api/v1/", api.urls),
