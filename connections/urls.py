@@ -21,6 +21,7 @@ urlpatterns = [
     path(CONNECTION + "check/", health.check_now, name="connection_check"),
     path(CONNECTION + "check/progress/", health.check_progress, name="connection_check_progress"),
     path(CONNECTION + "enabled/", manage.set_enabled, name="connection_set_enabled"),
+    path(CONNECTION + "default/", manage.set_default, name="connection_set_default"),
     path(CONNECTION + "delete/", manage.delete, name="connection_delete"),
     path(CONNECTION + "reconnect/", oauth_views.reconnect, name="connection_reconnect"),
     path(

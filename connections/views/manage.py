@@ -7,12 +7,27 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connections import actions
+from connections import actions, runtime
 from connections.access import connection_for
 from connections.catalog import get_catalog
 from connections.forms import EditForm, ReplaceSecretForm, add_errors
 from connections.views.health import health_context
+from portal.models import AuditRecord
 from portal.permissions import Action
+
+# How many of a connection's latest credential reads its page lists.
+CREDENTIAL_READS_SHOWN = 10
+
+
+def credential_reads(connection) -> list[AuditRecord]:
+    """The connection's latest credential reads (the ``audit_target`` index)."""
+    return list(
+        AuditRecord.objects.filter(
+            target_type="connection",
+            target_id=str(connection.pk),
+            action=AuditRecord.Action.CREDENTIALS_READ,
+        ).order_by("-created_at")[:CREDENTIAL_READS_SHOWN]
+    )
 
 
 @require_GET
@@ -29,6 +44,7 @@ def detail(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
             "perms_here": perms,
             "tab": "connections",
             "connection": connection,
+            "credential_reads": credential_reads(connection),
             **health_context(connection),
         },
     )
@@ -135,6 +151,26 @@ def set_enabled(request: HttpRequest, folder_id: int, connection_id: int) -> Htt
         if enable
         else f"{connection.name} is disabled: it is not used, refreshed or checked.",
     )
+    return redirect("connection_detail", folder_id, connection.pk)
+
+
+@require_POST
+@login_required
+def set_default(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
+    """Make the connection its folder's default for its connector, or stop it being that."""
+    connection, _ = connection_for(request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS)
+    if request.POST.get("default") == "1":
+        runtime.set_default(connection, actor=request.user)
+        connector = get_catalog().get(connection.connector_key)
+        messages.success(
+            request,
+            f"{connection.name} is now the folder's default "
+            f"{connector.name if connector else connection.connector_key} connection: "
+            "automations that name no connection of it here use this one.",
+        )
+    else:
+        runtime.clear_default(connection, actor=request.user)
+        messages.success(request, f"{connection.name} is no longer the folder's default.")
     return redirect("connection_detail", folder_id, connection.pk)
 
 
