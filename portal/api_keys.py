@@ -49,7 +49,8 @@ def clean_key_name(user, name: str) -> str:
         raise ValidationError({"name": ["Give the key a name, e.g. the automation that uses it."]})
     if len(name) > 80:
         raise ValidationError({"name": ["The name is longer than 80 characters."]})
-    if ApiKey.objects.filter(user=user, name__iexact=name, revoked_at__isnull=True).exists():
+    active = ApiKey.objects.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+    if active.filter(user=user, name__iexact=name).exists():
         raise ValidationError({"name": [f"An active key named {name!r} already exists."]})
     return name
 

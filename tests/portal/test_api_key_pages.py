@@ -140,6 +140,16 @@ def test_a_second_active_key_of_the_same_name_is_refused(client, ada):
     assert ApiKey.objects.filter(user=ada).count() == 1
 
 
+def test_an_expired_keys_name_can_be_used_again(client, ada):
+    # An expired key offers no Revoke; its name must not stay taken for good.
+    expired = issue_key(ada, "Nightly").key
+    ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(days=1))
+    client.force_login(ada)
+    response = client.post(OWN_KEYS, {"name": "Nightly", "days": "5"})
+    assert response.status_code == 200
+    assert ApiKey.objects.filter(user=ada, name="Nightly").count() == 2
+
+
 def test_folder_scope_offers_only_folders_the_user_sees(client, ada, tree):
     assign(ada, tree["finance"], "Automation User")
     client.force_login(ada)
