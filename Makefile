@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench bench-api clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,9 @@ clean:
 # DATABASE_URL / REDIS_URL are set. Options: make bench BENCH_ARGS="--connections 2000"
 bench: install
 	$(BIN)/python bench/refresh_bench.py $(BENCH_ARGS)
+
+# Runtime API benchmark (bench/README.md): the credentials endpoint next to
+# /api/v1/me under wrk. PostgreSQL and Redis when DATABASE_URL / REDIS_URL are
+# set. Options: make bench-api BENCH_API_ARGS="--rounds 6 --duration 5"
+bench-api: install
+	$(BIN)/python bench/api_bench.py $(BENCH_API_ARGS)
