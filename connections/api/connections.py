@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from ninja import Router
 
 from connections import actions, oauth, runtime
+from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     CheckOut,
     ConnectionCreate,
@@ -61,9 +62,13 @@ def _client_credentials(secret: dict[str, str]) -> ClientCredentials:
     )
 
 
-@router.post(
+# On the folders router, where GET of the same path is: each router gets its
+# own URL patterns, and the first pattern of a path answers 405 to the
+# methods another router declares for it.
+@folders_router.post(
     "/folders/{int:folder_id}/connections",
     response={201: ConnectionOut, 422: Error, **REFUSALS},
+    tags=["Connections"],
     summary="Create a connection that needs no browser consent",
     description="PAT, API key and basic credentials are checked against the provider first; "
     "OAuth 2.0 client credentials are exchanged for a token. Nothing is stored if that fails.",

@@ -38,7 +38,7 @@ def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Conn
     related = ("credential",) if action == Action.USE_CONNECTIONS else ("authenticated_by",)
     if named.id is not None:
         return scoped_connection(request, named.id, action, related=related)
-    if not named.connector or (named.folder is None and named.folder_id is None):
+    if not named.connector or (not named.folder and named.folder_id is None):
         raise Unresolved(
             "Name the connection: id, or folder (or folder_id) and connector, with name "
             "unless the folder's default connection is meant.",
@@ -47,8 +47,13 @@ def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Conn
     if named.folder_id is not None:
         folder, _ = scoped_folder(request, named.folder_id, Action.VIEW_CONNECTIONS)
     else:
-        folder = folder_by_path(request.user, named.folder)
-        if not in_scope(request.auth, folder):
+        try:
+            folder = folder_by_path(request.user, named.folder)
+        except Unresolved:
+            folder = None
+        # Not there, out of the key's scope or out of sight: one answer, naming
+        # the path as asked, so that a path cannot probe which folders exist.
+        if folder is None or not in_scope(request.auth, folder):
             raise Http404(f"No folder {named.folder!r}.")
         try:
             require(request.user, Action.VIEW_CONNECTIONS, folder)

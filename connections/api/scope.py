@@ -25,7 +25,16 @@ def scoped_folder(request: HttpRequest, folder_id: int, action: Action) -> tuple
 def scoped_connection(
     request: HttpRequest, connection_id: int, action: Action, *, related: tuple[str, ...] = ()
 ) -> Connection:
-    connection, _ = connection_by_id(
-        request.user, connection_id, action, related=related, within=partial(in_scope, request.auth)
-    )
+    try:
+        connection, _ = connection_by_id(
+            request.user,
+            connection_id,
+            action,
+            related=related,
+            within=partial(in_scope, request.auth),
+        )
+    except Http404:
+        # A connection in a folder out of sight answers as one that does not
+        # exist ("No such folder." would tell that the id is taken).
+        raise Http404("No such connection.") from None
     return connection

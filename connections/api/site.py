@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as RequestInvalid
 
 from connections import actions, oauth, refresh
 from connections.api.auth import ApiKeyAuth, RateLimited
@@ -67,6 +68,20 @@ def _invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
         first = next(iter(errors.values()))[0]
         return _error(request, 422, first, errors=errors)
     return _error(request, 422, " ".join(error.messages))
+
+
+@api.exception_handler(RequestInvalid)
+def _malformed(request: HttpRequest, error: RequestInvalid) -> HttpResponse:
+    """A parameter or body field of the wrong shape: the same Error answer as
+    every other refusal (ninja's own puts a list in ``detail``)."""
+    errors: dict[str, list[str]] = {}
+    for problem in error.errors:
+        where = [str(part) for part in problem.get("loc", ())]
+        errors.setdefault(where[-1] if where else "request", []).append(
+            str(problem.get("msg", "Not valid"))
+        )
+    field, messages = next(iter(errors.items()), ("request", ["Not valid"]))
+    return _error(request, 422, f"{field}: {messages[0]}.", errors=errors)
 
 
 @api.exception_handler(Unresolved)
