@@ -3,9 +3,46 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
+from connections.catalog import get_catalog
 from portal import api_keys
+
+# The Sandbox OAuth 2.0 server in the live server (tests/connections/conftest.py).
+from tests.connections.conftest import sandbox_oauth, token_requests  # noqa: F401
+from tests.connections.fake_provider import DEFINITION, FakeProvider
+
+
+@pytest.fixture(scope="module")
+def _fake_provider(tmp_path_factory):
+    """The fake provider and the FakeHub connector, as tests/connections sets
+    them up, but once per module: starting and stopping the server and loading
+    the catalog for every test of a matrix would cost most of its time."""
+    with FakeProvider() as fake:
+        folder = tmp_path_factory.mktemp("connectors")
+        (folder / "fakehub.yaml").write_text(DEFINITION.format(base=fake.url))
+        with override_settings(
+            PORTAL_CONNECTORS_DIRS=[str(folder)],
+            PORTAL_EGRESS_ALLOWED_NETWORKS=["127.0.0.0/8", "::1/128"],
+        ):
+            get_catalog.cache_clear()
+            yield fake
+        get_catalog.cache_clear()
+
+
+@pytest.fixture
+def provider(_fake_provider):
+    """The fake provider, answering normally again."""
+    _fake_provider.fail_with = 0
+    _fake_provider.token_expiration = ""
+    _fake_provider.requests.clear()
+    return _fake_provider
+
+
+@pytest.fixture
+def fakehub(provider):
+    """The FakeHub connector, pointing at the fake provider on loopback."""
+    return get_catalog().get("fakehub")
 
 
 class ApiClient:
@@ -14,6 +51,7 @@ class ApiClient:
     def __init__(self, raw_key: str | None):
         self.client = Client(enforce_csrf_checks=True)
         self.headers = {"Authorization": f"Bearer {raw_key}"} if raw_key else {}
+        self.key = None  # the ApiKey row, when made by ``api_for``
 
     def _call(self, method: str, path: str, data=None, headers=None):
         send = getattr(self.client, method)
@@ -37,13 +75,25 @@ class ApiClient:
     def delete(self, path, **kwargs):
         return self._call("delete", path, None, **kwargs)
 
+    def request(self, method: str, path: str, *, params=None, body=None, **kwargs):
+        """One call by method name (``GET``, ``POST``...), for tables of endpoints."""
+        method = method.lower()
+        if method == "get":
+            return self.get(path, params, **kwargs)
+        if method == "delete":
+            return self.delete(path, **kwargs)
+        return getattr(self, method)(path, body, **kwargs)
+
 
 @pytest.fixture
 def api_for():
-    """An API client for ``user`` with a fresh key (scoped to ``folder`` if given)."""
+    """An API client for ``user`` with a fresh key (scoped to ``folder`` if given);
+    the key's row is ``client.key``."""
 
     def make(user, *, folder=None, name="test key"):
         issued = api_keys.issue(owner=user, name=name, folder=folder, actor=user)
-        return ApiClient(issued.raw)
+        client = ApiClient(issued.raw)
+        client.key = issued.key
+        return client
 
     return make

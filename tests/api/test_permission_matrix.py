@@ -1,0 +1,432 @@
+"""Every API endpoint x role x where the folder stands x the key's folder
+scope, answered by the server: 404 when the folder or connection is
+invisible (or outside the key's scope), 403 naming the missing permission
+when visible, 2xx when allowed; a refusal changes nothing. Then the keys
+that do not authenticate, and sessions, which never do.
+
+The expected answers are written out from the built-in roles, not derived
+from the code under test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from connections import vault
+from connections.models import Connection, ConnectionState, HealthCheck
+from portal import api_keys
+from portal.models import ApiKey, AuditRecord, TenantSettings
+from tests.api.conftest import ApiClient
+from tests.api.helpers import (
+    API,
+    ORIGINAL_TOKEN,
+    body,
+    expire,
+    make_connection,
+    refused_message,
+    snapshot,
+)
+from tests.connections.fake_provider import GOOD_TOKEN
+from tests.factories import assign
+
+ROLES = {
+    "Folder Administrator": {"view", "use", "create", "edit", "delete"},
+    "Automation Developer": {"view", "use", "create", "edit", "delete"},
+    "Automation User": {"view", "use"},
+    "Viewer": {"view"},
+    None: set(),
+}
+# Where the connection lives, relative to the role granted on Finance.
+PLACES = {"granted": "finance", "subfolder": "payables", "unrelated": "hr"}
+PATHS = {
+    "finance": "Shared/Finance",
+    "payables": "Shared/Finance/Payables",
+    "hr": "Shared/HR",
+}
+# The key's folder scope: none, the granted folder, or the subfolder only.
+SCOPES = {"unscoped": None, "scoped-granted": "finance", "scoped-subfolder": "payables"}
+IN_SCOPE = {
+    None: {"finance", "payables", "hr"},
+    "finance": {"finance", "payables"},
+    "payables": {"payables"},
+}
+NEW_NAME = "Made through the API"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str  # {folder} and {connection} are filled in
+    needs: str  # view, use, create, edit or delete
+    ok: int = 200
+    params: dict | None = None  # values may hold {folder}, {connection}, {path}
+    body: dict | None = None
+    setup: dict = field(default_factory=dict)  # how the connection acted on starts
+
+
+ENDPOINTS = [
+    Endpoint("list", "GET", "/folders/{folder}/connections", "view"),
+    Endpoint("get", "GET", "/connections/{connection}", "view"),
+    Endpoint("resolve-id", "GET", "/connections/resolve", "view", params={"id": "{connection}"}),
+    Endpoint(
+        "resolve-path",
+        "GET",
+        "/connections/resolve",
+        "view",
+        params={"folder": "{path}", "connector": "fakehub", "name": "Robot"},
+    ),
+    Endpoint(
+        "resolve-folder-id",
+        "GET",
+        "/connections/resolve",
+        "view",
+        params={"folder_id": "{folder}", "connector": "fakehub"},
+    ),
+    Endpoint("credentials", "GET", "/connections/{connection}/credentials", "use"),
+    Endpoint("credentials-id", "GET", "/credentials", "use", params={"id": "{connection}"}),
+    Endpoint(
+        "credentials-path",
+        "GET",
+        "/credentials",
+        "use",
+        params={"folder": "{path}", "connector": "fakehub", "name": "Robot"},
+    ),
+    Endpoint(
+        "create",
+        "POST",
+        "/folders/{folder}/connections",
+        "create",
+        ok=201,
+        body={
+            "connector": "fakehub",
+            "auth_type": "pat",
+            "name": NEW_NAME,
+            "secret": {"token": GOOD_TOKEN},
+        },
+    ),
+    Endpoint(
+        "edit",
+        "PATCH",
+        "/connections/{connection}",
+        "edit",
+        body={"description": "Changed through the API"},
+    ),
+    Endpoint(
+        "secret",
+        "PUT",
+        "/connections/{connection}/secret",
+        "edit",
+        body={"secret": {"token": GOOD_TOKEN}},
+    ),
+    Endpoint("check", "POST", "/connections/{connection}/check", "use"),
+    Endpoint("disable", "POST", "/connections/{connection}/disable", "edit"),
+    Endpoint(
+        "enable", "POST", "/connections/{connection}/enable", "edit", setup={"is_enabled": False}
+    ),
+    Endpoint("delete", "DELETE", "/connections/{connection}", "delete", ok=204),
+    Endpoint("make-default", "PUT", "/connections/{connection}/default", "edit"),
+    Endpoint(
+        "clear-default",
+        "DELETE",
+        "/connections/{connection}/default",
+        "edit",
+        setup={"is_default": True},
+    ),
+]
+
+
+def _fill(value, values: dict):
+    return value.format(**values) if isinstance(value, str) else value
+
+
+def call(api, endpoint: Endpoint, folder, connection, path: str):
+    values = {"folder": folder.pk, "connection": connection.pk, "path": path}
+    params = {k: _fill(v, values) for k, v in (endpoint.params or {}).items()}
+    return api.request(
+        endpoint.method, API + endpoint.path.format(**values), params=params, body=endpoint.body
+    )
+
+
+def _effect(endpoint: Endpoint, connection: Connection, response, audits_before: int) -> str:
+    """What an allowed call must have done; '' when it did."""
+    name = endpoint.name
+    if endpoint.ok == 204:
+        return "" if not Connection.objects.filter(pk=connection.pk).exists() else "not deleted"
+    answer = response.json()
+    if name == "list":
+        return "" if [i["id"] for i in answer["items"]] == [connection.pk] else f"items {answer}"
+    if name.startswith(("get", "resolve")):
+        return "" if answer["id"] == connection.pk else f"answered {answer['id']}"
+    if name.startswith("credentials"):
+        audits = AuditRecord.objects.filter(action=AuditRecord.Action.CREDENTIALS_READ).count()
+        if answer["secret"] != {"token": ORIGINAL_TOKEN} or answer["connection_id"] != (
+            connection.pk
+        ):
+            return "wrong credentials"
+        return "" if audits == audits_before + 1 else "not audited"
+    if name == "create":
+        made = Connection.objects.filter(folder_id=connection.folder_id, name=NEW_NAME).first()
+        if made is None or made.state != ConnectionState.CONNECTED or answer["id"] != made.pk:
+            return "not created"
+        return "" if vault.read_secret(made) == {"token": GOOD_TOKEN} else "secret not stored"
+    connection.refresh_from_db()
+    if name == "edit":
+        return "" if connection.description == "Changed through the API" else "not edited"
+    if name == "secret":
+        stored = vault.read_secret(connection)
+        return "" if stored == {"token": GOOD_TOKEN} and answer["ok"] else "secret not replaced"
+    if name == "check":
+        checked = HealthCheck.objects.filter(connection=connection).count() == 1
+        # The stored secret is one the fake provider refuses.
+        broken = connection.state == ConnectionState.NEEDS_RECONNECT and not answer["ok"]
+        return "" if checked and broken else "not checked"
+    if name in {"disable", "enable"}:
+        return "" if connection.is_enabled == (name == "enable") else "not switched"
+    if name in {"make-default", "clear-default"}:
+        wanted = name == "make-default"
+        return "" if connection.is_default == wanted == answer["is_default"] else "default"
+    raise AssertionError(name)
+
+
+def check_endpoints(api, folder, path: str, *, visible: bool, held: set[str]) -> list[str]:
+    """Every endpoint on a fresh connection in ``folder``; the problems found."""
+    problems = []
+    for endpoint in ENDPOINTS:
+        connection = make_connection(folder, **endpoint.setup)
+        before = snapshot(folder)
+        audits = before["audit"]
+        response = call(api, endpoint, folder, connection, path)
+        where = f"{endpoint.name}: {response.status_code} {response.content[:300]!r}"
+        if not visible:
+            expected, detail = 404, None
+        elif endpoint.needs in held:
+            expected, detail = endpoint.ok, None
+        else:
+            expected, detail = 403, refused_message(endpoint.needs)
+        if response.status_code != expected:
+            problems.append(f"{where} (expected {expected})")
+        elif expected in {403, 404}:
+            answer = body(response)
+            if detail and answer["detail"] != detail:
+                problems.append(f"{where} (expected the message {detail!r})")
+            named_by_id = "name" not in (endpoint.params or {})
+            if named_by_id and "Robot" in answer["detail"]:
+                problems.append(f"{where} (names the connection it refused)")
+            if snapshot(folder) != before:
+                problems.append(f"{endpoint.name}: refused, but something changed")
+        else:
+            problem = _effect(endpoint, connection, response, audits)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        Connection.objects.filter(folder=folder).delete()
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def _governance_on(db):
+    TenantSettings.objects.update_or_create(
+        pk=1, defaults={"allow_shared_connection_creation": True}
+    )
+
+
+def _key(user, scope, *, name="matrix key"):
+    """A key of ``user`` limited to ``scope``. Set on the row directly: a key
+    outlives a role taken away after it was made, so its scope may be a
+    folder its user no longer sees."""
+    client = ApiClient(api_keys.issue(owner=user, name=name, actor=user).raw)
+    ApiKey.objects.filter(user=user, name=name).update(folder=scope)
+    return client
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("role", list(ROLES), ids=lambda r: r or "no-role")
+def test_matrix(tree, make_user, fakehub, role, place, scope):
+    user = make_user("member")
+    if role:
+        assign(user, tree["finance"], role)
+    where = PLACES[place]
+    folder = tree[where]
+    scope_name = SCOPES[scope]
+    api = _key(user, tree[scope_name] if scope_name else None)
+    in_scope = where in IN_SCOPE[scope_name]
+    visible = bool(role) and place in {"granted", "subfolder"} and in_scope
+
+    assert api.get(f"{API}/me").status_code == 200
+    listed = {item["id"] for item in api.get(f"{API}/folders", {"page_size": 200}).json()["items"]}
+    assert (folder.pk in listed) == visible, listed
+
+    problems = check_endpoints(api, folder, PATHS[where], visible=visible, held=ROLES[role])
+    assert not problems, "\n".join(problems)
+
+
+def test_tenant_admin_everywhere_shared_never_in_a_workspace(
+    tree, tenant_admin, make_user, fakehub
+):
+    owner = make_user("owner")
+    api = _key(tenant_admin, None)
+    everything = set(ROLES["Folder Administrator"])
+    for where in ("finance", "payables", "hr"):
+        problems = check_endpoints(api, tree[where], PATHS[where], visible=True, held=everything)
+        assert not problems, "\n".join(problems)
+    problems = check_endpoints(api, owner.personal_workspace, "~", visible=False, held=set())
+    assert not problems, "\n".join(problems)
+    # Limited to HR, the tenant administrator's key acts nowhere else.
+    hr_only = _key(tenant_admin, tree["hr"], name="hr only")
+    finance = tree["finance"]
+    problems = check_endpoints(hr_only, finance, PATHS["finance"], visible=False, held=set())
+    assert not problems, "\n".join(problems)
+
+
+def test_personal_workspace_is_its_owners_alone(tree, make_user, fakehub):
+    owner = make_user("owner")
+    other = make_user("other")
+    workspace = owner.personal_workspace
+    everything = set(ROLES["Automation Developer"])
+    problems = check_endpoints(_key(owner, None), workspace, "~", visible=True, held=everything)
+    assert not problems, "\n".join(problems)
+    mine = _key(owner, workspace, name="workspace only")
+    problems = check_endpoints(mine, workspace, "~", visible=True, held=everything)
+    assert not problems, "\n".join(problems)
+    # Another user ("~" is their own workspace, where nothing is named Robot).
+    problems = check_endpoints(_key(other, None), workspace, "~", visible=False, held=set())
+    assert not problems, "\n".join(problems)
+    # The owner's key limited to a shared folder does not reach the workspace.
+    assign(owner, tree["finance"], "Viewer")
+    finance_only = _key(owner, tree["finance"], name="finance only")
+    problems = check_endpoints(finance_only, workspace, "~", visible=False, held=set())
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("role", "status"), [("Automation Developer", 403), ("Folder Administrator", 201)]
+)
+def test_create_with_governance_off(tree, make_user, fakehub, role, status):
+    TenantSettings.objects.filter(pk=1).update(allow_shared_connection_creation=False)
+    user = make_user("member")
+    assign(user, tree["finance"], role)
+    api = _key(user, None)
+    create = next(e for e in ENDPOINTS if e.name == "create")
+    response = api.post(f"{API}/folders/{tree['finance'].pk}/connections", create.body)
+    assert response.status_code == status, response.content
+    if status == 403:
+        assert body(response)["detail"] == refused_message("create")
+    assert Connection.objects.filter(name=NEW_NAME).exists() == (status == 201)
+    # Everyone still creates in their own workspace.
+    response = api.post(f"{API}/folders/{user.personal_workspace.pk}/connections", create.body)
+    assert response.status_code == 201, response.content
+
+
+def test_invisible_and_missing_answer_alike(tree, make_user, fakehub):
+    user = make_user("member")
+    assign(user, tree["finance"], "Folder Administrator")
+    api = _key(user, None)
+    hidden = make_connection(tree["hr"])
+    missing_id = hidden.pk + 1000
+    for suffix in ("", "/credentials"):
+        invisible = api.get(f"{API}/connections/{hidden.pk}{suffix}")
+        missing = api.get(f"{API}/connections/{missing_id}{suffix}")
+        assert invisible.status_code == missing.status_code == 404
+        assert invisible.json() == missing.json()
+    invisible = api.get(f"{API}/folders/{tree['hr'].pk}/connections")
+    missing = api.get(f"{API}/folders/{tree['hr'].pk + 1000}/connections")
+    assert invisible.status_code == missing.status_code == 404
+    assert invisible.json() == missing.json()
+
+
+# --- Keys that do not authenticate, and sessions --------------------------
+
+
+def _refused_key(kind: str, user) -> tuple[ApiClient, str]:
+    """A client whose key does not authenticate, and what the 401 says."""
+    if kind == "missing":
+        return ApiClient(None), "Send an API key"
+    if kind == "not-bearer":
+        client = ApiClient(None)
+        client.headers = {"Authorization": "Basic dXNlcjpwYXNz"}
+        return client, "Send an API key"
+    if kind == "not-a-key":
+        return ApiClient("not-a-key-at-all"), "Send an API key"
+    if kind == "bearer-only":
+        client = ApiClient(None)
+        client.headers = {"Authorization": "Bearer"}
+        return client, "Send an API key"
+    if kind == "unknown":
+        return ApiClient("cpk_" + "x" * 43), "not valid"
+    issued = api_keys.issue(owner=user, name=kind, actor=user)
+    if kind == "expired":
+        expire(issued.key)
+        return ApiClient(issued.raw), "expired"
+    if kind == "revoked":
+        api_keys.revoke(issued.key, actor=user)
+        return ApiClient(issued.raw), "revoked"
+    if kind == "deactivated":
+        get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+        return ApiClient(issued.raw), "deactivated"
+    raise AssertionError(kind)
+
+
+REFUSED_KEYS = [
+    "missing",
+    "not-bearer",
+    "not-a-key",
+    "bearer-only",
+    "unknown",
+    "expired",
+    "revoked",
+    "deactivated",
+]
+
+
+@pytest.mark.parametrize("kind", REFUSED_KEYS)
+def test_keys_that_do_not_authenticate(tree, make_user, fakehub, kind):
+    user = make_user("member")
+    assign(user, tree["finance"], "Folder Administrator")
+    api, says = _refused_key(kind, user)
+    folder = tree["finance"]
+    for endpoint in [Endpoint("me", "GET", "/me", "view"), *ENDPOINTS]:
+        connection = make_connection(folder, **endpoint.setup)
+        before = snapshot(folder)
+        response = call(api, endpoint, folder, connection, PATHS["finance"])
+        assert response.status_code == 401, (endpoint.name, response.content)
+        assert says in body(response)["detail"], (endpoint.name, response.content)
+        assert response["WWW-Authenticate"].startswith("Bearer"), endpoint.name
+        assert snapshot(folder) == before, endpoint.name
+        Connection.objects.filter(folder=folder).delete()
+
+
+def test_a_signed_in_browser_without_a_key_gets_401(tree, make_user, fakehub):
+    user = make_user("member")
+    assign(user, tree["finance"], "Folder Administrator")
+    browser = ApiClient(None)
+    browser.client = Client(enforce_csrf_checks=True)
+    browser.client.force_login(user)
+    assert browser.client.get(f"/folders/{tree['finance'].pk}/connections/").status_code == 200
+    folder = tree["finance"]
+    for endpoint in [Endpoint("me", "GET", "/me", "view"), *ENDPOINTS]:
+        connection = make_connection(folder, **endpoint.setup)
+        before = snapshot(folder)
+        response = call(browser, endpoint, folder, connection, PATHS["finance"])
+        assert response.status_code == 401, (endpoint.name, response.content)
+        assert snapshot(folder) == before, endpoint.name
+        Connection.objects.filter(folder=folder).delete()
+
+
+def test_the_key_decides_not_the_session(tree, make_user, tenant_admin, fakehub):
+    """A session of a tenant administrator lends nothing to a Viewer's key."""
+    viewer = make_user("viewer")
+    assign(viewer, tree["finance"], "Viewer")
+    api = _key(viewer, None)
+    api.client.force_login(tenant_admin)
+    connection = make_connection(tree["finance"])
+    me = api.get(f"{API}/me").json()
+    assert me["user"] == "viewer"
+    refused = api.get(f"{API}/connections/{connection.pk}/credentials")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == refused_message("use")
+    assert api.get(f"{API}/connections/{make_connection(tree['hr'], 'HR').pk}").status_code == 404
