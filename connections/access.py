@@ -38,14 +38,21 @@ def connection_by_id(
     *,
     related: tuple[str, ...] = (),
     within: Callable[[Folder], bool] | None = None,
+    load: Callable[[int], Connection | None] | None = None,
 ):
     """``connection_for`` when only the connection's id is known (the API):
     the connection and its folder in one query, the same answers. A folder
-    that ``within`` refuses (an API key's scope) answers as invisible."""
-    try:
-        connection = Connection.objects.select_related("folder", *related).get(pk=connection_id)
-    except Connection.DoesNotExist:
-        raise Http404("No such connection.") from None
+    that ``within`` refuses (an API key's scope) answers as invisible.
+    ``load`` reads the connection (with its folder) another way, e.g.
+    ``runtime.connection_for_use`` on the credentials path."""
+    if load is not None:
+        connection = load(connection_id)
+    else:
+        connection = (
+            Connection.objects.select_related("folder", *related).filter(pk=connection_id).first()
+        )
+    if connection is None:
+        raise Http404("No such connection.")
     if within is not None and not within(connection.folder):
         raise Http404("No such connection.")
     perms = require(user, Action.VIEW_FOLDER, connection.folder)

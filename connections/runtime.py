@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 from django.db import IntegrityError, transaction
 
@@ -17,7 +18,7 @@ from connections import refresh, vault
 from connections.actions import connector_of
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
-from connections.models import Connection, ConnectionEvent, ConnectionState
+from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
 from portal.models import Folder
 
 # How an automation names its own personal workspace in a folder path.
@@ -148,9 +149,66 @@ class Credentials:
     fields: dict[str, str]
 
 
+# What handing out credentials reads of a connection and its folder.
+FOR_USE_FIELDS = (
+    "id",
+    "folder_id",
+    "name",
+    "connector_key",
+    "auth_type",
+    "fields",
+    "state",
+    "is_enabled",
+    "token_expires_at",
+    "secret_expires_at",
+)
+FOR_USE_FOLDER_FIELDS = ("id", "name", "kind", "owner_id", "path", "parent_id")
+
+
+@cache
+def _for_use_sql() -> str:
+    """One statement for a connection, its folder and its credential, written
+    once from the models' column names: the credentials endpoint is the
+    runtime API's hot path, and composing the equivalent select_related
+    query through the ORM cost twenty times what running it does."""
+    connection, folder = Connection._meta, Folder._meta
+    credential = Credential._meta
+    columns = [f"c.{connection.get_field(name).column}" for name in FOR_USE_FIELDS]
+    columns += [
+        f"f.{folder.get_field(name).column} AS folder__{name}" for name in FOR_USE_FOLDER_FIELDS
+    ]
+    columns.append(f"cr.{credential.get_field('ciphertext').column} AS credential__ciphertext")
+    key = credential.get_field("connection").column
+    # Only names from the models and one %s placeholder: S608 is moot.
+    return (
+        f"SELECT {', '.join(columns)} FROM {connection.db_table} c "  # noqa: S608
+        f"JOIN {folder.db_table} f ON f.{folder.pk.column} = "
+        f"c.{connection.get_field('folder').column} "
+        f"LEFT JOIN {credential.db_table} cr ON cr.{key} = c.{connection.pk.column} "
+        f"WHERE c.{connection.pk.column} = %s"
+    )
+
+
+def connection_for_use(connection_id: int) -> Connection | None:
+    """The connection with its folder and its credential (sealed), in one
+    statement, or None. Only ``FOR_USE_FIELDS`` are loaded."""
+    found = list(Connection.objects.raw(_for_use_sql(), [connection_id]))
+    if not found:
+        return None
+    connection = found[0]
+    values = connection.__dict__
+    connection.folder = Folder(
+        **{name: values.pop(f"folder__{name}") for name in FOR_USE_FOLDER_FIELDS}
+    )
+    ciphertext = values.pop("credential__ciphertext")
+    if ciphertext is not None:
+        connection.credential = Credential(connection_id=connection.pk, ciphertext=ciphertext)
+    return connection
+
+
 def _stored_secret(connection: Connection) -> dict:
-    """The secret as loaded with the connection (``select_related("credential")``
-    saves a query on the hot path), or read now."""
+    """The secret as loaded with the connection (``connection_for_use`` or
+    ``select_related("credential")`` save a query on the hot path), or read now."""
     credential = connection.credential
     return vault.unseal(credential.ciphertext, aad=vault.credential_aad(connection.pk))
 

@@ -35,9 +35,14 @@ class ConnectionName(Schema):
 
 
 def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Connection:
-    related = ("credential",) if action == Action.USE_CONNECTIONS else ("authenticated_by",)
+    # Handing out credentials, or the connection's details.
+    how = (
+        {"for_use": True}
+        if action == Action.USE_CONNECTIONS
+        else {"related": ("authenticated_by",)}
+    )
     if named.id is not None:
-        return scoped_connection(request, named.id, action, related=related)
+        return scoped_connection(request, named.id, action, **how)
     if not named.connector or (not named.folder and named.folder_id is None):
         raise Unresolved(
             "Name the connection: id, or folder (or folder_id) and connector, with name "
@@ -61,7 +66,7 @@ def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Conn
             raise Http404(f"No folder {named.folder!r}.") from None
     found = connection_in_folder(folder, named.connector, named.name)
     # The same checks as by id (and the related rows the action needs).
-    return scoped_connection(request, found.pk, action, related=related)
+    return scoped_connection(request, found.pk, action, **how)
 
 
 @router.get(
@@ -115,9 +120,7 @@ CREDENTIAL_ANSWERS = {200: CredentialsOut, 400: Error, 503: Error, **NOT_FOUND_O
 def connection_credentials(
     request: HttpRequest, connection_id: int, response: HttpResponse
 ) -> dict:
-    connection = scoped_connection(
-        request, connection_id, Action.USE_CONNECTIONS, related=("credential",)
-    )
+    connection = scoped_connection(request, connection_id, Action.USE_CONNECTIONS, for_use=True)
     return _credentials(request, connection, response)
 
 

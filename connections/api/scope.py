@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest
 
 from connections.access import connection_by_id
 from connections.models import Connection
+from connections.runtime import connection_for_use
 from portal.api_keys import in_scope
 from portal.models import Folder
 from portal.permissions import Action, require
@@ -23,8 +24,15 @@ def scoped_folder(request: HttpRequest, folder_id: int, action: Action) -> tuple
 
 
 def scoped_connection(
-    request: HttpRequest, connection_id: int, action: Action, *, related: tuple[str, ...] = ()
+    request: HttpRequest,
+    connection_id: int,
+    action: Action,
+    *,
+    related: tuple[str, ...] = (),
+    for_use: bool = False,
 ) -> Connection:
+    """``for_use``: loaded for handing out credentials (with its sealed
+    credential, only the columns that needs: ``runtime.connection_for_use``)."""
     try:
         connection, _ = connection_by_id(
             request.user,
@@ -32,6 +40,7 @@ def scoped_connection(
             action,
             related=related,
             within=partial(in_scope, request.auth),
+            load=connection_for_use if for_use else None,
         )
     except Http404:
         # A connection in a folder out of sight answers as one that does not
