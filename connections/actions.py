@@ -96,12 +96,19 @@ def clean_secret(auth: AuthTypeSpec, raw: dict) -> dict[str, str]:
     return cleaned
 
 
+# The messages of the checks below; the pages' forms say the same.
+NAME_MAX_LENGTH = 120
+NAME_REQUIRED = "Give the connection a name."
+NAME_TOO_LONG = f"The name is longer than {NAME_MAX_LENGTH} characters."
+POLLING_NOT_A_NUMBER = "Enter the polling interval in seconds."
+
+
 def clean_name(folder: Folder, name: str, *, exclude_pk: int | None = None) -> str:
     name = (name or "").strip()
     if not name:
-        raise ValidationError({"name": ["Give the connection a name."]})
-    if len(name) > 120:
-        raise ValidationError({"name": ["The name is longer than 120 characters."]})
+        raise ValidationError({"name": [NAME_REQUIRED]})
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationError({"name": [NAME_TOO_LONG]})
     clash = Connection.objects.filter(folder=folder, name__iexact=name)
     if exclude_pk:
         clash = clash.exclude(pk=exclude_pk)
@@ -131,9 +138,7 @@ def clean_polling_interval(value, *, minimum: int | None = None) -> int:
     try:
         seconds = int(value)
     except (TypeError, ValueError):
-        raise ValidationError(
-            {"polling_interval_seconds": ["Enter the polling interval in seconds."]}
-        ) from None
+        raise ValidationError({"polling_interval_seconds": [POLLING_NOT_A_NUMBER]}) from None
     minimum = tenant_min_polling_seconds() if minimum is None else minimum
     if seconds < minimum:
         raise ValidationError(

@@ -3,7 +3,12 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from connections.actions import MAX_POLLING_SECONDS, MIN_POLLING_SECONDS
+from connections.actions import (
+    NAME_MAX_LENGTH,
+    NAME_REQUIRED,
+    NAME_TOO_LONG,
+    POLLING_NOT_A_NUMBER,
+)
 from connections.catalog import AuthTypeSpec, ConnectorSpec, FieldSpec
 
 
@@ -21,6 +26,19 @@ def _form_field(spec: FieldSpec) -> forms.Field:
         help_text=spec.help,
         max_length=spec.max_length,
         widget=forms.TextInput(attrs=attrs),
+        # The same words as the spec's own check (and so as the API).
+        error_messages={
+            "required": f"{spec.label} is required.",
+            "max_length": f"{spec.label} is longer than {spec.max_length} characters.",
+        },
+    )
+
+
+def name_field() -> forms.CharField:
+    """A connection's name, refused in the words of ``actions.clean_name``."""
+    return forms.CharField(
+        max_length=NAME_MAX_LENGTH,
+        error_messages={"required": NAME_REQUIRED, "max_length": NAME_TOO_LONG},
     )
 
 
@@ -30,6 +48,7 @@ def _secret_field(spec) -> forms.Field:
         label=spec.label,
         help_text=spec.help,
         strip=True,
+        error_messages={"required": f"{spec.label} is required."},
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
     )
 
@@ -69,7 +88,7 @@ class SecretFieldsMixin:
 
 
 class ConnectForm(DefinitionFieldsMixin, SecretFieldsMixin, forms.Form):
-    name = forms.CharField(max_length=120)
+    name = name_field()
     description = forms.CharField(max_length=500, required=False)
 
     def __init__(self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, **kwargs):
@@ -80,12 +99,13 @@ class ConnectForm(DefinitionFieldsMixin, SecretFieldsMixin, forms.Form):
 
 
 class EditForm(DefinitionFieldsMixin, forms.Form):
-    name = forms.CharField(max_length=120)
+    name = name_field()
     description = forms.CharField(max_length=500, required=False)
+    # Bounds are checked by actions.clean_polling_interval (the tenant-wide
+    # minimum included), in the same words as through the API.
     polling_interval_seconds = forms.IntegerField(
         label="Polling interval (seconds)",
-        min_value=MIN_POLLING_SECONDS,
-        max_value=MAX_POLLING_SECONDS,
+        error_messages={"required": POLLING_NOT_A_NUMBER, "invalid": POLLING_NOT_A_NUMBER},
         help_text="How often the portal checks the connection (and, later, polls its triggers).",
     )
 
@@ -104,7 +124,7 @@ class OAuthForm(DefinitionFieldsMixin, forms.Form):
     """Authorization code with the portal's app (fixed scopes) or, with
     ``own_app``, the user's own app (client ID, secret, scopes)."""
 
-    name = forms.CharField(max_length=120)
+    name = name_field()
     description = forms.CharField(max_length=500, required=False)
 
     def __init__(
@@ -134,7 +154,7 @@ class OAuthForm(DefinitionFieldsMixin, forms.Form):
 
 
 class PasswordGrantForm(DefinitionFieldsMixin, forms.Form):
-    name = forms.CharField(max_length=120)
+    name = name_field()
     description = forms.CharField(max_length=500, required=False)
 
     def __init__(
@@ -154,7 +174,7 @@ class PasswordGrantForm(DefinitionFieldsMixin, forms.Form):
 
 
 class ClientCredentialsForm(DefinitionFieldsMixin, forms.Form):
-    name = forms.CharField(max_length=120)
+    name = name_field()
     description = forms.CharField(max_length=500, required=False)
 
     def __init__(self, *args, connector: ConnectorSpec, auth: AuthTypeSpec, **kwargs):

@@ -201,13 +201,6 @@ def test_create_refuses_missing_values(api, tree, provider, fakehub, data, field
     assert provider.requests == []  # refused before anything is sent to the provider
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="The wizard's form refuses an empty value before the shared validation runs: "
-    "the page says 'This field is required.' (or Django's length message) where the API "
-    "says what the shared validation does.",
-)
 @pytest.mark.parametrize(
     ("form", "message"),
     [

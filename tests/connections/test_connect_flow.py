@@ -116,7 +116,7 @@ def test_bad_input_changes_nothing(client, developer, tree, fakehub, provider):
     assert response.status_code == 400
     page = response.content.decode()
     assert "E-mail must be an e-mail address." in page
-    assert "This field is required." in page
+    assert "Give the connection a name." in page
     assert provider.requests == []
     assert not Connection.objects.exists()
 
