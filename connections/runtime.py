@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 
 from connections import refresh, vault
 from connections.actions import connector_of
+from connections.catalog import get_catalog
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
 from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
@@ -91,6 +92,11 @@ def connection_in_folder(folder: Folder, connector_key: str, name: str | None = 
     )
 
 
+def _connector_name(connection: Connection) -> str:
+    connector = get_catalog().get(connection.connector_key)
+    return connector.name if connector else connection.connector_key
+
+
 def set_default(connection: Connection, *, actor) -> None:
     """Make the connection its folder's default for its connector (the
     previous default, if any, stops being it), in one transaction."""
@@ -118,7 +124,7 @@ def set_default(connection: Connection, *, actor) -> None:
             connection=connection,
             kind=ConnectionEvent.Kind.EDITED,
             actor=actor,
-            detail=f"Made the default {connection.connector_key} connection of the folder.",
+            detail=f"Made the folder's default {_connector_name(connection)} connection.",
         )
 
 
@@ -222,10 +228,16 @@ def credentials_for(connection: Connection) -> Credentials:
     ``refresh.RefreshError`` when a due refresh fails."""
     if not connection.is_enabled:
         raise Unresolved(f"{connection.name} is disabled: enable it to use it.", status=409)
-    if connection.state in {ConnectionState.NEEDS_RECONNECT, ConnectionState.NOT_CONNECTED}:
+    if connection.state == ConnectionState.NEEDS_RECONNECT:
         raise Unresolved(
-            f"{connection.name} is {connection.get_state_display().lower()}: "
-            "someone must (re)connect it on its page first.",
+            f"{connection.name} needs reconnecting: someone who may edit it must reconnect it "
+            "on its page first.",
+            status=409,
+        )
+    if connection.state == ConnectionState.NOT_CONNECTED:
+        raise Unresolved(
+            f"{connection.name} is not connected yet: someone who may edit it must connect it "
+            "on its page first.",
             status=409,
         )
     connector = connector_of(connection)

@@ -2,7 +2,7 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
 
-from connections.api.site import api
+from connections.api.site import api, unknown_endpoint
 from portal.views import api_keys, audit, folders, invitations, probes, robots, shell, tenant
 
 # The admin signs in through allauth, so its second factor applies there too.
@@ -42,6 +42,7 @@ urlpatterns = [
     path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
     path("", include("connections.urls")),
     path("api/v1/", api.urls),
+    path("api/v1/<path:rest>", unknown_endpoint),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("accounts/", include("allauth.urls")),

@@ -23,13 +23,14 @@ from connections.api.scope import scoped_connection, scoped_folder
 from connections.catalog import get_catalog
 from connections.catalog.schema import SECRET_AUTH_KINDS, AuthKind
 from connections.models import Connection
-from connections.oauth_apps import ClientCredentials
+from connections.oauth_apps import ClientCredentials, portal_app
 from portal.permissions import Action
 
 router = Router()
 
 REFUSALS = {401: Error, 403: Error, 404: Error, 429: Error}
-API_CREATABLE = (*sorted(SECRET_AUTH_KINDS), AuthKind.OAUTH2_CLIENT_CREDENTIALS)
+DIRECT_GRANTS = (AuthKind.OAUTH2_PASSWORD, AuthKind.OAUTH2_CLIENT_CREDENTIALS)
+API_CREATABLE = (*sorted(SECRET_AUTH_KINDS), *DIRECT_GRANTS)
 
 
 def _out(connection: Connection) -> dict:
@@ -49,29 +50,67 @@ def get_connection(request: HttpRequest, connection_id: int) -> dict:
     return ConnectionOut.of(connection)
 
 
-def _client_credentials(secret: dict[str, str]) -> ClientCredentials:
+def _required(secret: dict[str, str], *labels: tuple[str, str]) -> None:
     errors = {
         key: [f"{label} is required."]
-        for key, label in (("client_id", "Client ID"), ("client_secret", "Client Secret"))
+        for key, label in labels
         if not (secret.get(key) or "").strip()
     }
     if errors:
         raise ValidationError(errors)
+
+
+CLIENT_LABELS = (("client_id", "Client ID"), ("client_secret", "Client Secret"))
+
+
+def _client(secret: dict[str, str], connector_key: str, *, needed: bool) -> ClientCredentials:
+    """The app that asks for the token: the caller's own (``client_id`` and
+    ``client_secret`` in ``secret``, kept sealed with the tokens) or, where
+    the grant allows it and none is given, the portal's registered app."""
+    if not needed and not secret.get("client_id"):
+        registered = portal_app(connector_key)
+        if registered is not None:
+            return registered
+    _required(secret, *CLIENT_LABELS)
     return ClientCredentials(
         secret["client_id"].strip(), secret["client_secret"].strip(), own_app=True
     )
 
 
-# On the folders router, where GET of the same path is: each router gets its
-# own URL patterns, and the first pattern of a path answers 405 to the
-# methods another router declares for it.
+def _direct_grant(request: HttpRequest, folder, connector, auth, data: ConnectionCreate):
+    """OAuth 2.0 grants with no browser: client credentials, and the
+    password grant (the password is used once and never kept)."""
+    name = actions.clean_name(folder, data.name)
+    fields = actions.clean_fields(connector, auth, data.fields)
+    common = {
+        "actor": request.user,
+        "folder": folder,
+        "connector": connector,
+        "name": name,
+        "description": data.description,
+        "fields": fields,
+    }
+    if auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
+        client = _client(data.secret, connector.key, needed=True)
+        return oauth.client_credentials_grant(client=client, **common).connection
+    _required(data.secret, ("username", "Username"), ("password", "Password"))
+    client = _client(data.secret, connector.key, needed=False)
+    return oauth.password_grant(
+        username=data.secret["username"].strip(),
+        password=data.secret["password"],
+        client=client,
+        **common,
+    ).connection
+
+
 @folders_router.post(
     "/folders/{int:folder_id}/connections",
     response={201: ConnectionOut, 422: Error, **REFUSALS},
     tags=["Connections"],
     summary="Create a connection that needs no browser consent",
     description="PAT, API key and basic credentials are checked against the provider first; "
-    "OAuth 2.0 client credentials are exchanged for a token. Nothing is stored if that fails.",
+    "OAuth 2.0 client credentials, or a user name and password (password grant, the password "
+    "is never kept), are exchanged for a token. Nothing is stored if that fails.",
 )
 def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCreate):
     folder, _ = scoped_folder(request, folder_id, Action.CREATE_CONNECTIONS)
@@ -93,19 +132,8 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
                 ]
             }
         )
-    if auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
-        name = actions.clean_name(folder, data.name)
-        fields = actions.clean_fields(connector, auth, data.fields)
-        client = _client_credentials(data.secret)
-        connection = oauth.client_credentials_grant(
-            actor=request.user,
-            client=client,
-            folder=folder,
-            connector=connector,
-            name=name,
-            description=data.description,
-            fields=fields,
-        ).connection
+    if auth.type in DIRECT_GRANTS:
+        connection = _direct_grant(request, folder, connector, auth, data)
     else:
         connection = actions.create_secret_connection(
             folder=folder,

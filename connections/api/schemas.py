@@ -125,15 +125,18 @@ class CredentialsOut(Schema):
 class ConnectionCreate(Schema):
     connector: str = Field(examples=["github"])
     auth_type: str = Field(
-        examples=["pat"], description="pat, api_key, basic or oauth2_client_credentials."
+        examples=["pat"],
+        description="pat, api_key, basic, oauth2_client_credentials or oauth2_password.",
     )
     name: str
     description: str = ""
     fields: dict[str, str] = Field(default_factory=dict)
     secret: dict[str, str] = Field(
         default_factory=dict,
-        description="The secret values by key (pat, api_key, basic), or client_id and "
-        "client_secret (oauth2_client_credentials). Never returned.",
+        description="The secret values by key (pat, api_key, basic); client_id and "
+        "client_secret (oauth2_client_credentials); username and password, with client_id and "
+        "client_secret unless the portal has its own app for the connector (oauth2_password). "
+        "Never returned.",
     )
 
 

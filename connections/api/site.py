@@ -5,7 +5,7 @@ its routers. Every error is JSON with a ``detail`` in plain words (and
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as RequestInvalid
@@ -119,3 +119,8 @@ def _register() -> None:
 
 
 _register()
+
+
+def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under /api/v1/: JSON like every API answer, not a page."""
+    return JsonResponse({"detail": f"No endpoint /api/v1/{rest}; see /api/v1/docs."}, status=404)

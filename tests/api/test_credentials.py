@@ -78,11 +78,13 @@ def test_api_key_and_basic(dev, api_for, tree, fakehub):
         ({"is_enabled": False}, "Robot is disabled: enable it to use it."),
         (
             {"state": ConnectionState.NEEDS_RECONNECT},
-            "Robot is needs reconnect: someone must (re)connect it on its page first.",
+            "Robot needs reconnecting: someone who may edit it must reconnect it on its page "
+            "first.",
         ),
         (
             {"state": ConnectionState.NOT_CONNECTED},
-            "Robot is not yet connected: someone must (re)connect it on its page first.",
+            "Robot is not connected yet: someone who may edit it must connect it on its page "
+            "first.",
         ),
     ],
     ids=["disabled", "needs-reconnect", "not-connected"],
@@ -157,3 +159,36 @@ def test_oauth_token_is_handed_out_without_a_token_request(
     assert renewed["secret"]["access_token"] == vault.read_secret(connection)["access_token"]
     assert renewed["secret"]["access_token"] != stored["access_token"]
     assert AuditRecord.objects.filter(action=AuditRecord.Action.CREDENTIALS_READ).count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_password_grant_through_the_api_keeps_no_password(
+    tree, make_user, api_for, sandbox_oauth, token_requests
+):
+    """The password grant needs no browser: the API makes the connection with
+    the portal's registered app, and the password is used once, never kept."""
+    from tests.factories import PASSWORD
+
+    dev = make_user("dev")
+    assign(dev, tree["finance"], "Automation Developer")
+    make_user("ada")
+    api = api_for(dev)
+    create = f"{API}/folders/{tree['finance'].pk}/connections"
+    data = {"connector": "sandbox", "auth_type": "oauth2_password", "name": "As Ada"}
+
+    missing = api.post(create, {**data, "secret": {"username": "ada"}})
+    assert missing.status_code == 422
+    assert missing.json()["errors"] == {"password": ["Password is required."]}
+    wrong = api.post(create, {**data, "secret": {"username": "ada", "password": "not-it-at-all"}})
+    assert wrong.status_code == 422, wrong.content
+    assert not Connection.objects.exists()
+
+    created = api.post(create, {**data, "secret": {"username": "ada", "password": PASSWORD}})
+    assert created.status_code == 201, created.content
+    assert created.json()["account_identity"] == "ada"
+    connection = Connection.objects.get()
+    assert PASSWORD not in str(vault.read_secret(connection))
+    assert token_requests == ["password", "password"]
+    answer = _credentials(api, connection).json()
+    assert answer["type"] == "oauth2_access_token"
+    assert "refresh_token" not in answer["secret"]

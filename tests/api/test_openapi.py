@@ -73,3 +73,12 @@ def test_docs_page(client, db):
     response = client.get(f"{API}/docs")
     assert response.status_code == 200
     assert "openapi.json" in response.content.decode()
+
+
+def test_an_unknown_path_answers_json_404(db):
+    from django.test import Client
+
+    response = Client().get("/api/v1/no/such/thing")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "No endpoint /api/v1/no/such/thing; see /api/v1/docs."}

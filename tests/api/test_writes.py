@@ -248,9 +248,8 @@ def test_create_with_provider_down_stores_nothing(api, signed_in, tree, provider
             "FakeHub offers no 'oauth2_client_credentials'; use one of pat, api_key, basic.",
         ),
         ("github", "oauth2_authorization_code", "auth_type", None),
-        ("sandbox", "oauth2_password", "auth_type", None),
     ],
-    ids=["unknown-connector", "unknown-auth-type", "browser-consent", "password-grant"],
+    ids=["unknown-connector", "unknown-auth-type", "browser-consent"],
 )
 def test_create_refuses_what_the_api_cannot_make(
     api, tree, fakehub, settings, connector, auth_type, field, message
