@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 
 from connections import actions, oauth, runtime
 from connections.api.folders import router as folders_router
@@ -145,7 +145,7 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
             secret=data.secret,
             created_by=request.user,
         )
-    return 201, _out(connection)
+    return Status(201, _out(connection))
 
 
 @router.patch(
@@ -249,7 +249,7 @@ def enable_connection(request: HttpRequest, connection_id: int) -> dict:
 def delete_connection(request: HttpRequest, connection_id: int):
     connection = scoped_connection(request, connection_id, Action.DELETE_CONNECTIONS)
     actions.delete_connection(connection=connection, actor=request.user)
-    return 204, None
+    return Status(204, None)
 
 
 @router.put(
