@@ -8,7 +8,10 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import signals
+        from portal.permissions import clear_permission_cache
         from portal.roles import ensure_builtin_roles
 
         post_migrate.connect(ensure_builtin_roles, sender=self)
+        # Permission rows are made (and, after flush, made again) by migrate.
+        post_migrate.connect(clear_permission_cache, dispatch_uid="portal-permission-cache")
         assert signals  # receivers connect on import

@@ -78,56 +78,69 @@ def is_tenant_admin(user) -> bool:
 
 
 @cache
-def _granted_codenames_sql(ancestors: int) -> str:
+def _portal_permissions() -> dict[int, str]:
+    """The portal's permission rows, id -> codename. They are made by
+    migrations and never change while the portal runs; read once per
+    process, again after ``migrate`` or ``flush`` (``clear_permission_cache``)
+    or when a grant names an id not read yet."""
+    return dict(
+        Permission.objects.filter(content_type__app_label=TENANT_ADMIN_APP).values_list(
+            "pk", "codename"
+        )
+    )
+
+
+def clear_permission_cache(**kwargs) -> None:
+    _portal_permissions.cache_clear()
+
+
+def _tenant_admin_permission_id() -> int:
+    ids = {codename: pk for pk, codename in _portal_permissions().items()}
+    if TENANT_ADMIN_CODENAME not in ids:
+        clear_permission_cache()
+        ids = {codename: pk for pk, codename in _portal_permissions().items()}
+    return ids.get(TENANT_ADMIN_CODENAME, 0)
+
+
+@cache
+def _granted_sql(ancestors: int) -> str:
     """The one statement behind ``_granted_codenames`` for a folder this many
-    levels deep. Written once per depth rather than built by the ORM at each
-    call: every page and API call asks it, and composing the UNION through
-    the ORM cost several times what running it does. Table and column names
-    come from the models."""
+    levels deep, written once per depth: every page and API call asks it.
+    It reads permission ids only (no join to the permission and content type
+    tables), which keeps the database's planning cheap too. Table and column
+    names come from the models."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.contrib.contenttypes.models import ContentType
 
     user_model = get_user_model()
     groups = user_model._meta.get_field("groups")
     user_permissions = user_model._meta.get_field("user_permissions")
     group_permissions = Group._meta.get_field("permissions")
-    permission = Permission._meta.db_table
-    content_type = ContentType._meta.db_table
     member = (
-        f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = g.group_id "
+        f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = {{group}} "
         f"WHERE ug.{groups.m2m_column_name()} = %s"
     )
     folders = ", ".join(["%s"] * ancestors)
+    user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
     # Only names from the models and %s placeholders go into the text: S608 is moot.
-    tenant_admin = (
-        f"SELECT p.codename FROM {permission} p "  # noqa: S608
-        f"JOIN {content_type} ct ON ct.id = p.content_type_id "
-        "JOIN {through} x ON x.{permission_column} = p.id "
-        "{member} AND ct.app_label = %s AND p.codename = %s"
-    )
     return " UNION ".join(
         [
-            f"SELECT p.codename FROM {FolderUserGrant._meta.db_table} g "  # noqa: S608
-            f"JOIN {permission} p ON p.id = g.permission_id "
-            f"WHERE g.user_id = %s AND g.content_object_id IN ({folders})",
-            f"SELECT p.codename FROM {FolderGroupGrant._meta.db_table} g "  # noqa: S608
-            f"JOIN {permission} p ON p.id = g.permission_id "
-            f"{member} AND g.content_object_id IN ({folders})",
-            tenant_admin.format(
-                through=user_permissions.m2m_db_table(),
-                permission_column=user_permissions.m2m_reverse_name(),
-                member=f"WHERE x.{user_permissions.m2m_column_name()} = %s",
-            ),
-            tenant_admin.format(
-                through=group_permissions.m2m_db_table(),
-                permission_column=group_permissions.m2m_reverse_name(),
-                member=(
-                    f"JOIN {groups.m2m_db_table()} ug "
-                    f"ON ug.{groups.m2m_reverse_name()} = x.{group_permissions.m2m_column_name()} "
-                    f"WHERE ug.{groups.m2m_column_name()} = %s"
-                ),
-            ),
+            f"SELECT g.{user_grant.get_field('permission').column} "  # noqa: S608
+            f"FROM {user_grant.db_table} g "
+            f"WHERE g.{user_grant.get_field('user').column} = %s "
+            f"AND g.{user_grant.get_field('content_object').column} IN ({folders})",
+            f"SELECT g.{group_grant.get_field('permission').column} "  # noqa: S608
+            f"FROM {group_grant.db_table} g "
+            + member.format(group=f"g.{group_grant.get_field('group').column}")
+            + f" AND g.{group_grant.get_field('content_object').column} IN ({folders})",
+            f"SELECT x.{user_permissions.m2m_reverse_name()} "  # noqa: S608
+            f"FROM {user_permissions.m2m_db_table()} x "
+            f"WHERE x.{user_permissions.m2m_column_name()} = %s "
+            f"AND x.{user_permissions.m2m_reverse_name()} = %s",
+            f"SELECT x.{group_permissions.m2m_reverse_name()} "  # noqa: S608
+            f"FROM {group_permissions.m2m_db_table()} x "
+            + member.format(group=f"x.{group_permissions.m2m_column_name()}")
+            + f" AND x.{group_permissions.m2m_reverse_name()} = %s",
         ]
     )
 
@@ -137,21 +150,16 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     folder or any ancestor, and ``administer_tenant`` if the user holds it
     (directly or through a group): one query."""
     ancestor_ids = folder.ancestor_ids
-    params = [
-        user.pk,
-        *ancestor_ids,
-        user.pk,
-        *ancestor_ids,
-        user.pk,
-        TENANT_ADMIN_APP,
-        TENANT_ADMIN_CODENAME,
-        user.pk,
-        TENANT_ADMIN_APP,
-        TENANT_ADMIN_CODENAME,
-    ]
+    admin = _tenant_admin_permission_id()
+    params = [user.pk, *ancestor_ids, user.pk, *ancestor_ids, user.pk, admin, user.pk, admin]
     with connection.cursor() as cursor:
-        cursor.execute(_granted_codenames_sql(len(ancestor_ids)), params)
-        return frozenset(row[0] for row in cursor.fetchall())
+        cursor.execute(_granted_sql(len(ancestor_ids)), params)
+        ids = [row[0] for row in cursor.fetchall()]
+    names = _portal_permissions()
+    if any(pk not in names for pk in ids):
+        clear_permission_cache()
+        names = _portal_permissions()
+    return frozenset(names[pk] for pk in ids if pk in names)
 
 
 def folder_permissions(user, folder: Folder) -> frozenset[str]:
