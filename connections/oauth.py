@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode, urlsplit
@@ -675,6 +678,33 @@ def store_oauth_connection(
     return connection
 
 
+# Within ``portal_apps_read_once``: each connector's portal app as read once.
+_apps_read: ContextVar[dict[str, ClientCredentials | None] | None] = ContextVar(
+    "portal_apps_read", default=None
+)
+
+
+@contextmanager
+def portal_apps_read_once() -> Iterator[None]:
+    """Within the block, ``request_refresh`` reads each connector's portal app
+    (the client credentials) from the database once, not once per call: for
+    a task refreshing a few connections one after the other."""
+    token = _apps_read.set({})
+    try:
+        yield
+    finally:
+        _apps_read.reset(token)
+
+
+def _portal_app(connector_key: str) -> ClientCredentials | None:
+    read = _apps_read.get()
+    if read is None:
+        return portal_app(connector_key)
+    if connector_key not in read:
+        read[connector_key] = portal_app(connector_key)
+    return read[connector_key]
+
+
 def request_refresh(connection: Connection, secret: dict) -> dict:
     """Spend the refresh token in ``secret`` at the provider (for client
     credentials, ask for a new token); return the new token set to store
@@ -688,7 +718,7 @@ def request_refresh(connection: Connection, secret: dict) -> dict:
     if connection.own_app:
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
     else:
-        client = portal_app(connector.key)
+        client = _portal_app(connector.key)
         if client is None:
             raise OAuthFlowError(f"No OAuth app is registered for {connector.name}.")
     token_url = _endpoint(auth.oauth2.token_url, connection.fields)

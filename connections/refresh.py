@@ -13,6 +13,14 @@ still ours. When the provider answers ``invalid_grant`` the stored credential
 is read again first: if it changed, another refresh won and this is no
 revocation; otherwise the connection needs reconnecting and nobody tries
 again until it is reconnected.
+
+Few statements per refresh, written once from the models, since the
+workers share their machine with others: the connection is read with its
+credential in one statement; the lease is taken only if the connection is
+still as read (so the holder need not read it again); and the transaction
+that stores the answer updates the connection once, conditioned on the lease
+being ours, setting the new expiry and handing the lease back in the same
+statement, then replaces the ciphertext and records the event.
 """
 
 from __future__ import annotations
@@ -22,14 +30,15 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
+from django.db import connection as db
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from connections import oauth, vault
-from connections.models import Connection, ConnectionEvent, ConnectionState
+from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +77,123 @@ def is_fresh(connection: Connection, lead: timedelta | None = None) -> bool:
     return expires is None or expires > timezone.now() + (lead or lead_time())
 
 
-def _take_lease(connection_id: int, owner: str) -> bool:
+# --- The statements, written once from the models ------------------------------
+# A worker refreshes thousands of connections one after the other, and
+# composing these statements through the ORM cost several times what running
+# them does (bench/README.md).
+
+# What a refresh reads of a connection (with its sealed credential).
+READ_FIELDS = (
+    "id",
+    "name",
+    "connector_key",
+    "auth_type",
+    "own_app",
+    "fields",
+    "state",
+    "is_enabled",
+    "last_error",
+    "token_expires_at",
+)
+
+
+def _column(name: str) -> str:
+    return db.ops.quote_name(Connection._meta.get_field(name).column)
+
+
+def _value(name: str, value):
+    return Connection._meta.get_field(name).get_db_prep_save(value, db)
+
+
+@cache
+def _read_sql() -> str:
+    credential = Credential._meta
+    key = db.ops.quote_name(credential.get_field("connection").column)
+    ciphertext = db.ops.quote_name(credential.get_field("ciphertext").column)
+    columns = ", ".join(f"c.{_column(name)}" for name in READ_FIELDS)
+    # Only names from the models and one %s placeholder: S608 is moot.
+    return (
+        f"SELECT {columns}, cr.{ciphertext} AS credential__ciphertext "  # noqa: S608
+        f"FROM {db.ops.quote_name(Connection._meta.db_table)} c "
+        f"LEFT JOIN {db.ops.quote_name(credential.db_table)} cr ON cr.{key} = c.{_column('id')} "
+        f"WHERE c.{_column('id')} = %s"
+    )
+
+
+@cache
+def _lease_sql(expires_known: bool) -> str:
+    """Take the lease if it is free and the row is still as read."""
+    expires = f"{_column('token_expires_at')} " + ("= %s" if expires_known else "IS NULL")
+    until = _column("refresh_lease_until")
+    return (
+        f"UPDATE {db.ops.quote_name(Connection._meta.db_table)} "  # noqa: S608 (as above)
+        f"SET {_column('refresh_lease_owner')} = %s, {until} = %s "
+        f"WHERE {_column('id')} = %s AND {_column('is_enabled')} = %s "
+        f"AND {_column('state')} <> %s AND {expires} AND ({until} IS NULL OR {until} < %s)"
+    )
+
+
+# Set when a new token set is stored: the lease handed back, and for the
+# refresh task the queued mark cleared.
+STORED_FIELDS = ("token_expires_at", "state", "updated_at")
+RELEASED_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
+
+
+@cache
+def _stored_sql(dequeue: bool) -> str:
+    names = STORED_FIELDS + RELEASED_FIELDS + (("refresh_queued_until",) if dequeue else ())
+    assignments = ", ".join(f"{_column(name)} = %s" for name in names)
+    return (
+        f"UPDATE {db.ops.quote_name(Connection._meta.db_table)} "  # noqa: S608 (as above)
+        f"SET {assignments} WHERE {_column('id')} = %s AND {_column('refresh_lease_owner')} = %s"
+    )
+
+
+@cache
+def _event_sql() -> tuple[str, tuple]:
+    fields = tuple(f for f in ConnectionEvent._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(db.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    table = db.ops.quote_name(ConnectionEvent._meta.db_table)
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks})", fields  # noqa: S608 (as above)
+
+
+def _execute(sql: str, params: list) -> int:
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+# --- The refresh ----------------------------------------------------------------
+
+
+def _read(connection_id: int) -> Connection:
+    """The connection (``READ_FIELDS``) and its sealed credential, in one
+    statement."""
+    found = list(Connection.objects.raw(_read_sql(), [connection_id]))
+    if not found:
+        raise Connection.DoesNotExist(f"No connection {connection_id}.")
+    connection = found[0]
+    ciphertext = connection.__dict__.pop("credential__ciphertext")
+    if ciphertext is not None:
+        connection.credential = Credential(connection_id=connection.pk, ciphertext=ciphertext)
+    return connection
+
+
+def _take_lease(connection: Connection, owner: str) -> bool:
+    """Take the lease if it is free and the connection is still as ``connection``
+    was read: same token expiry, enabled, not waiting for a reconnect. So the
+    holder needs no second read: had another refresh finished in between, the
+    expiry would have changed and the caller reads again."""
     now = timezone.now()
     until = now + timedelta(seconds=settings.PORTAL_REFRESH_LEASE_SECONDS)
-    taken = (
-        Connection.objects.filter(pk=connection_id)
-        .filter(Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now))
-        .update(refresh_lease_owner=owner, refresh_lease_until=until)
-    )
-    return taken == 1
+    expires = connection.token_expires_at
+    params = [owner, _value("refresh_lease_until", until), connection.pk, True]
+    params.append(ConnectionState.NEEDS_RECONNECT.value)
+    if expires is not None:
+        params.append(_value("token_expires_at", expires))
+    params.append(_value("refresh_lease_until", now))
+    return _execute(_lease_sql(expires is not None), params) == 1
 
 
 def _release_lease(connection_id: int, owner: str) -> None:
@@ -97,62 +214,98 @@ def refresh_connection(
 ) -> dict:
     """A working token set for the connection, refreshed first when it expires
     within the lead time (or always, with ``force``), single-flight."""
+    return _refresh(connection_id, force=force, wait_seconds=wait_seconds, dequeue=False)[0]
+
+
+def refresh_queued(connection_id: int) -> bool:
+    """The refresh task's ``refresh_connection``: when it stores a new token
+    set, the same UPDATE also clears the connection's queued mark
+    (``refresh_queued_until``). True when it did so; otherwise the caller
+    clears the mark itself."""
+    return _refresh(connection_id, force=False, wait_seconds=None, dequeue=True)[1]
+
+
+def _refresh(
+    connection_id: int, *, force: bool, wait_seconds: float | None, dequeue: bool
+) -> tuple[dict, bool]:
+    """(the token set, whether this call stored it)."""
     owner = uuid.uuid4().hex
     wait = settings.PORTAL_REFRESH_WAIT_SECONDS if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
     waited = False
     while True:
-        connection = Connection.objects.get(pk=connection_id)
+        connection = _read(connection_id)
         _usable(connection)
         if (not force or waited) and is_fresh(connection):
-            return vault.read_secret(connection)
-        if _take_lease(connection_id, owner):
+            return vault.open_credential(connection.credential), False
+        if _take_lease(connection, owner):
             break
         if time.monotonic() >= deadline:
             raise LeaseTimeout(
                 f"Another refresh of {connection.name} is running and did not finish in time.",
                 transient=True,
             )
-        # Someone else is refreshing: their result is ours when they finish.
+        # Someone else is refreshing (or just did): their result is ours when
+        # they finish.
         waited = True
         time.sleep(0.1)
+    stored = False
     try:
-        return _refresh_holding_lease(connection_id, owner, force=force and not waited)
+        # Holding the lease on the connection as read: it is due (or forced).
+        secret, stored = _refresh_holding_lease(connection, owner, dequeue=dequeue)
+        return secret, stored
     finally:
-        _release_lease(connection_id, owner)
+        if not stored:  # a stored token set handed the lease back with it
+            _release_lease(connection_id, owner)
 
 
-def _refresh_holding_lease(connection_id: int, owner: str, *, force: bool) -> dict:
-    connection = Connection.objects.get(pk=connection_id)
-    _usable(connection)
-    before = vault.read_secret(connection)
-    if not force and is_fresh(connection):
-        return before  # refreshed by the previous holder just before we took the lease
+def _refresh_holding_lease(
+    connection: Connection, owner: str, *, dequeue: bool
+) -> tuple[dict, bool]:
+    connection_id = connection.pk
+    before = vault.open_credential(connection.credential)
     _checkpoint("before_request", connection_id)
     try:
         new_secret = oauth.request_refresh(connection, before)
     except oauth.OAuthFlowError as error:
-        return _refresh_failed(connection, before, error)
+        return _refresh_failed(connection, before, error), False
     _checkpoint("after_answer", connection_id)
-    with transaction.atomic():
-        still_ours = Connection.objects.filter(pk=connection_id, refresh_lease_owner=owner)
-        if not still_ours.select_for_update().exists():
-            # The lease ran out while the provider answered; whoever holds it
-            # now decides. Our answer is lost (the provider may have rotated).
-            raise RefreshError("The refresh took longer than its lease.", transient=True)
-        vault.store_secret(connection, new_secret)
-        Connection.objects.filter(pk=connection_id).update(
-            token_expires_at=oauth.expiry_of(new_secret),
-            state=ConnectionState.CONNECTED,
-            updated_at=timezone.now(),
-        )
-        ConnectionEvent.objects.create(
-            connection=connection,
-            kind=ConnectionEvent.Kind.REFRESHED,
-            detail=_expiry_detail(new_secret),
-        )
+    _store(connection, owner, new_secret, dequeue=dequeue)
     _checkpoint("after_commit", connection_id)
-    return new_secret
+    return new_secret, True
+
+
+def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -> None:
+    """The new token set replaces the old in one transaction, only while the
+    lease is ours; the connection's UPDATE that checks the lease also records
+    the new expiry and hands the lease back."""
+    now = timezone.now()
+    params = [
+        _value("token_expires_at", oauth.expiry_of(secret)),
+        ConnectionState.CONNECTED.value,
+        _value("updated_at", now),
+        "",
+        None,
+    ]
+    if dequeue:
+        params.append(None)
+    params += [connection.pk, owner]
+    event = ConnectionEvent(
+        connection_id=connection.pk,
+        kind=ConnectionEvent.Kind.REFRESHED,
+        detail=_expiry_detail(secret),
+    )
+    event_sql, event_fields = _event_sql()
+    with transaction.atomic():
+        # The row stays locked until the commit, as select_for_update would.
+        if _execute(_stored_sql(dequeue), params) != 1:
+            # The lease ran out while the provider answered and someone else
+            # took it; they decide. Our answer is lost (the provider may have
+            # rotated): nothing is written.
+            raise RefreshError("The refresh took longer than its lease.", transient=True)
+        if not vault.update_secret(connection.pk, secret):
+            vault.store_secret(connection, secret)
+        _execute(event_sql, [f.get_db_prep_save(f.pre_save(event, True), db) for f in event_fields])
 
 
 def _expiry_detail(secret: dict) -> str:
@@ -169,7 +322,7 @@ def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlow
         )
         raise RefreshError(str(error), transient=True, retry_after=error.retry_after)
     if error.code == "invalid_grant":
-        current = vault.read_secret(Connection.objects.get(pk=connection.pk))
+        current = vault.read_secret(connection)  # the credential as stored now
         if current.get("refresh_token") != before.get("refresh_token"):
             # Another refresh won the race: its tokens are the good ones.
             return current

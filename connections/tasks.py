@@ -4,6 +4,7 @@ after the transaction that made them necessary commits."""
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import timedelta
 
@@ -12,8 +13,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from connections import refresh
+from connections import oauth, refresh
 from connections.models import Connection
+
+log = logging.getLogger(__name__)
 
 MAX_RETRIES = 6
 MAX_BACKOFF_SECONDS = 600  # below the Redis visibility timeout (docs/operations.md)
@@ -25,20 +28,58 @@ def backoff(retries: int, retry_after: int = 0) -> int:
     return int(min(MAX_BACKOFF_SECONDS, max(delay, retry_after)))
 
 
+# When many connections are due, the sweep sends several per task: a task
+# costs the machine more than a refresh (the message received, handed to a
+# pool process and acknowledged; and a new database connection, with a new
+# PostgreSQL server process, as Celery's Django fixup closes the connection
+# around every task). Up to REFRESHES_PER_TASK per task, as long as that
+# leaves at least TASKS_AT_LEAST tasks to share among the worker processes: a
+# sweep of fewer than 2 * TASKS_AT_LEAST connections sends one per task.
+REFRESHES_PER_TASK = 25
+TASKS_AT_LEAST = 50
+
+
 @shared_task(bind=True, name="connections.tasks.refresh_connection", acks_late=True)
-def refresh_connection_task(self, connection_id: int) -> None:
-    """Refresh one connection's token if it is (still) due; safe to run twice."""
+def refresh_connection_task(self, *connection_ids: int) -> None:
+    """Refresh the connections' tokens that are (still) due, one after the
+    other; safe to run twice. A transient failure retries that connection
+    alone, with backoff; with several connections, one failing does not stop
+    the others."""
+    alone = len(connection_ids) == 1
+    with oauth.portal_apps_read_once():
+        for connection_id in connection_ids:
+            try:
+                _refresh_queued(connection_id)
+            except refresh.RefreshError as error:
+                retries = self.request.retries
+                if retries >= MAX_RETRIES:
+                    continue
+                countdown = backoff(retries, error.retry_after)
+                if alone:
+                    raise self.retry(countdown=countdown, max_retries=MAX_RETRIES) from None
+                refresh_connection_task.apply_async(
+                    (connection_id,), countdown=countdown, retries=retries + 1
+                )
+            except Exception:
+                if alone:
+                    raise
+                log.exception("Refreshing connection %s failed.", connection_id)
+
+
+def _refresh_queued(connection_id: int) -> None:
+    """Refresh one queued connection if due, and clear its queued mark.
+    Raises RefreshError only when a transient failure is worth retrying."""
+    dequeued = False  # a stored refresh clears the queued mark in its own UPDATE
     try:
-        refresh.refresh_connection(connection_id)
+        dequeued = refresh.refresh_queued(connection_id)
     except Connection.DoesNotExist:
         return
     except refresh.RefreshError as error:
-        if error.transient and self.request.retries < MAX_RETRIES:
-            raise self.retry(
-                countdown=backoff(self.request.retries, error.retry_after), max_retries=MAX_RETRIES
-            ) from None
+        if error.transient:
+            raise
     finally:
-        Connection.objects.filter(pk=connection_id).update(refresh_queued_until=None)
+        if not dequeued:
+            Connection.objects.filter(pk=connection_id).update(refresh_queued_until=None)
 
 
 def due_for_refresh(now=None):
@@ -52,10 +93,16 @@ def due_for_refresh(now=None):
     ).exclude(refresh_queued_until__gt=now)
 
 
+def per_task(due: int) -> int:
+    """How many refreshes the sweep puts in one task when ``due`` are due."""
+    return max(1, min(REFRESHES_PER_TASK, due // TASKS_AT_LEAST))
+
+
 @shared_task(name="connections.tasks.refresh_sweep", acks_late=True)
 def refresh_sweep() -> int:
-    """Enqueue refreshes of the connections due, in batches, each at a random
-    moment within the jitter so that tokens issued together are not all
+    """Enqueue refreshes of the connections due, at most PORTAL_REFRESH_BATCH
+    per sweep, a few per task when many are due (``per_task``), each task at a
+    random moment within the jitter so that tokens issued together are not all
     refreshed in the same second. Cost grows with the connections due."""
     now = timezone.now()
     jitter = settings.PORTAL_REFRESH_JITTER_SECONDS
@@ -63,13 +110,14 @@ def refresh_sweep() -> int:
     ids = list(due_for_refresh(now).values_list("pk", flat=True)[: settings.PORTAL_REFRESH_BATCH])
     if not ids:
         return 0
+    size = per_task(len(ids))
     with transaction.atomic():
         Connection.objects.filter(pk__in=ids).update(refresh_queued_until=queued_until)
-        for connection_id in ids:
+        for start in range(0, len(ids), size):
             countdown = random.uniform(0, jitter)  # noqa: S311
             transaction.on_commit(
-                lambda cid=connection_id, c=countdown: refresh_connection_task.apply_async(
-                    (cid,), countdown=c
+                lambda chunk=tuple(ids[start : start + size]), c=countdown: (
+                    refresh_connection_task.apply_async(chunk, countdown=c)
                 )
             )
     return len(ids)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -414,6 +415,47 @@ def store_secret(connection: Connection, secret: dict) -> Credential:
     return credential
 
 
+@functools.cache
+def _update_secret_sql() -> str:
+    from django.db import connection as db
+
+    from connections.models import Credential
+
+    meta = Credential._meta
+    columns = ("ciphertext", "key_id", "updated_at")
+    assignments = ", ".join(f"{db.ops.quote_name(meta.get_field(c).column)} = %s" for c in columns)
+    # Only names from the model and %s placeholders: S608 is moot.
+    return (
+        f"UPDATE {db.ops.quote_name(meta.db_table)} SET {assignments} "  # noqa: S608
+        f"WHERE {db.ops.quote_name(meta.pk.column)} = %s"
+    )
+
+
+@sensitive_variables()
+def update_secret(connection_id: int, secret: dict) -> bool:
+    """Replace the secret of a connection that has a credential, with one
+    UPDATE written once (no read first, and none of the ORM's composing: the
+    refresh path calls it for every refresh); False when it has none
+    (``store_secret`` creates it). Within the caller's transaction, if any."""
+    from django.db import connection as db
+    from django.utils import timezone
+
+    from connections.models import Credential
+
+    ciphertext, key_id = seal(secret, aad=credential_aad(connection_id))
+    updated_at = Credential._meta.get_field("updated_at").get_db_prep_save(timezone.now(), db)
+    with db.cursor() as cursor:
+        cursor.execute(_update_secret_sql(), [ciphertext, key_id, updated_at, connection_id])
+        return cursor.rowcount == 1
+
+
+@sensitive_variables()
+def open_credential(credential: Credential) -> dict:
+    """The secret in a credential row already read, for example with its
+    connection (``select_related("credential")``)."""
+    return unseal(credential.ciphertext, aad=credential_aad(credential.pk))
+
+
 @sensitive_variables()
 def read_secret(connection: Connection) -> dict:
     """The connection's secret, read fresh from the database.
@@ -423,5 +465,4 @@ def read_secret(connection: Connection) -> dict:
     """
     from connections.models import Credential
 
-    credential = Credential.objects.get(pk=connection.pk)
-    return unseal(credential.ciphertext, aad=credential_aad(credential.pk))
+    return open_credential(Credential.objects.get(pk=connection.pk))

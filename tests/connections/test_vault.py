@@ -13,6 +13,7 @@ from django.core.checks import Error
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection as db_connection
+from django.test.utils import CaptureQueriesContext
 
 from connections import vault
 from connections.checks import check_encryption_keys, check_sealed_rows
@@ -81,6 +82,34 @@ def test_store_and_read_secret(db, keys_a):
 def test_read_secret_without_credential(db, keys_a):
     with pytest.raises(Credential.DoesNotExist):
         vault.read_secret(make_connection())
+
+
+def test_update_secret_replaces_an_existing_credential_in_one_statement(db, keys_a):
+    conn = make_connection()
+    assert vault.update_secret(conn.pk, {"token": SECRET}) is False  # none to replace
+    assert not Credential.objects.filter(pk=conn.pk).exists()
+    vault.store_secret(conn, {"token": "first-secret-0001"})
+    with CaptureQueriesContext(db_connection) as queries:
+        assert vault.update_secret(conn.pk, {"token": SECRET}) is True
+    assert len(queries) == 1 and queries[0]["sql"].startswith("UPDATE")
+    assert SECRET not in queries[0]["sql"]
+    assert vault.read_secret(conn) == {"token": SECRET}
+    assert Credential.objects.get(pk=conn.pk).key_id == vault.current_key_id()
+
+
+def test_open_credential_read_with_its_connection(db, keys_a):
+    conn = make_connection()
+    vault.store_secret(conn, {"token": SECRET})
+    other = make_connection("other")
+    vault.store_secret(other, {"token": "other-secret-0002"})
+    with CaptureQueriesContext(db_connection) as queries:
+        read = Connection.objects.select_related("credential").get(pk=conn.pk)
+        assert vault.open_credential(read.credential) == {"token": SECRET}
+    assert len(queries) == 1
+    # Still bound to its row: another connection's ciphertext does not open.
+    read.credential.ciphertext = Credential.objects.get(pk=other.pk).ciphertext
+    with pytest.raises(vault.VaultError):
+        vault.open_credential(read.credential)
 
 
 def test_store_secret_needs_a_saved_connection(db, keys_a):

@@ -1,0 +1,286 @@
+"""What one refresh costs the database, and what the fewer statements still
+guarantee: the connection is read once with its credential; the lease is
+taken only if nothing changed since that read; the answer is stored with one
+UPDATE of the connection that checks the lease, records the expiry and hands
+the lease back (and clears the task's queued mark); a lost lease writes
+nothing. The refresh task takes several connections when the sweep finds
+many due; one failing does not stop the others."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from connections import oauth, refresh, tasks, vault
+from connections.models import Connection, ConnectionEvent, ConnectionState, Credential, OAuthApp
+from connections.oauth_apps import set_portal_app
+from tests.factories import FolderFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OLD = {"access_token": "old-access", "refresh_token": "old-refresh", "token_type": "Bearer"}
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+def _due(name: str = "c", folder=None, seconds: int = 30) -> Connection:
+    connection = Connection.objects.create(
+        folder=folder or FolderFactory(),
+        connector_key="sandbox",
+        name=name,
+        auth_type="oauth2_authorization_code",
+        state=ConnectionState.CONNECTED,
+        token_expires_at=timezone.now() + timedelta(seconds=seconds),
+    )
+    vault.store_secret(connection, {**OLD, "refresh_token": f"old-refresh-{name}"})
+    return connection
+
+
+def _answer(connection: Connection) -> dict:
+    expires = int((timezone.now() + timedelta(hours=1)).timestamp())
+    return {
+        "access_token": f"new-access-{connection.pk}",
+        "refresh_token": f"new-refresh-{connection.pk}",
+        "token_type": "Bearer",
+        "expires_at": expires,
+        "scope": "profile",
+    }
+
+
+@pytest.fixture
+def provider(monkeypatch):
+    """The token endpoint, as ``oauth.request_refresh``: answers with a new
+    token set (or what ``answers`` says for a connection); records the calls."""
+    calls: list[int] = []
+    answers: dict = {}
+
+    def request_refresh(connection, secret):
+        calls.append(connection.pk)
+        answer = answers.get(connection.pk)
+        if callable(answer):
+            return answer(connection, secret)
+        if isinstance(answer, Exception):
+            raise answer
+        return _answer(connection)
+
+    monkeypatch.setattr(oauth, "request_refresh", request_refresh)
+    return calls, answers
+
+
+def _statements(queries) -> list[str]:
+    return [q["sql"] for q in queries if not q["sql"].upper().startswith(TRANSACTION_CONTROL)]
+
+
+def _refreshed_events(connection: Connection) -> int:
+    return ConnectionEvent.objects.filter(
+        connection=connection, kind=ConnectionEvent.Kind.REFRESHED
+    ).count()
+
+
+def test_a_refresh_reads_once_and_writes_in_one_transaction(provider):
+    connection = _due()
+    Connection.objects.filter(pk=connection.pk).update(
+        refresh_queued_until=timezone.now() + timedelta(minutes=3)
+    )
+    with CaptureQueriesContext(db) as queries:
+        tasks.refresh_connection_task.run(connection.pk)
+    statements = _statements(queries)
+    # Read with the credential; the lease; then the connection's UPDATE, the
+    # new ciphertext and the event, committed together.
+    assert len(statements) == 5, "\n".join(statements)
+    read, lease, store, credential, event = statements
+    assert read.startswith("SELECT") and "connections_credential" in read
+    assert lease.startswith('UPDATE "connections_connection"') and "refresh_lease_owner" in lease
+    assert store.startswith('UPDATE "connections_connection"')
+    assert "token_expires_at" in store and "refresh_queued_until" in store
+    assert credential.startswith('UPDATE "connections_credential"')
+    assert event.startswith('INSERT INTO "connections_connectionevent"')
+
+    connection.refresh_from_db()
+    assert provider[0] == [connection.pk]
+    assert vault.read_secret(connection) == _answer(connection)
+    assert connection.token_expires_at == oauth.expiry_of(_answer(connection))
+    assert refresh.is_fresh(connection)
+    assert connection.refresh_lease_owner == "" and connection.refresh_lease_until is None
+    assert connection.refresh_queued_until is None
+    assert _refreshed_events(connection) == 1
+
+
+def test_a_fresh_token_costs_one_query(provider):
+    connection = _due(seconds=3600)
+    with CaptureQueriesContext(db) as queries:
+        secret = refresh.refresh_connection(connection.pk)
+    assert len(_statements(queries)) == 1
+    assert secret["refresh_token"] == "old-refresh-c"
+    assert provider[0] == []
+
+
+def test_a_refresh_outside_the_task_leaves_the_queued_mark(provider):
+    connection = _due()
+    queued = timezone.now() + timedelta(minutes=3)
+    Connection.objects.filter(pk=connection.pk).update(refresh_queued_until=queued)
+    refresh.refresh_connection(connection.pk)
+    connection.refresh_from_db()
+    assert refresh.is_fresh(connection)
+    assert connection.refresh_queued_until == queued  # the queued task clears it
+
+
+def test_a_lost_lease_writes_nothing(provider):
+    connection = _due()
+    answers = provider[1]
+
+    def lease_lost_meanwhile(conn, secret):
+        # The lease ran out while the provider answered, and someone took it.
+        Connection.objects.filter(pk=conn.pk).update(refresh_lease_owner="someone-else")
+        return _answer(conn)
+
+    answers[connection.pk] = lease_lost_meanwhile
+    expires = Connection.objects.get(pk=connection.pk).token_expires_at
+    with pytest.raises(refresh.RefreshError, match="longer than its lease") as raised:
+        refresh.refresh_connection(connection.pk)
+    assert raised.value.transient
+    connection.refresh_from_db()
+    assert vault.read_secret(connection)["refresh_token"] == "old-refresh-c"
+    assert connection.token_expires_at == expires
+    assert connection.refresh_lease_owner == "someone-else"  # theirs: not released by us
+    assert _refreshed_events(connection) == 0
+
+
+def test_refreshed_between_the_read_and_the_lease(provider, monkeypatch):
+    """Another refresh stored its tokens after our read: the lease is not
+    taken on the stale read, and its tokens are the answer."""
+    connection = _due()
+    theirs = {**_answer(connection), "access_token": "theirs"}
+    take_lease = refresh._take_lease
+
+    def another_refresh_first(conn, owner):
+        if conn.token_expires_at != oauth.expiry_of(theirs):
+            vault.store_secret(conn, theirs)
+            Connection.objects.filter(pk=conn.pk).update(token_expires_at=oauth.expiry_of(theirs))
+        return take_lease(conn, owner)
+
+    monkeypatch.setattr(refresh, "_take_lease", another_refresh_first)
+    assert refresh.refresh_connection(connection.pk) == theirs
+    assert provider[0] == []
+    connection.refresh_from_db()
+    assert connection.refresh_lease_owner == ""
+
+
+def test_needs_reconnect_between_the_read_and_the_lease(provider, monkeypatch):
+    connection = _due()
+    take_lease = refresh._take_lease
+
+    def broken_first(conn, owner):
+        Connection.objects.filter(pk=conn.pk).update(
+            state=ConnectionState.NEEDS_RECONNECT, last_error="Refused."
+        )
+        return take_lease(conn, owner)
+
+    monkeypatch.setattr(refresh, "_take_lease", broken_first)
+    with pytest.raises(refresh.RefreshError, match="needs reconnecting"):
+        refresh.refresh_connection(connection.pk)
+    assert provider[0] == []
+    assert Connection.objects.get(pk=connection.pk).refresh_lease_owner == ""
+
+
+def test_force_refreshes_a_fresh_token_once(provider):
+    connection = _due(seconds=3600)
+    secret = refresh.refresh_connection(connection.pk, force=True)
+    assert secret == _answer(connection)
+    assert provider[0] == [connection.pk]
+    assert _refreshed_events(connection) == 1
+
+
+def test_several_connections_per_task_one_failing(provider, monkeypatch, caplog):
+    folder = FolderFactory()
+    first, flaky, broken, last = (_due(name, folder) for name in ("a", "b", "c", "d"))
+    calls, answers = provider
+    answers[flaky.pk] = oauth.OAuthFlowError("Unavailable.", transient=True, retry_after=30)
+    Credential.objects.filter(pk=broken.pk).update(ciphertext="v1:nokey:bad")
+    queued = timezone.now() + timedelta(minutes=3)
+    Connection.objects.update(refresh_queued_until=queued)
+    retried = []
+    monkeypatch.setattr(
+        tasks.refresh_connection_task,
+        "apply_async",
+        lambda args, **options: retried.append((args, options)),
+    )
+
+    tasks.refresh_connection_task.run(first.pk, flaky.pk, broken.pk, last.pk)
+
+    assert calls == [first.pk, flaky.pk, last.pk]
+    for connection in (first, last):
+        connection.refresh_from_db()
+        assert refresh.is_fresh(connection) and _refreshed_events(connection) == 1
+    # The transient failure is retried alone, counted as a first retry.
+    [(args, options)] = retried
+    assert args == (flaky.pk,) and options["retries"] == 1 and options["countdown"] >= 30
+    assert f"Refreshing connection {broken.pk} failed." in caplog.text
+    assert set(Connection.objects.values_list("refresh_queued_until", flat=True)) == {None}
+    assert Connection.objects.exclude(refresh_lease_owner="").count() == 0
+
+
+def test_one_connection_per_task_retries_itself(provider, monkeypatch):
+    connection = _due()
+    provider[1][connection.pk] = oauth.OAuthFlowError("Unavailable.", transient=True)
+    retries = []
+
+    def fake_retry(*, countdown, max_retries):
+        retries.append(countdown)
+        return RuntimeError("retry scheduled")
+
+    monkeypatch.setattr(tasks.refresh_connection_task, "retry", fake_retry)
+    with pytest.raises(RuntimeError, match="retry scheduled"):
+        tasks.refresh_connection_task.run(connection.pk)
+    assert len(retries) == 1
+
+
+@pytest.mark.parametrize(
+    ("due", "expected"), [(1, 1), (99, 1), (100, 2), (499, 9), (1250, 25), (10_000, 25)]
+)
+def test_refreshes_per_task(due, expected):
+    assert tasks.per_task(due) == expected
+
+
+def test_the_sweep_sends_a_few_per_task_when_many_are_due(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.PORTAL_REFRESH_BATCH = 1000
+    folder = FolderFactory()
+    Connection.objects.bulk_create(
+        [
+            Connection(
+                folder=folder,
+                connector_key="sandbox",
+                name=f"c{i}",
+                auth_type="oauth2_authorization_code",
+                state=ConnectionState.CONNECTED,
+                token_expires_at=timezone.now() + timedelta(seconds=10),
+            )
+            for i in range(130)
+        ]
+    )
+    sent = []
+    monkeypatch.setattr(
+        tasks.refresh_connection_task, "apply_async", lambda args, **options: sent.append(args)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.refresh_sweep.run() == 130
+    assert [len(args) for args in sent] == [2] * 65
+    assert sorted(pk for args in sent for pk in args) == sorted(
+        Connection.objects.values_list("pk", flat=True)
+    )
+
+
+def test_a_task_reads_the_portal_app_once(settings):
+    set_portal_app("sandbox", client_id="portal-app", client_secret="s3cret-value")
+    with CaptureQueriesContext(db) as queries, oauth.portal_apps_read_once():
+        first = oauth._portal_app("sandbox")
+        second = oauth._portal_app("sandbox")
+    assert first == second and first.client_id == "portal-app"
+    assert len([q for q in queries if OAuthApp._meta.db_table in q["sql"]]) == 1
+    with CaptureQueriesContext(db) as queries:
+        oauth._portal_app("sandbox")
+        oauth._portal_app("sandbox")
+    assert len([q for q in queries if OAuthApp._meta.db_table in q["sql"]]) == 2
