@@ -299,7 +299,8 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path) -> None:
         try:
             requests.post(url, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Not listening yet, or a worker still loading the code on a busy machine.
             time.sleep(0.2)
     raise SystemExit(f"gunicorn did not answer at {url}")
 
@@ -355,7 +356,10 @@ def plain_client(url: str, client: tuple[str, str], tokens: list[str], loops: in
 
 def cpu_seconds() -> dict:
     """CPU seconds used so far by each process group, and by all PostgreSQL and
-    Redis server processes under their names (Linux /proc; empty elsewhere)."""
+    Redis server processes under their names (Linux /proc; empty elsewhere).
+    A process's figure includes its children that have exited: PostgreSQL
+    serves every new connection from a process of its own, which is gone by
+    the end of the run, and its CPU time then counts with the postmaster's."""
     ticks = os.sysconf("SC_CLK_TCK")
     totals: dict = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -367,7 +371,9 @@ def cpu_seconds() -> dict:
         fields = text[text.rindex(")") + 2 :].split()
         # PostgreSQL and Redis by name (every such process), the rest by process group.
         key = name if name in {"postgres", "redis-server"} else int(fields[2])
-        totals[key] = totals.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        # utime + stime, and cutime + cstime: the children it has reaped.
+        used = sum(int(x) for x in fields[11:15])
+        totals[key] = totals.get(key, 0.0) + used / ticks
     return totals
 
 
