@@ -215,8 +215,7 @@ def connection_for_use(connection_id: int) -> Connection | None:
 def _stored_secret(connection: Connection) -> dict:
     """The secret as loaded with the connection (``connection_for_use`` or
     ``select_related("credential")`` save a query on the hot path), or read now."""
-    credential = connection.credential
-    return vault.unseal(credential.ciphertext, aad=vault.credential_aad(connection.pk))
+    return vault.open_credential(connection.credential)
 
 
 def credentials_for(connection: Connection) -> Credentials:

@@ -1,8 +1,8 @@
 """Suite-wide guard: no stored secret may appear in any page, fragment,
 admin page or log line produced while the suite runs.
 
-Every value handed to ``vault.store_secret`` is remembered; every response
-the portal renders (test client, live server, browser tests) and every log
+Every value handed to ``vault.store_secret`` or ``vault.update_secret`` is
+remembered; every response the portal renders (test client, live server, browser tests) and every log
 record is collected; at the end of the session each secret is searched for
 in all of them and the run fails if one is found.
 """
@@ -45,18 +45,22 @@ class _Collector(logging.Handler):
 def install() -> None:
     from connections import vault
 
-    original_store = vault.store_secret
+    def recording(original):
+        def record_then_store(connection, secret: dict):
+            with _lock:
+                secrets.update(
+                    str(v)
+                    for k, v in secret.items()
+                    if k not in NOT_SECRET and v and len(str(v)) >= MIN_SECRET_LENGTH
+                )
+            return original(connection, secret)
 
-    def recording_store(connection, secret: dict):
-        with _lock:
-            secrets.update(
-                str(v)
-                for k, v in secret.items()
-                if k not in NOT_SECRET and v and len(str(v)) >= MIN_SECRET_LENGTH
-            )
-        return original_store(connection, secret)
+        return record_then_store
 
-    vault.store_secret = recording_store
+    # Both ways a secret enters the vault: a new credential, and a refreshed
+    # token set written over the old one.
+    vault.store_secret = recording(vault.store_secret)
+    vault.update_secret = recording(vault.update_secret)
 
     original_get_response = BaseHandler.get_response
 
