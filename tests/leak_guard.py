@@ -2,9 +2,9 @@
 admin page or log line produced while the suite runs.
 
 Every value handed to ``vault.store_secret`` or ``vault.update_secret`` is
-remembered; every response the portal renders (test client, live server, browser tests) and every log
-record is collected; at the end of the session each secret is searched for
-in all of them and the run fails if one is found.
+remembered; every response the portal renders (test client, live server,
+browser tests) and every log record is collected; at the end of the session
+each secret is searched for in all of them and the run fails if one is found.
 """
 
 from __future__ import annotations
