@@ -130,10 +130,16 @@ CHECK_QUEUE_MARGIN_SECONDS = 300
 
 
 @shared_task(name="connections.tasks.check_connection", acks_late=True)
-def check_connection_task(connection_id: int, if_due: bool = False) -> None:
+def check_connection_task(
+    connection_id: int, if_due: bool = False, actor_id: int | None = None
+) -> None:
     """Run one connection's health check and record it; safe to run twice.
     Disabled connections are never checked. With ``if_due`` (the sweep), a
-    connection checked meanwhile (Check now) is not checked again."""
+    connection checked meanwhile (Check now) is not checked again.
+    ``actor_id``: who asked (Check now), named in the history; None for the
+    sweep ("System")."""
+    from django.contrib.auth import get_user_model
+
     from connections import actions
 
     try:
@@ -145,7 +151,8 @@ def check_connection_task(connection_id: int, if_due: bool = False) -> None:
         ):
             return
         try:
-            actions.check_connection(connection=connection)
+            actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+            actions.check_connection(connection=connection, actor=actor)
         except (actions.ConnectError, Connection.DoesNotExist):
             return
     finally:

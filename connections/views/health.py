@@ -137,7 +137,7 @@ def check_now(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
         messages.error(request, error)
         return redirect("connection_detail", folder_id, connection.pk)
     after = _latest_check_id(connection)
-    check_connection_task.delay_on_commit(connection.pk)
+    check_connection_task.delay_on_commit(connection.pk, actor_id=request.user.pk)
     if request.htmx:
         return HttpResponse(
             _status(request, connection, waiting=True, after=after, started=int(time.time()))

@@ -225,14 +225,18 @@ class CheckQueue:
     reaches a broker) and ``run_all`` runs it, from the test's thread, when
     the test has seen the page waiting for it."""
 
-    queued: list[int] = field(default_factory=list)
+    queued: list[tuple[tuple, dict]] = field(default_factory=list)
+
+    def send(self, *args, **kwargs) -> None:
+        self.queued.append((args, kwargs))
 
     def run_all(self) -> int:
         from connections.tasks import check_connection_task
 
         ran = 0
         while self.queued:
-            check_connection_task.run(self.queued.pop(0))
+            args, kwargs = self.queued.pop(0)
+            check_connection_task.run(*args, **kwargs)
             ran += 1
         return ran
 
@@ -242,5 +246,5 @@ def check_queue(monkeypatch) -> CheckQueue:
     from connections.tasks import check_connection_task
 
     queue = CheckQueue()
-    monkeypatch.setattr(check_connection_task, "delay", queue.queued.append)
+    monkeypatch.setattr(check_connection_task, "delay", queue.send)
     return queue

@@ -109,7 +109,7 @@ def test_health_chart_and_check_now_without_a_reload(
     expect(progress.locator(".spinner")).to_be_visible()
     page.wait_for_timeout(1500)  # a poll or two: still waiting, nothing ran yet
     expect(progress).to_be_visible()
-    assert check_queue.queued == [connection.pk]
+    assert [args for args, _ in check_queue.queued] == [(connection.pk,)]
     assert connection.health_checks.count() == total
     screenshot(page, "02-checking")
 

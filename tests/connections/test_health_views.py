@@ -78,7 +78,7 @@ def user_with_use(make_user, tree):
 def queued(monkeypatch) -> list[int]:
     """Records what reaches the broker instead of sending it."""
     sent: list[int] = []
-    monkeypatch.setattr(check_connection_task, "delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr(check_connection_task, "delay", lambda pk, **kwargs: sent.append(pk))
     return sent
 
 
@@ -245,9 +245,12 @@ def test_the_queued_task_records_a_check_the_progress_then_finds(
     assert queued == [connection.pk]
     progress = re.search(r'hx-get="([^"]+)"', spinner).group(1).replace("&amp;", "&")
     assert client.get(progress, **HTMX).status_code == 200
-    check_connection_task.run(connection.pk)
+    check_connection_task.run(connection.pk, actor_id=user_with_use.pk)
     done = client.get(progress, **HTMX)
     assert done.status_code == 286
+    # The history names who asked for the check, not "System".
+    checked = connection.events.get(kind=ConnectionEvent.Kind.CHECKED)
+    assert checked.actor == user_with_use
     assert re.search(r"Check succeeded in \d+ ms\.", done.content.decode())
     assert "Connected as octo-robot." in done.content.decode()
 
