@@ -102,12 +102,17 @@ def _provider_message(response, secret_values: list[str]) -> str:
         if isinstance(value, dict):
             value = value.get("message") or value.get("title") or ""
         if value:
-            text = str(value)
-            for secret in secret_values:
-                if secret and len(secret) >= 4:
-                    text = text.replace(secret, "••••")
-            return text[:MAX_PROVIDER_MESSAGE]
+            return mask_secrets(str(value), secret_values)[:MAX_PROVIDER_MESSAGE]
     return ""
+
+
+def mask_secrets(text: str, secret_values) -> str:
+    """``text`` (a provider's words) with every secret we sent it replaced:
+    providers sometimes echo what they refused."""
+    for secret in sorted((str(v) for v in secret_values if v), key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "••••")
+    return text
 
 
 def _in_sentence(label: str) -> str:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -33,7 +33,7 @@ from django.utils import timezone
 from connections import egress, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.catalog.schema import render
-from connections.health import CheckResult, egress_policy, run_check
+from connections.health import CheckResult, egress_policy, mask_secrets, run_check
 from connections.models import (
     Connection,
     ConnectionEvent,
@@ -287,8 +287,9 @@ def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = 
         transient = code in TRANSIENT_OAUTH_ERRORS or bool(
             last is not None and (last.status_code >= 500 or last.status_code == 429)
         )
+        description = mask_secrets(error.description or "", _sent_secrets(last, session))
         raise OAuthFlowError(
-            _explain(code, error.description or "", connector),
+            _explain(code, description, connector),
             code=code,
             transient=transient,
             retry_after=_retry_after(last),
@@ -313,6 +314,21 @@ def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = 
             transient=last is None or last.status_code >= 500 or last.status_code == 429,
             retry_after=_retry_after(last),
         ) from None
+
+
+# Token request parameters that are not secret (kept readable in messages).
+NOT_SECRET_PARAMETERS = {"grant_type", "redirect_uri", "scope", "client_id", "username"}
+
+
+def _sent_secrets(response, session: OAuth2Session | None) -> list[str]:
+    """What we sent the token endpoint that is secret (client secret, code,
+    verifier, refresh token, password), to mask in its answer."""
+    sent = [getattr(session, "client_secret", None) or ""]
+    body = getattr(getattr(response, "request", None), "body", None) or ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    sent += [value for key, value in parse_qsl(body) if key not in NOT_SECRET_PARAMETERS and value]
+    return sent
 
 
 def _retry_after(response) -> int:

@@ -198,3 +198,40 @@ def test_mandatory_scopes_match_resource_qualified_grants():
     qualified = [f"https://graph.microsoft.com/{scope}" for scope in mandatory]
     assert oauth.missing_mandatory(auth, qualified) == []
     assert oauth.missing_mandatory(auth, qualified[1:]) == mandatory[:1]
+
+
+def test_what_the_provider_echoes_back_is_masked(
+    client, developer, tree, sandbox_oauth, monkeypatch
+):
+    """A token endpoint that repeats what it refused (the password, the
+    client secret) in its error_description: the portal passes its words on,
+    but never the secrets it sent."""
+    from django.http import JsonResponse
+    from oauth2_provider import views
+
+    from connections.oauth_apps import portal_app
+
+    def echoing(self, request, *args, **kwargs):
+        return JsonResponse(
+            {
+                "error": "invalid_grant",
+                "error_description": f"password {request.POST.get('password')} refused "
+                f"for a client with secret {portal_app('sandbox').client_secret}",
+            },
+            status=400,
+        )
+
+    monkeypatch.setattr(views.TokenView, "post", echoing)
+    password = "correct-horse-battery-staple"
+    response = start(
+        client,
+        tree["finance"],
+        "oauth2_password",
+        {"name": "Echo", "username": "ada", "password": password},
+    )
+    page = response.content.decode()
+    assert "refused the grant" in page
+    assert "password •••• refused for a client with secret ••••" in page
+    assert password not in page
+    assert portal_app("sandbox").client_secret not in page
+    _nothing_stored()
