@@ -11,6 +11,7 @@ from portal import api_keys
 # The Sandbox OAuth 2.0 server in the live server (tests/connections/conftest.py).
 from tests.connections.conftest import sandbox_oauth, token_requests  # noqa: F401
 from tests.connections.fake_provider import DEFINITION, FakeProvider
+from tests.factories import assign
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,17 @@ def api_for():
         return client
 
     return make
+
+
+@pytest.fixture
+def dev(tree, make_user):
+    """An Automation Developer on Finance (and so on Payables below it)."""
+    user = make_user("dev")
+    assign(user, tree["finance"], "Automation Developer")
+    return user
+
+
+@pytest.fixture
+def api(dev, api_for):
+    """The API as ``dev``, with a key of its own."""
+    return api_for(dev)

@@ -16,13 +16,6 @@ READ = AuditRecord.Action.CREDENTIALS_READ
 
 
 @pytest.fixture
-def dev(tree, make_user):
-    user = make_user("dev")
-    assign(user, tree["finance"], "Automation Developer")
-    return user
-
-
-@pytest.fixture
 def api(dev, api_for):
     return api_for(dev, name="nightly job")
 

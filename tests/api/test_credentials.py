@@ -18,13 +18,6 @@ from tests.connections.fake_provider import GOOD_API_KEY, GOOD_BASIC, GOOD_TOKEN
 from tests.factories import assign
 
 
-@pytest.fixture
-def dev(tree, make_user):
-    user = make_user("dev")
-    assign(user, tree["finance"], "Automation Developer")
-    return user
-
-
 def _credentials(api, connection):
     return api.get(f"{API}/connections/{connection.pk}/credentials")
 

@@ -18,18 +18,6 @@ AMBIGUOUS = (
 )
 
 
-@pytest.fixture
-def dev(tree, make_user):
-    user = make_user("dev")
-    assign(user, tree["finance"], "Automation Developer")
-    return user
-
-
-@pytest.fixture
-def api(dev, api_for):
-    return api_for(dev)
-
-
 def _resolved(api, **params) -> int:
     response = api.get(RESOLVE, params)
     assert response.status_code == 200, response.content

@@ -22,25 +22,12 @@ from connections.models import (
 from portal.models import TenantSettings
 from tests.api.helpers import API, ORIGINAL_TOKEN, make_connection, snapshot
 from tests.connections.fake_provider import GOOD_BASIC, GOOD_TOKEN, WEAK_TOKEN
-from tests.factories import assign
 
 WRONG_TOKEN = "ghp_wrong_token_value_5555555555"
 REFUSED_PAT = (
     "FakeHub refused the credentials (401 Unauthorized): the personal access token is wrong, "
     'expired or revoked. The provider said: "Bad credentials: •••• is invalid"'
 )
-
-
-@pytest.fixture
-def dev(tree, make_user):
-    user = make_user("dev")
-    assign(user, tree["finance"], "Automation Developer")
-    return user
-
-
-@pytest.fixture
-def api(dev, api_for):
-    return api_for(dev)
 
 
 @pytest.fixture
