@@ -2,9 +2,7 @@
 environment, Django set up in the bench process, gunicorn started and stopped
 as a process group, and CPU time read from /proc.
 
-bench/api_bench.py uses it. bench/refresh_bench.py still has its own copies
-of these functions (the same behaviour, with a refresh-specific environment);
-it can switch to them without changing what it measures.
+Used by bench/api_bench.py and bench/refresh_bench.py.
 """
 
 from __future__ import annotations
@@ -205,12 +203,18 @@ def wait_for_http(url: str, process: subprocess.Popen, log: Path, method: str = 
 # --- CPU time ----------------------------------------------------------------------
 
 
-def cpu_snapshot(postgres_database: str = "") -> dict[int, tuple[object, float]]:
+def cpu_snapshot(
+    postgres_database: str = "", *, with_children: bool = False
+) -> dict[int, tuple[object, float]]:
     """{pid: (key, CPU seconds so far)} of every process (Linux /proc; empty
     elsewhere). The key is the name for PostgreSQL and Redis server
     processes, else the process group. With ``postgres_database``, only the
     PostgreSQL backends connected to that database are kept: the server's
-    other work (other databases, background processes) stays out."""
+    other work (other databases, background processes) stays out. With
+    ``with_children``, a process's figure includes the children it has
+    reaped (cutime + cstime): PostgreSQL serves every new connection from a
+    process of its own, gone by the end of a run, whose CPU time then counts
+    with the postmaster's."""
     try:
         ticks = os.sysconf("SC_CLK_TCK")
     except (ValueError, OSError):
@@ -229,7 +233,9 @@ def cpu_snapshot(postgres_database: str = "") -> dict[int, tuple[object, float]]
             continue  # gone meanwhile
         fields = text[text.rindex(")") + 2 :].split()
         key = name if name in {"postgres", "redis-server"} else int(fields[2])
-        found[int(stat.parent.name)] = (key, (int(fields[11]) + int(fields[12])) / ticks)
+        # utime + stime, and cutime + cstime when asked for.
+        used = sum(int(x) for x in fields[11 : 15 if with_children else 13])
+        found[int(stat.parent.name)] = (key, used / ticks)
     return found
 
 
@@ -245,11 +251,11 @@ def cpu_used(before: dict, after: dict) -> dict:
     return used
 
 
-def cpu_seconds(postgres_database: str = "") -> dict:
+def cpu_seconds(postgres_database: str = "", *, with_children: bool = False) -> dict:
     """CPU seconds used so far by each process group, and by PostgreSQL and
     Redis server processes under their names (see ``cpu_snapshot``)."""
     totals: dict = {}
-    for key, seconds in cpu_snapshot(postgres_database).values():
+    for key, seconds in cpu_snapshot(postgres_database, with_children=with_children).values():
         totals[key] = totals.get(key, 0.0) + seconds
     return totals
 

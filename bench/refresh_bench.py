@@ -12,15 +12,11 @@ Redis database of the bench's own), else the embedded filesystem broker.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,10 +25,12 @@ import uuid
 from collections import deque
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-VAR = ROOT / "var" / "bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # bench/common.py, next to this file
+from common import ROOT, VAR
+
 SCOPE = "profile records.read"
 LIFETIME_BEFORE = 60  # seconds left on the seeded access tokens: due (lead time 300 s)
 
@@ -76,42 +74,14 @@ def parse_args() -> argparse.Namespace:
 # --- Environment ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def with_path(url: str, path: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=path))
-
-
-def prepare_database(args) -> tuple[str, str]:
-    """A fresh database: (DATABASE_URL for the bench or "", description)."""
-    given = os.environ.get("DATABASE_URL", "")
-    if given:
-        import psycopg
-
-        name = args.database
-        with psycopg.connect(given, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{name}"')
-        return with_path(given, f"/{name}"), f"PostgreSQL (database {name})"
-    path = VAR / "bench.sqlite3"
-    for stale in VAR.glob("bench.sqlite3*"):
-        stale.unlink()
-    return f"sqlite:///{path}", f"SQLite ({path.relative_to(ROOT)})"
-
-
 def prepare_broker(args) -> tuple[str, str]:
     """An empty broker: (REDIS_URL for the bench or "", description)."""
     shutil.rmtree(VAR / "celery", ignore_errors=True)
-    given = os.environ.get("REDIS_URL", "")
-    if not given:
+    url = common.redis_database(args.redis_db)
+    if not url:
         return "", "the filesystem broker (var/bench/celery)"
     import redis
 
-    url = with_path(given, f"/{args.redis_db}")
     client = redis.Redis.from_url(url)
     # The bench's own database: what an earlier, interrupted run left queued.
     stale = [b"celery", b"unacked", b"unacked_index", b"unacked_mutex"]
@@ -122,38 +92,18 @@ def prepare_broker(args) -> tuple[str, str]:
 
 
 def environment(args, port: int, database_url: str, redis_url: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL"} and not key.startswith("PORTAL_")
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_DEBUG": "0",
-            "PORTAL_SECRET_KEY": secrets.token_urlsafe(50),
-            "PORTAL_ENCRYPTION_KEYS": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "PORTAL_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "PORTAL_SSL_REDIRECT": "false",
-            "PORTAL_SECURE_COOKIES": "false",
-            "PORTAL_HSTS_SECONDS": "0",
-            "PORTAL_VAR_DIR": str(VAR),
-            "PORTAL_BASE_URL": f"http://127.0.0.1:{port}",
-            "PORTAL_SANDBOX_ENABLED": "1",
-            "PORTAL_EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
-            "PORTAL_LOG_LEVEL": "WARNING",
-            "PORTAL_CACHE_PREFIX": "bench",
-            "PORTAL_DB_CONN_MAX_AGE": str(args.conn_max_age),
+    return common.environment(
+        port=port,
+        database_url=database_url,
+        redis_url=redis_url,
+        conn_max_age=args.conn_max_age,
+        extra={
             # One sweep enqueues every due connection, all at once (no jitter):
             # the bench measures throughput, not the pacing of a real beat.
             "PORTAL_REFRESH_BATCH": str(args.batch or args.connections),
             "PORTAL_REFRESH_JITTER_SECONDS": "0",
-            "DATABASE_URL": database_url,
-        }
+        },
     )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
 
 
 # --- Seeding ----------------------------------------------------------------------
@@ -264,47 +214,6 @@ def seed(connections: int, baseline: int) -> dict:
 # --- Processes ---------------------------------------------------------------------
 
 
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with open(log, "wb") as handle:
-        return subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # stopped as a group, pool processes included
-        )
-
-
-def stop(process: subprocess.Popen) -> None:
-    """A warm shutdown of the main process (it stops its own children), then
-    the whole group for anything left."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
-def wait_for_http(url: str, process: subprocess.Popen, log: Path) -> None:
-    import requests
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn stopped:\n{log.read_text()[-3000:]}")
-        try:
-            requests.post(url, timeout=5)
-            return
-        except (requests.ConnectionError, requests.Timeout):
-            # Not listening yet, or a worker still loading the code on a busy machine.
-            time.sleep(0.2)
-    raise SystemExit(f"gunicorn did not answer at {url}")
-
-
 def wait_for_log(text: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -355,36 +264,11 @@ def plain_client(url: str, client: tuple[str, str], tokens: list[str], loops: in
 
 
 def cpu_seconds() -> dict:
-    """CPU seconds used so far by each process group, and by all PostgreSQL and
-    Redis server processes under their names (Linux /proc; empty elsewhere).
-    A process's figure includes its children that have exited: PostgreSQL
-    serves every new connection from a process of its own, which is gone by
-    the end of the run, and its CPU time then counts with the postmaster's."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals: dict = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        # PostgreSQL and Redis by name (every such process), the rest by process group.
-        key = name if name in {"postgres", "redis-server"} else int(fields[2])
-        # utime + stime, and cutime + cstime: the children it has reaped.
-        used = sum(int(x) for x in fields[11:15])
-        totals[key] = totals.get(key, 0.0) + used / ticks
-    return totals
-
-
-def machine_cpu() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine so far (Linux /proc/stat)."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields) - idle, sum(fields)
+    """CPU seconds so far by process group, and by PostgreSQL and Redis server
+    processes under their names (all of them), each figure including the
+    children the process has reaped: a PostgreSQL connection's process is gone
+    by the end of the run, and its CPU time then counts with the postmaster's."""
+    return common.cpu_seconds(with_children=True)
 
 
 class CpuMeter:
@@ -394,11 +278,11 @@ class CpuMeter:
     def __init__(self, web: int, refreshers: list[int] | None = None) -> None:
         self.web, self.refreshers = web, refreshers
         self.before, self.own = cpu_seconds(), time.process_time()
-        self.machine = machine_cpu()
+        self.machine = common.machine_cpu()
 
     def per_refresh(self, refreshes: int) -> dict:
         after, own = cpu_seconds(), time.process_time()
-        busy, total = (b - a for a, b in zip(self.machine, machine_cpu(), strict=True))
+        busy, total = (b - a for a, b in zip(self.machine, common.machine_cpu(), strict=True))
 
         def used(key) -> float:
             return after.get(key, 0.0) - self.before.get(key, 0.0)
@@ -507,17 +391,11 @@ def main() -> int:
     baseline = args.baseline_refreshes or max(1000, n // 5)
     warmup = 10 * args.web_workers  # each web worker loads its code before the clock runs
     VAR.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    database_url, database = prepare_database(args)
+    port = common.free_port()
+    database_url, database = common.fresh_database(args.database, "bench.sqlite3")
     redis_url, broker = prepare_broker(args)
     env = environment(args, port, database_url, redis_url)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-
-    import django
-
-    django.setup()
+    common.setup_django(env)
     from django.core.management import call_command
 
     print(f"Refresh benchmark: {n} connections, {database}, {broker}")
@@ -532,14 +410,9 @@ def main() -> int:
     processes: list[subprocess.Popen] = []
     try:
         web_log = VAR / "gunicorn.log"
-        web = start(
-            [sys.executable, "-m", "gunicorn", "portal.wsgi", "-b", f"127.0.0.1:{port}",
-             "-w", str(args.web_workers)],
-            env,
-            web_log,
-        )  # fmt: skip
+        web = common.gunicorn(port, args.web_workers, env, web_log)
         processes.append(web)
-        wait_for_http(token_url, web, web_log)
+        common.wait_for_http(token_url, web, web_log, method="POST")
         print(f"  provider: gunicorn, {args.web_workers} workers, {token_url}")
 
         client = (seeded["client_id"], seeded["client_secret"])
@@ -567,7 +440,7 @@ def main() -> int:
 
         for i in range(args.celery_workers):
             log = VAR / f"celery-worker-{i + 1}.log"
-            worker = start(
+            worker = common.start(
                 [sys.executable, "-m", "celery", "-A", "portal", "worker",
                  "-n", f"bench{i + 1}@%h", "-c", str(args.concurrency), "-l", "INFO",
                  "--without-mingle", "--without-gossip", "--without-heartbeat"],
@@ -591,11 +464,11 @@ def main() -> int:
         time.sleep(2)  # let any stray duplicate task finish before counting
         found = audit(seeded["families"], refreshed, n)
         for process in processes[1:]:
-            stop(process)  # the workers: the plain client has the machine to itself again
+            common.stop(process)  # the workers: the plain client has the machine to itself again
         plain.append(measure_plain(pools[1]))
     finally:
         for process in reversed(processes):
-            stop(process)
+            common.stop(process)
 
     double = max(found["double_refreshes_by_events"], found["double_refreshes_at_provider"])
     plain_failed = sum(run["failed"] for run in plain)
