@@ -91,7 +91,12 @@ def _portal_permissions() -> dict[int, str]:
 
 
 def clear_permission_cache(**kwargs) -> None:
+    """After ``migrate`` (or ``flush``, which makes the rows again) read them
+    anew at once, rather than on the next permission check: that check then
+    costs what every other does."""
     _portal_permissions.cache_clear()
+    if kwargs.get("using", connection.alias) == connection.alias:
+        _portal_permissions()
 
 
 def _tenant_admin_permission_id() -> int:

@@ -154,11 +154,19 @@ def _contend(connection: Connection, live_server, raw_key: str) -> tuple[list, i
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
     threads.append(threading.Thread(target=sweep, name=SWEEP_THREAD))
-    with one_transaction_at_a_time():
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
+    # The sweep thread uses the shared connection itself: allow it, whatever
+    # the live server (started by an earlier test, maybe) allowed then.
+    for conn in shared.values():
+        conn.inc_thread_sharing()
+    try:
+        with one_transaction_at_a_time():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=90)
+    finally:
+        for conn in shared.values():
+            conn.dec_thread_sharing()
     assert not any(thread.is_alive() for thread in threads), "a contender did not finish"
     return answers, swept[0]
 
