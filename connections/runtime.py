@@ -102,23 +102,20 @@ def set_default(connection: Connection, *, actor) -> None:
     previous default, if any, stops being it), in one transaction."""
     if connection.is_default:
         return
+    defaults = Connection.objects.filter(
+        folder_id=connection.folder_id, connector_key=connection.connector_key, is_default=True
+    )
     with transaction.atomic():
-        Connection.objects.filter(
-            folder_id=connection.folder_id,
-            connector_key=connection.connector_key,
-            is_default=True,
-        ).update(is_default=False)
-        try:
-            with transaction.atomic():
-                Connection.objects.filter(pk=connection.pk).update(is_default=True)
-        except IntegrityError:
-            # Another default was set at the same moment; the later one wins.
-            Connection.objects.filter(
-                folder_id=connection.folder_id,
-                connector_key=connection.connector_key,
-                is_default=True,
-            ).update(is_default=False)
-            Connection.objects.filter(pk=connection.pk).update(is_default=True)
+        for attempt in (1, 2):
+            defaults.update(is_default=False)
+            try:
+                with transaction.atomic():
+                    Connection.objects.filter(pk=connection.pk).update(is_default=True)
+                break
+            except IntegrityError:
+                # Another default was set at the same moment: the later one wins.
+                if attempt == 2:
+                    raise
         connection.is_default = True
         ConnectionEvent.objects.create(
             connection=connection,
