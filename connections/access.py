@@ -38,15 +38,17 @@ def connection_by_id(
     *,
     related: tuple[str, ...] = (),
     within: Callable[[Folder], bool] | None = None,
-    load: Callable[[int], Connection | None] | None = None,
+    load: Callable[[int, object], tuple[Connection, frozenset[str]] | None] | None = None,
 ):
     """``connection_for`` when only the connection's id is known (the API):
     the connection and its folder in one query, the same answers. A folder
     that ``within`` refuses (an API key's scope) answers as invisible.
-    ``load`` reads the connection (with its folder) another way, e.g.
-    ``runtime.connection_for_use`` on the credentials path."""
+    ``load`` reads the connection (with its folder) and the user's grants on
+    the folder another way, e.g. ``runtime.connection_for_use`` on the
+    credentials path, where it is all one statement."""
+    granted = None
     if load is not None:
-        connection = load(connection_id)
+        connection, granted = load(connection_id, user) or (None, None)
     else:
         connection = (
             Connection.objects.select_related("folder", *related).filter(pk=connection_id).first()
@@ -55,7 +57,7 @@ def connection_by_id(
         raise Http404("No such connection.")
     if within is not None and not within(connection.folder):
         raise Http404("No such connection.")
-    perms = require(user, Action.VIEW_FOLDER, connection.folder)
+    perms = require(user, Action.VIEW_FOLDER, connection.folder, granted=granted)
     if Action.VIEW_CONNECTIONS not in perms:
         raise Http404("No such connection.")
     if action not in perms:

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from connections import oauth, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
+from portal import statements
 
 log = logging.getLogger(__name__)
 
@@ -98,24 +99,23 @@ READ_FIELDS = (
 
 
 def _column(name: str) -> str:
-    return db.ops.quote_name(Connection._meta.get_field(name).column)
+    return statements.column(Connection, name)
 
 
 def _value(name: str, value):
     return Connection._meta.get_field(name).get_db_prep_save(value, db)
 
 
+READ = statements.Columns(Connection, READ_FIELDS, "c")
+
+
 @cache
 def _read_sql() -> str:
-    credential = Credential._meta
-    key = db.ops.quote_name(credential.get_field("connection").column)
-    ciphertext = db.ops.quote_name(credential.get_field("ciphertext").column)
-    columns = ", ".join(f"c.{_column(name)}" for name in READ_FIELDS)
-    # Only names from the models and one %s placeholder: S608 is moot.
+    key = statements.column(Credential, "connection")
     return (
-        f"SELECT {columns}, cr.{ciphertext} AS credential__ciphertext "  # noqa: S608
-        f"FROM {db.ops.quote_name(Connection._meta.db_table)} c "
-        f"LEFT JOIN {db.ops.quote_name(credential.db_table)} cr ON cr.{key} = c.{_column('id')} "
+        f"SELECT {READ.select()}, cr.{statements.column(Credential, 'ciphertext')} "  # noqa: S608
+        f"FROM {statements.table(Connection)} c "
+        f"LEFT JOIN {statements.table(Credential)} cr ON cr.{key} = c.{_column('id')} "
         f"WHERE c.{_column('id')} = %s"
     )
 
@@ -126,7 +126,7 @@ def _lease_sql(expires_known: bool) -> str:
     expires = f"{_column('token_expires_at')} " + ("= %s" if expires_known else "IS NULL")
     until = _column("refresh_lease_until")
     return (
-        f"UPDATE {db.ops.quote_name(Connection._meta.db_table)} "  # noqa: S608 (as above)
+        f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
         f"SET {_column('refresh_lease_owner')} = %s, {until} = %s "
         f"WHERE {_column('id')} = %s AND {_column('is_enabled')} = %s "
         f"AND {_column('state')} <> %s AND {expires} AND ({until} IS NULL OR {until} < %s)"
@@ -144,24 +144,9 @@ def _stored_sql(dequeue: bool) -> str:
     names = STORED_FIELDS + RELEASED_FIELDS + (("refresh_queued_until",) if dequeue else ())
     assignments = ", ".join(f"{_column(name)} = %s" for name in names)
     return (
-        f"UPDATE {db.ops.quote_name(Connection._meta.db_table)} "  # noqa: S608 (as above)
+        f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
         f"SET {assignments} WHERE {_column('id')} = %s AND {_column('refresh_lease_owner')} = %s"
     )
-
-
-@cache
-def _event_sql() -> tuple[str, tuple]:
-    fields = tuple(f for f in ConnectionEvent._meta.concrete_fields if not f.primary_key)
-    columns = ", ".join(db.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    table = db.ops.quote_name(ConnectionEvent._meta.db_table)
-    return f"INSERT INTO {table} ({columns}) VALUES ({marks})", fields  # noqa: S608 (as above)
-
-
-def _execute(sql: str, params: list) -> int:
-    with db.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 # --- The refresh ----------------------------------------------------------------
@@ -170,11 +155,12 @@ def _execute(sql: str, params: list) -> int:
 def _read(connection_id: int) -> Connection:
     """The connection (``READ_FIELDS``) and its sealed credential, in one
     statement."""
-    found = list(Connection.objects.raw(_read_sql(), [connection_id]))
-    if not found:
+    with db.cursor() as cursor:
+        cursor.execute(_read_sql(), [connection_id])
+        row = cursor.fetchone()
+    if row is None:
         raise Connection.DoesNotExist(f"No connection {connection_id}.")
-    connection = found[0]
-    ciphertext = connection.__dict__.pop("credential__ciphertext")
+    connection, ciphertext = READ.build(row[: len(READ)]), row[len(READ)]
     if ciphertext is not None:
         connection.credential = Credential(connection_id=connection.pk, ciphertext=ciphertext)
     return connection
@@ -193,7 +179,7 @@ def _take_lease(connection: Connection, owner: str) -> bool:
     if expires is not None:
         params.append(_value("token_expires_at", expires))
     params.append(_value("refresh_lease_until", now))
-    return _execute(_lease_sql(expires is not None), params) == 1
+    return statements.execute(_lease_sql(expires is not None), params) == 1
 
 
 def _release_lease(connection_id: int, owner: str) -> None:
@@ -290,22 +276,21 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     if dequeue:
         params.append(None)
     params += [connection.pk, owner]
-    event = ConnectionEvent(
-        connection_id=connection.pk,
-        kind=ConnectionEvent.Kind.REFRESHED,
-        detail=_expiry_detail(secret),
-    )
-    event_sql, event_fields = _event_sql()
+    event = {
+        "connection_id": connection.pk,
+        "kind": ConnectionEvent.Kind.REFRESHED.value,
+        "detail": _expiry_detail(secret),
+    }
     with transaction.atomic():
         # The row stays locked until the commit, as select_for_update would.
-        if _execute(_stored_sql(dequeue), params) != 1:
+        if statements.execute(_stored_sql(dequeue), params) != 1:
             # The lease ran out while the provider answered and someone else
             # took it; they decide. Our answer is lost (the provider may have
             # rotated): nothing is written.
             raise RefreshError("The refresh took longer than its lease.", transient=True)
         if not vault.update_secret(connection.pk, secret):
             vault.store_secret(connection, secret)
-        _execute(event_sql, [f.get_db_prep_save(f.pre_save(event, True), db) for f in event_fields])
+        statements.insert_row(ConnectionEvent, event)
 
 
 def _expiry_detail(secret: dict) -> str:

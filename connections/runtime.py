@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from django.db import IntegrityError, transaction
+from django.db import connection as db
 
 from connections import refresh, vault
 from connections.actions import connector_of
@@ -20,6 +21,7 @@ from connections.catalog import get_catalog
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
 from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
+from portal import permissions, statements
 from portal.models import Folder
 
 # How an automation names its own personal workspace in a folder path.
@@ -153,60 +155,62 @@ class Credentials:
 
 
 # What handing out credentials reads of a connection and its folder.
-FOR_USE_FIELDS = (
-    "id",
-    "folder_id",
-    "name",
-    "connector_key",
-    "auth_type",
-    "fields",
-    "state",
-    "is_enabled",
-    "token_expires_at",
-    "secret_expires_at",
+FOR_USE = statements.Columns(
+    Connection,
+    (
+        "id",
+        "folder_id",
+        "name",
+        "connector_key",
+        "auth_type",
+        "fields",
+        "state",
+        "is_enabled",
+        "token_expires_at",
+        "secret_expires_at",
+    ),
+    "c",
 )
-FOR_USE_FOLDER_FIELDS = ("id", "name", "kind", "owner_id", "path", "parent_id")
+FOR_USE_FOLDER = statements.Columns(
+    Folder, ("id", "name", "kind", "owner_id", "path", "parent_id"), "f"
+)
 
 
 @cache
 def _for_use_sql() -> str:
-    """One statement for a connection, its folder and its credential, written
-    once from the models' column names: the credentials endpoint is the
-    runtime API's hot path, and composing the equivalent select_related
-    query through the ORM cost twenty times what running it does."""
-    connection, folder = Connection._meta, Folder._meta
-    credential = Credential._meta
-    columns = [f"c.{connection.get_field(name).column}" for name in FOR_USE_FIELDS]
-    columns += [
-        f"f.{folder.get_field(name).column} AS folder__{name}" for name in FOR_USE_FOLDER_FIELDS
-    ]
-    columns.append(f"cr.{credential.get_field('ciphertext').column} AS credential__ciphertext")
-    key = credential.get_field("connection").column
-    # Only names from the models and one %s placeholder: S608 is moot.
+    """One statement for a connection, its folder, its credential and the
+    caller's grants on the folder: the credentials endpoint is the runtime
+    API's hot path, where every round trip to the database shows."""
+    credential = statements.column(Credential, "connection")
     return (
-        f"SELECT {', '.join(columns)} FROM {connection.db_table} c "  # noqa: S608
-        f"JOIN {folder.db_table} f ON f.{folder.pk.column} = "
-        f"c.{connection.get_field('folder').column} "
-        f"LEFT JOIN {credential.db_table} cr ON cr.{key} = c.{connection.pk.column} "
-        f"WHERE c.{connection.pk.column} = %s"
+        f"SELECT {FOR_USE.select()}, {FOR_USE_FOLDER.select()}, "  # noqa: S608 (statements)
+        f"cr.{statements.column(Credential, 'ciphertext')}, gr.permission_id "
+        f"FROM {statements.table(Connection)} c "
+        f"JOIN {statements.table(Folder)} f ON f.{statements.column(Folder, 'id')} = "
+        f"c.{statements.column(Connection, 'folder')} "
+        f"LEFT JOIN {statements.table(Credential)} cr ON cr.{credential} = "
+        f"c.{statements.column(Connection, 'id')} "
+        f"{permissions.grants_join('f.' + statements.column(Folder, 'path'))} "
+        f"WHERE c.{statements.column(Connection, 'id')} = %s"
     )
 
 
-def connection_for_use(connection_id: int) -> Connection | None:
-    """The connection with its folder and its credential (sealed), in one
-    statement, or None. Only ``FOR_USE_FIELDS`` are loaded."""
-    found = list(Connection.objects.raw(_for_use_sql(), [connection_id]))
-    if not found:
+def connection_for_use(connection_id: int, user) -> tuple[Connection, frozenset[str]] | None:
+    """The connection with its folder and its credential (sealed), and what
+    ``user`` was granted on the folder (``permissions.folder_permissions``'s
+    ``granted``), in one statement; None if there is no such connection.
+    Only ``FOR_USE``'s fields are loaded."""
+    with db.cursor() as cursor:
+        cursor.execute(_for_use_sql(), [*permissions.grants_params(user), connection_id])
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    connection = found[0]
-    values = connection.__dict__
-    connection.folder = Folder(
-        **{name: values.pop(f"folder__{name}") for name in FOR_USE_FOLDER_FIELDS}
-    )
-    ciphertext = values.pop("credential__ciphertext")
-    if ciphertext is not None:
-        connection.credential = Credential(connection_id=connection.pk, ciphertext=ciphertext)
-    return connection
+    row, folder_ends = rows[0], len(FOR_USE) + len(FOR_USE_FOLDER)
+    connection = FOR_USE.build(row[: len(FOR_USE)])
+    connection.folder = FOR_USE_FOLDER.build(row[len(FOR_USE) : folder_ends])
+    if row[folder_ends] is not None:
+        connection.credential = Credential(connection_id=connection.pk, ciphertext=row[folder_ends])
+    return connection, permissions.codenames(found[-1] for found in rows)
 
 
 def _stored_secret(connection: Connection) -> dict:

@@ -108,12 +108,14 @@ def _tenant_admin_permission_id() -> int:
 
 
 @cache
-def _granted_sql(ancestors: int) -> str:
-    """The one statement behind ``_granted_codenames`` for a folder this many
-    levels deep, written once per depth: every page and API call asks it.
-    It reads permission ids only (no join to the permission and content type
-    tables), which keeps the database's planning cheap too. Table and column
-    names come from the models."""
+def _grants_sql() -> str:
+    """Every permission the user holds, directly or through a group, each with
+    the path of the folder it was granted on; ``administer_tenant`` (directly
+    or through a group) with "/", which starts every path. A grant applies to
+    a folder whose path starts with that path (``_applies``). It reads
+    permission ids only (no join to the permission and content type tables),
+    which keeps the database's planning cheap. Written once from the models'
+    names; ``grants_params`` gives its parameters."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -125,24 +127,26 @@ def _granted_sql(ancestors: int) -> str:
         f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = {{group}} "
         f"WHERE ug.{groups.m2m_column_name()} = %s"
     )
-    folders = ", ".join(["%s"] * ancestors)
+    folder = f"JOIN {Folder._meta.db_table} gf ON gf.{Folder._meta.pk.column} = {{folder}}"
+    path = Folder._meta.get_field("path").column
     user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
     # Only names from the models and %s placeholders go into the text: S608 is moot.
     return " UNION ".join(
         [
-            f"SELECT g.{user_grant.get_field('permission').column} "  # noqa: S608
-            f"FROM {user_grant.db_table} g "
-            f"WHERE g.{user_grant.get_field('user').column} = %s "
-            f"AND g.{user_grant.get_field('content_object').column} IN ({folders})",
-            f"SELECT g.{group_grant.get_field('permission').column} "  # noqa: S608
+            f"SELECT g.{user_grant.get_field('permission').column} AS permission_id, "  # noqa: S608
+            f"gf.{path} AS granted_on FROM {user_grant.db_table} g "
+            + folder.format(folder=f"g.{user_grant.get_field('content_object').column}")
+            + f" WHERE g.{user_grant.get_field('user').column} = %s",
+            f"SELECT g.{group_grant.get_field('permission').column}, gf.{path} "  # noqa: S608
             f"FROM {group_grant.db_table} g "
-            + member.format(group=f"g.{group_grant.get_field('group').column}")
-            + f" AND g.{group_grant.get_field('content_object').column} IN ({folders})",
-            f"SELECT x.{user_permissions.m2m_reverse_name()} "  # noqa: S608
+            + folder.format(folder=f"g.{group_grant.get_field('content_object').column}")
+            + " "
+            + member.format(group=f"g.{group_grant.get_field('group').column}"),
+            f"SELECT x.{user_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
             f"FROM {user_permissions.m2m_db_table()} x "
             f"WHERE x.{user_permissions.m2m_column_name()} = %s "
             f"AND x.{user_permissions.m2m_reverse_name()} = %s",
-            f"SELECT x.{group_permissions.m2m_reverse_name()} "  # noqa: S608
+            f"SELECT x.{group_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
             f"FROM {group_permissions.m2m_db_table()} x "
             + member.format(group=f"x.{group_permissions.m2m_column_name()}")
             + f" AND x.{group_permissions.m2m_reverse_name()} = %s",
@@ -150,16 +154,30 @@ def _granted_sql(ancestors: int) -> str:
     )
 
 
-def _granted_codenames(user, folder: Folder) -> frozenset[str]:
-    """Codenames granted to the user, directly or through groups, on the
-    folder or any ancestor, and ``administer_tenant`` if the user holds it
-    (directly or through a group): one query."""
-    ancestor_ids = folder.ancestor_ids
+def grants_params(user) -> list:
+    """The parameters of ``grants_join`` (and of the grants statement)."""
     admin = _tenant_admin_permission_id()
-    params = [user.pk, *ancestor_ids, user.pk, *ancestor_ids, user.pk, admin, user.pk, admin]
-    with connection.cursor() as cursor:
-        cursor.execute(_granted_sql(len(ancestor_ids)), params)
-        ids = [row[0] for row in cursor.fetchall()]
+    return [user.pk, user.pk, user.pk, admin, user.pk, admin]
+
+
+def _applies(path_sql: str, alias: str) -> str:
+    return f"substr({path_sql}, 1, length({alias}.granted_on)) = {alias}.granted_on"
+
+
+def grants_join(path_sql: str, alias: str = "gr") -> str:
+    """A LEFT JOIN, for a statement that reads a folder (its path being
+    ``path_sql``), of the permission ids the user holds there:
+    ``alias.permission_id``, one row each, NULL when none. Its parameters
+    (``grants_params``) come where the join stands in the statement. The
+    rows' ids make the ``granted`` of ``folder_permissions``
+    (``codenames``): whoever reads a connection to use it learns the
+    caller's permissions in the same statement."""
+    return f"LEFT JOIN ({_grants_sql()}) {alias} ON {_applies(path_sql, alias)}"
+
+
+def codenames(permission_ids) -> frozenset[str]:
+    """The codenames of these permission ids (None and unknown ids ignored)."""
+    ids = [pk for pk in permission_ids if pk is not None]
     names = _portal_permissions()
     if any(pk not in names for pk in ids):
         clear_permission_cache()
@@ -167,15 +185,37 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     return frozenset(names[pk] for pk in ids if pk in names)
 
 
-def folder_permissions(user, folder: Folder) -> frozenset[str]:
-    """Every permission codename the user holds in the folder (empty: cannot see it)."""
+@cache
+def _granted_sql() -> str:
+    return (
+        f"SELECT gr.permission_id FROM ({_grants_sql()}) gr "  # noqa: S608 (as above)
+        f"WHERE {_applies('%s', 'gr')}"
+    )
+
+
+def _granted_codenames(user, folder: Folder) -> frozenset[str]:
+    """Codenames granted to the user, directly or through groups, on the
+    folder or any ancestor, and ``administer_tenant`` if the user holds it
+    (directly or through a group): one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_granted_sql(), [*grants_params(user), folder.path])
+        return codenames(row[0] for row in cursor.fetchall())
+
+
+def folder_permissions(
+    user, folder: Folder, *, granted: frozenset[str] | None = None
+) -> frozenset[str]:
+    """Every permission codename the user holds in the folder (empty: cannot
+    see it). ``granted``: the user's grants there, when the caller read them
+    along with the folder (``grants_join``)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
     if folder.is_personal:
         return OWNER_PERMISSIONS if folder.owner_id == user.pk else frozenset()
     if user.is_superuser:
         return ALL_FOLDER_PERMISSIONS
-    granted = _granted_codenames(user, folder)
+    if granted is None:
+        granted = _granted_codenames(user, folder)
     if TENANT_ADMIN_CODENAME in granted:
         return ALL_FOLDER_PERMISSIONS
     if (
@@ -231,10 +271,13 @@ def folder_for(user, folder_id: int, action: Action) -> tuple[Folder, frozenset[
     return folder, require(user, action, folder)
 
 
-def require(user, action: Action, folder: Folder) -> frozenset[str]:
+def require(
+    user, action: Action, folder: Folder, *, granted: frozenset[str] | None = None
+) -> frozenset[str]:
     """Raise 404 if the folder is invisible, 403 if the action is not allowed;
-    return the user's permissions in the folder for the caller's further use."""
-    perms = folder_permissions(user, folder)
+    return the user's permissions in the folder for the caller's further use.
+    ``granted`` as for ``folder_permissions``."""
+    perms = folder_permissions(user, folder, granted=granted)
     if not perms:
         raise Http404("No such folder.")
     if action != Action.VIEW_FOLDER and action not in perms:

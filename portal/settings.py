@@ -161,6 +161,17 @@ DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("PORTAL_DB_CONN_MAX_AGE", default=0)
+# Parameters bound by the server, so that psycopg prepares a statement run
+# five times on one connection: the server then neither parses nor plans it
+# again (with PORTAL_DB_CONN_MAX_AGE, a worker's connection lives across
+# requests). Off for a pooler that cannot keep prepared statements (PgBouncer
+# in transaction mode without max_prepared_statements).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "PORTAL_DB_PREPARED_STATEMENTS", default=True
+):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Concurrent web and worker processes share the file: wait for locks

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from portal import api_keys, audit
 from portal.models import ApiKey, AuditRecord, RobotAccount, Role, RoleAssignment
-from tests.factories import assign
+from tests.factories import FolderFactory, assign
 
 OWN_KEYS = "/account/api-keys/"
 ROBOTS = "/tenant/robots/"
@@ -453,3 +453,33 @@ def test_nav_shows_api_keys_to_everyone_and_tenant_tabs_to_admins(client, ada, t
     client.force_login(tenant_admin)
     page = client.get(ROBOTS).content.decode()
     assert 'href="/tenant/robots/"' in page and 'href="/tenant/audit/"' in page
+
+
+def test_audit_records_outlive_the_user_key_and_folder_they_name(
+    client, tenant_admin, make_user, tree
+):
+    """Records keep their links as written, and the log still shows them
+    once the user, key and folder are deleted (nothing checks or clears the
+    links: a credential read locks no row of theirs)."""
+    leaver = make_user("leaver")
+    key = issue_key(leaver, "Old job").key
+    folder = FolderFactory(name="Closed project", parent=tree["shared"])
+    audit.record(
+        AuditRecord.Action.CREDENTIALS_READ,
+        actor=leaver,
+        api_key=key,
+        folder=folder,
+        target=("connection", 7, "Legacy CRM"),
+    )
+    ids = (leaver.pk, key.pk, folder.pk)
+    folder.delete()
+    leaver.delete()  # and with it the key
+
+    record = AuditRecord.objects.get(action=AuditRecord.Action.CREDENTIALS_READ)
+    assert (record.actor_id, record.api_key_id, record.folder_id) == ids
+    client.force_login(tenant_admin)
+    page = client.get(AUDIT)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "leaver" in text and "Old job (" in text and "Legacy CRM" in text
+    assert "Closed project" not in text  # its name was never copied; the link leads nowhere

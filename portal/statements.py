@@ -1,0 +1,124 @@
+"""SQL written once from the models' own names, for the few hot paths where
+composing a statement through the ORM costs more than running it: handing
+out credentials, refreshing a token, writing the audit log.
+
+Only table and column names from the models and ``%s`` placeholders go
+into the text, so no value can change a statement (ruff's S608 is moot
+wherever these are used). Queries still run through Django's cursor: they
+are counted, logged in debug and wrapped like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache, cached_property
+
+from django.db import connection as db
+from django.db.models import Field, Model
+from django.utils import timezone
+
+
+def table(model: type[Model]) -> str:
+    return db.ops.quote_name(model._meta.db_table)
+
+
+def column(model: type[Model], name: str) -> str:
+    return db.ops.quote_name(model._meta.get_field(name).column)
+
+
+def execute(sql: str, params: Sequence) -> int:
+    """Run one statement; the number of rows it touched."""
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+@cache
+def _insert_sql(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
+    fields = tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+    columns = ", ".join(db.ops.quote_name(field.column) for field in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {table(model)} ({columns}) VALUES ({marks})", fields  # noqa: S608
+
+
+# Fields whose database value is the Python value itself (a str, an int, a
+# bool, or None), once it is of the field's type: ``insert_row`` hands those
+# over as they are.
+_AS_IS = frozenset(
+    {"CharField", "TextField", "IntegerField", "BigIntegerField", "PositiveIntegerField",
+     "SmallIntegerField", "BooleanField", "AutoField", "BigAutoField"}
+)  # fmt: skip
+
+
+@cache
+def _row_preparers(model: type[Model]) -> tuple:
+    """Per column of ``_insert_sql``: the field, and whether its value needs
+    preparing for the database (a date, an address, JSON...)."""
+    _, fields = _insert_sql(model)
+    return tuple(
+        (
+            field,
+            (field.target_field if field.is_relation else field).get_internal_type() not in _AS_IS,
+        )
+        for field in fields
+    )
+
+
+def _missing(field: Field):
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return timezone.now()
+    return field.get_default()
+
+
+def insert_row(model: type[Model], values: dict) -> None:
+    """INSERT one row from ``values`` (by attname, each already of its
+    field's type and length; a column left out takes its default, or now for
+    ``auto_now(_add)``) without building a model instance: the cheapest
+    write of an append-only row."""
+    row = []
+    for field, prepare in _row_preparers(model):
+        value = values[field.attname] if field.attname in values else _missing(field)
+        row.append(field.get_db_prep_save(value, db) if prepare else value)
+    execute(_insert_sql(model)[0], row)
+
+
+class Columns:
+    """Some fields of a model, selected under a table alias and turned back
+    into a model instance (the other fields deferred), with the converters
+    the ORM itself would apply to each column on this database."""
+
+    def __init__(self, model: type[Model], names: Sequence[str], alias: str):
+        self.model = model
+        self.alias = alias
+        # In the model's order, which ``Model.from_db`` expects.
+        wanted = {model._meta.get_field(name) for name in names}
+        self.fields = tuple(field for field in model._meta.concrete_fields if field in wanted)
+        if len(self.fields) != len(wanted):
+            raise ValueError(f"Not all of {names} are columns of {model.__name__}.")
+        self.attnames = tuple(field.attname for field in self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def select(self) -> str:
+        """``alias.column, ...`` for a SELECT list."""
+        return ", ".join(f"{self.alias}.{db.ops.quote_name(field.column)}" for field in self.fields)
+
+    @cached_property
+    def _converters(self) -> tuple[tuple, ...]:
+        converters = []
+        for field in self.fields:
+            col = field.cached_col
+            converters.append(
+                tuple(db.ops.get_db_converters(col)) + tuple(col.get_db_converters(db))
+            )
+        return tuple(converters)
+
+    def build(self, values: Sequence) -> Model:
+        """The instance for this slice of a row, as the ORM would load it."""
+        converted = []
+        for value, converters, field in zip(values, self._converters, self.fields, strict=True):
+            for converter in converters:
+                value = converter(value, field.cached_col, db)
+            converted.append(value)
+        return self.model.from_db(db.alias, self.attnames, converted)
