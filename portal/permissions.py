@@ -95,16 +95,21 @@ def clear_permission_cache(**kwargs) -> None:
     anew at once, rather than on the next permission check: that check then
     costs what every other does."""
     _portal_permissions.cache_clear()
+    _tenant_admin_permission.cache_clear()
     if kwargs.get("using", connection.alias) == connection.alias:
         _portal_permissions()
 
 
-def _tenant_admin_permission_id() -> int:
+@cache
+def _tenant_admin_permission() -> int | None:
     ids = {codename: pk for pk, codename in _portal_permissions().items()}
-    if TENANT_ADMIN_CODENAME not in ids:
+    return ids.get(TENANT_ADMIN_CODENAME)
+
+
+def _tenant_admin_permission_id() -> int:
+    if _tenant_admin_permission() is None:
         clear_permission_cache()
-        ids = {codename: pk for pk, codename in _portal_permissions().items()}
-    return ids.get(TENANT_ADMIN_CODENAME, 0)
+    return _tenant_admin_permission() or 0
 
 
 @cache
