@@ -185,3 +185,29 @@ def test_password_grant_through_the_api_keeps_no_password(
     answer = _credentials(api, connection).json()
     assert answer["type"] == "oauth2_access_token"
     assert "refresh_token" not in answer["secret"]
+
+
+@pytest.mark.parametrize("granted_how", ["user", "group"])
+def test_a_read_is_three_statements(granted_how, make_user, api_for, tree, fakehub):
+    """The key with its account; the connection with its folder, credential
+    and the caller's grants on the folder (a role on an ancestor, given to
+    the user or to one of their groups); the audit record."""
+    from django.contrib.auth.models import Group
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    user = make_user("runner")
+    if granted_how == "user":
+        assign(user, tree["shared"], "Automation User")
+    else:
+        group = Group.objects.create(name="Runners")
+        user.groups.add(group)
+        assign(group, tree["shared"], "Automation User")
+    robot = make_connection(tree["payables"], secret={"token": GOOD_TOKEN})
+    api = api_for(user)
+    assert _credentials(api, robot).status_code == 200  # warm: permission names read once
+    with CaptureQueriesContext(db) as queries:
+        response = _credentials(api, robot)
+    assert response.status_code == 200
+    verbs = [query["sql"].lstrip().split(None, 1)[0].upper() for query in queries]
+    assert verbs == ["SELECT", "SELECT", "INSERT"], [q["sql"] for q in queries]
