@@ -108,6 +108,13 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def attach_credential(self, ciphertext: str | None) -> None:
+        """The sealed credential read in the same statement as the connection
+        (a LEFT JOIN: None when it has none), kept so that unsealing it needs
+        no query of its own."""
+        if ciphertext is not None:
+            self.credential = Credential(connection_id=self.pk, ciphertext=ciphertext)
+
     @property
     def authenticator_deactivated(self) -> bool:
         """Authenticated by a user who has since been deactivated: the

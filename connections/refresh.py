@@ -160,9 +160,8 @@ def _read(connection_id: int) -> Connection:
         row = cursor.fetchone()
     if row is None:
         raise Connection.DoesNotExist(f"No connection {connection_id}.")
-    connection, ciphertext = READ.build(row[: len(READ)]), row[len(READ)]
-    if ciphertext is not None:
-        connection.credential = Credential(connection_id=connection.pk, ciphertext=ciphertext)
+    connection = READ.build(row[: len(READ)])
+    connection.attach_credential(row[len(READ)])
     return connection
 
 

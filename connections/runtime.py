@@ -205,12 +205,13 @@ def connection_for_use(connection_id: int, user) -> tuple[Connection, frozenset[
         rows = cursor.fetchall()
     if not rows:
         return None
-    row, folder_ends = rows[0], len(FOR_USE) + len(FOR_USE_FOLDER)
-    connection = FOR_USE.build(row[: len(FOR_USE)])
-    connection.folder = FOR_USE_FOLDER.build(row[len(FOR_USE) : folder_ends])
-    if row[folder_ends] is not None:
-        connection.credential = Credential(connection_id=connection.pk, ciphertext=row[folder_ends])
-    return connection, permissions.codenames(found[-1] for found in rows)
+    # Each row: the connection's columns, its folder's, the ciphertext, and
+    # one permission id (a row per grant that applies; NULL for none).
+    first, folder_ends = rows[0], len(FOR_USE) + len(FOR_USE_FOLDER)
+    connection = FOR_USE.build(first[: len(FOR_USE)])
+    connection.folder = FOR_USE_FOLDER.build(first[len(FOR_USE) : folder_ends])
+    connection.attach_credential(first[folder_ends])
+    return connection, permissions.codenames(row[-1] for row in rows)
 
 
 def _stored_secret(connection: Connection) -> dict:
