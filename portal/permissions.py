@@ -113,14 +113,17 @@ def _tenant_admin_permission_id() -> int:
 
 
 @cache
-def _grants_sql() -> str:
+def _grants_sql(user: str = "%s") -> str:
     """Every permission the user holds, directly or through a group, each with
     the path of the folder it was granted on; ``administer_tenant`` (directly
     or through a group) with "/", which starts every path. A grant applies to
     a folder whose path starts with that path (``_applies``). It reads
     permission ids only (no join to the permission and content type tables),
-    which keeps the database's planning cheap. Written once from the models'
-    names; ``grants_params`` gives its parameters."""
+    which keeps the database's planning cheap; a permission held twice (by
+    the user and a group) comes twice (UNION ALL: nothing to sort away).
+    Written once from the models' names; ``grants_params`` gives its
+    parameters. ``user``: the SQL for the user's id, a placeholder or a
+    subquery with one."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -130,18 +133,18 @@ def _grants_sql() -> str:
     group_permissions = Group._meta.get_field("permissions")
     member = (
         f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = {{group}} "
-        f"WHERE ug.{groups.m2m_column_name()} = %s"
+        f"WHERE ug.{groups.m2m_column_name()} = {user}"
     )
     folder = f"JOIN {Folder._meta.db_table} gf ON gf.{Folder._meta.pk.column} = {{folder}}"
     path = Folder._meta.get_field("path").column
     user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
     # Only names from the models and %s placeholders go into the text: S608 is moot.
-    return " UNION ".join(
+    return " UNION ALL ".join(
         [
             f"SELECT g.{user_grant.get_field('permission').column} AS permission_id, "  # noqa: S608
             f"gf.{path} AS granted_on FROM {user_grant.db_table} g "
             + folder.format(folder=f"g.{user_grant.get_field('content_object').column}")
-            + f" WHERE g.{user_grant.get_field('user').column} = %s",
+            + f" WHERE g.{user_grant.get_field('user').column} = {user}",
             f"SELECT g.{group_grant.get_field('permission').column}, gf.{path} "  # noqa: S608
             f"FROM {group_grant.db_table} g "
             + folder.format(folder=f"g.{group_grant.get_field('content_object').column}")
@@ -149,7 +152,7 @@ def _grants_sql() -> str:
             + member.format(group=f"g.{group_grant.get_field('group').column}"),
             f"SELECT x.{user_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
             f"FROM {user_permissions.m2m_db_table()} x "
-            f"WHERE x.{user_permissions.m2m_column_name()} = %s "
+            f"WHERE x.{user_permissions.m2m_column_name()} = {user} "
             f"AND x.{user_permissions.m2m_reverse_name()} = %s",
             f"SELECT x.{group_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
             f"FROM {group_permissions.m2m_db_table()} x "
@@ -160,16 +163,18 @@ def _grants_sql() -> str:
 
 
 def grants_params(user) -> list:
-    """The parameters of ``grants_join`` (and of the grants statement)."""
+    """The parameters of ``grants_join`` (and of the grants statement):
+    ``user`` is the user's id, or the parameter of ``grants_join``'s
+    ``user`` subquery."""
     admin = _tenant_admin_permission_id()
-    return [user.pk, user.pk, user.pk, admin, user.pk, admin]
+    return [user, user, user, admin, user, admin]
 
 
 def _applies(path_sql: str, alias: str) -> str:
     return f"substr({path_sql}, 1, length({alias}.granted_on)) = {alias}.granted_on"
 
 
-def grants_join(path_sql: str, alias: str = "gr") -> str:
+def grants_join(path_sql: str, alias: str = "gr", user: str = "%s") -> str:
     """A LEFT JOIN, for a statement that reads a folder (its path being
     ``path_sql``), of the permission ids the user holds there:
     ``alias.permission_id``, one row each, NULL when none. Its parameters
@@ -177,7 +182,7 @@ def grants_join(path_sql: str, alias: str = "gr") -> str:
     rows' ids make the ``granted`` of ``folder_permissions``
     (``codenames``): whoever reads a connection to use it learns the
     caller's permissions in the same statement."""
-    return f"LEFT JOIN ({_grants_sql()}) {alias} ON {_applies(path_sql, alias)}"
+    return f"LEFT JOIN ({_grants_sql(user)}) {alias} ON {_applies(path_sql, alias)}"
 
 
 def codenames(permission_ids) -> frozenset[str]:
@@ -203,7 +208,7 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     folder or any ancestor, and ``administer_tenant`` if the user holds it
     (directly or through a group): one query."""
     with connection.cursor() as cursor:
-        cursor.execute(_granted_sql(), [*grants_params(user), folder.path])
+        cursor.execute(_granted_sql(), [*grants_params(user.pk), folder.path])
         return codenames(row[0] for row in cursor.fetchall())
 
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from functools import cache, cached_property
 
 from django.db import connection as db
-from django.db.models import Field, Model
+from django.db.models import Field, Model, signals
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 
@@ -83,16 +84,18 @@ def insert_row(model: type[Model], values: dict) -> None:
 
 
 class Columns:
-    """Some fields of a model, selected under a table alias and turned back
-    into a model instance (the other fields deferred), with the converters
-    the ORM itself would apply to each column on this database."""
+    """Some fields of a model (``names``; None: every column), selected under
+    a table alias and turned back into a model instance (the other fields
+    deferred), with the converters the ORM itself would apply to each column
+    on this database."""
 
-    def __init__(self, model: type[Model], names: Sequence[str], alias: str):
+    def __init__(self, model: type[Model], names: Sequence[str] | None, alias: str):
         self.model = model
         self.alias = alias
+        concrete = model._meta.concrete_fields
         # In the model's order, which ``Model.from_db`` expects.
-        wanted = {model._meta.get_field(name) for name in names}
-        self.fields = tuple(field for field in model._meta.concrete_fields if field in wanted)
+        wanted = set(concrete) if names is None else {model._meta.get_field(n) for n in names}
+        self.fields = tuple(field for field in concrete if field in wanted)
         if len(self.fields) != len(wanted):
             raise ValueError(f"Not all of {names} are columns of {model.__name__}.")
         self.attnames = tuple(field.attname for field in self.fields)
@@ -114,6 +117,15 @@ class Columns:
             )
         return tuple(converters)
 
+    @cached_property
+    def _plain(self) -> bool:
+        """No one listens to the model's ``pre_init`` / ``post_init``: an
+        instance can be made without running ``Model.__init__``."""
+        return not (
+            signals.pre_init.has_listeners(self.model)
+            or signals.post_init.has_listeners(self.model)
+        )
+
     def build(self, values: Sequence) -> Model:
         """The instance for this slice of a row, as the ORM would load it."""
         converted = []
@@ -121,4 +133,23 @@ class Columns:
             for converter in converters:
                 value = converter(value, field.cached_col, db)
             converted.append(value)
-        return self.model.from_db(db.alias, self.attnames, converted)
+        if not self._plain:
+            return self.model.from_db(db.alias, self.attnames, converted)
+        # What ``from_db`` makes, without walking every field of the model
+        # twice: a field not loaded is absent from ``__dict__``, which is how
+        # the ORM defers it.
+        instance = self.model.__new__(self.model)
+        instance.__dict__.update(zip(self.attnames, converted, strict=True))
+        instance._state = ModelState()
+        instance._state.adding = False
+        instance._state.db = db.alias
+        return instance
+
+    def build_joined(self, values: Sequence) -> Model | None:
+        """``build``, or None for the NULLs of a LEFT JOIN that found no row
+        (the primary key must be among the columns)."""
+        return None if values[self._pk_index] is None else self.build(values)
+
+    @cached_property
+    def _pk_index(self) -> int:
+        return self.fields.index(self.model._meta.pk)

@@ -3,6 +3,8 @@ authenticate the API: a signed-in browser without a key gets 401."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import get_usage
@@ -37,16 +39,29 @@ def enforce_rate_limit(request: HttpRequest) -> None:
 
 class ApiKeyAuth(HttpAuthBase):
     """``Authorization: Bearer cpk_…``. The authenticated key is
-    ``request.auth`` and its user ``request.user``."""
+    ``request.auth`` and its user ``request.user``.
+
+    ``along(request)``: a read for the operation to ride on the key's
+    statement (``api_keys.Along``); what it found is ``request.along``."""
 
     openapi_scheme = "bearer"
+
+    def __init__(self, along: Callable[[HttpRequest], api_keys.Along] | None = None):
+        super().__init__()
+        self.along = along
 
     def __call__(self, request: HttpRequest) -> ApiKey:
         scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             # Never log or echo what was sent: it may be a key with a typo.
             raise api_keys.ApiKeyRefused("Send an API key: Authorization: Bearer cpk_…")
-        key = api_keys.authenticate(raw.strip(), ip=client_ip(request) or None)
+        ip = client_ip(request) or None
+        if self.along is None:
+            key = api_keys.authenticate(raw.strip(), ip=ip)
+        else:
+            key, request.along = api_keys.authenticate_along(
+                raw.strip(), self.along(request), ip=ip
+            )
         request.auth = key
         request.user = key.user
         enforce_rate_limit(request)
