@@ -8,6 +8,7 @@ say which connection is meant and what it takes to call the provider.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -178,20 +179,22 @@ FOR_USE_FOLDER = statements.Columns(
 
 @cache
 def _for_use_parts(user: str = "%s") -> tuple[str, str]:
-    """What reading a connection to use it selects, and the joins after the
-    connection's table (``c``): its folder, its credential and the caller's
-    grants on the folder (``user``: the SQL of the caller's id)."""
+    """What reading a connection to use it selects: its columns, its
+    folder's, its sealed credential and the caller's grants on the folder
+    (``user``: the SQL of the caller's id); and the joins after the
+    connection's table (``c``)."""
     credential = statements.column(Credential, "connection")
+    path = "f." + statements.column(Folder, "path")
     select = (
         f"{FOR_USE.select()}, {FOR_USE_FOLDER.select()}, "
-        f"cr.{statements.column(Credential, 'ciphertext')}, gr.permission_id"
+        f"cr.{statements.column(Credential, 'ciphertext')}, "
+        f"{permissions.granted_ids(path, user=user)}"
     )
     joins = (
         f"LEFT JOIN {statements.table(Folder)} f ON f.{statements.column(Folder, 'id')} = "
         f"c.{statements.column(Connection, 'folder')} "
         f"LEFT JOIN {statements.table(Credential)} cr ON cr.{credential} = "
         f"c.{statements.column(Connection, 'id')} "
-        f"{permissions.grants_join('f.' + statements.column(Folder, 'path'), user=user)} "
     )
     return select, joins
 
@@ -211,17 +214,17 @@ def _for_use_sql() -> str:
 ForUse = tuple[Connection | None, frozenset[str] | None]
 
 
-def _for_use_from(rows: list[tuple]) -> ForUse:
-    """Each row: the connection's columns, its folder's, the ciphertext, and
-    one permission id (a row per grant that applies; NULL for none); the
-    connection's are NULL when there is no such connection."""
-    if not rows or rows[0][0] is None:
+def _for_use_from(row: Sequence | None) -> ForUse:
+    """The row's columns: the connection's, its folder's, the ciphertext, and
+    the permission ids granted; the connection's are NULL (or there is no
+    row) when there is no such connection."""
+    if row is None or row[0] is None:
         return None, None
-    first, folder_ends = rows[0], len(FOR_USE) + len(FOR_USE_FOLDER)
-    connection = FOR_USE.build(first[: len(FOR_USE)])
-    connection.folder = FOR_USE_FOLDER.build(first[len(FOR_USE) : folder_ends])
-    connection.attach_credential(first[folder_ends])
-    return connection, permissions.codenames(row[-1] for row in rows)
+    folder_ends = len(FOR_USE) + len(FOR_USE_FOLDER)
+    connection = FOR_USE.build(row[: len(FOR_USE)])
+    connection.folder = FOR_USE_FOLDER.build(row[len(FOR_USE) : folder_ends])
+    connection.attach_credential(row[folder_ends])
+    return connection, permissions.codenames(row[folder_ends + 1])
 
 
 def connection_for_use(connection_id: int, user) -> ForUse:
@@ -231,7 +234,7 @@ def connection_for_use(connection_id: int, user) -> ForUse:
     connection. Only ``FOR_USE``'s fields are loaded."""
     with db.cursor() as cursor:
         cursor.execute(_for_use_sql(), [*permissions.grants_params(user.pk), connection_id])
-        return _for_use_from(cursor.fetchall())
+        return _for_use_from(cursor.fetchone())
 
 
 def for_use_along(connection_id: int) -> api_keys.Along:
@@ -246,7 +249,7 @@ def for_use_along(connection_id: int) -> api_keys.Along:
             f"LEFT JOIN {statements.table(Connection)} c "
             f"ON c.{statements.column(Connection, 'id')} = %s {joins}"
         ),
-        params=lambda digest: [connection_id, *permissions.grants_params(digest)],
+        params=[*permissions.grants_params(None), connection_id],
         build=_for_use_from,
     )
 

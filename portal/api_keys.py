@@ -137,15 +137,16 @@ class Along:
     """A read that rides on the key lookup's statement, for an endpoint whose
     every request needs it (the credentials read): one round trip to the
     database instead of two. ``select`` (columns, each after a comma) and
-    ``joins`` are SQL from the models' names; ``params(digest)`` the
-    parameters of ``joins``; ``build(rows)`` what the read found, from each
-    row's columns after the key's (one row, or several when ``joins``
-    multiplies them; the key's part is the same in each)."""
+    ``joins`` (which must keep the key's one row: LEFT JOINs on one row
+    each) are SQL from the models' names, which may use the key's columns
+    (``key_user_sql``); ``params`` their parameters, in that order;
+    ``build(columns)`` what the read found, from the row's columns after
+    the key's."""
 
     select: str
     joins: str
-    params: Callable[[str], list]
-    build: Callable[[list[tuple]], object]
+    params: Sequence
+    build: Callable[[Sequence], object]
 
 
 @cache
@@ -160,14 +161,10 @@ def _key_parts() -> tuple[statements.Columns, ...]:
     )
 
 
-@cache
 def key_user_sql() -> str:
-    """The id of the user of the key whose digest is the parameter, for a
-    statement that needs it before the key's row is read (``Along``)."""
-    return (
-        f"(SELECT {statements.column(ApiKey, 'user')} FROM {statements.table(ApiKey)} "  # noqa: S608
-        f"WHERE {statements.column(ApiKey, 'digest')} = %s)"
-    )
+    """The key's user's id, for the columns of an ``Along`` (which may use it
+    in their subqueries)."""
+    return f"k.{statements.column(ApiKey, 'user')}"
 
 
 @cache
@@ -209,11 +206,11 @@ def _verified(raw: str, ip: str | None, along: Along | None) -> tuple[ApiKey, ob
     hashed = digest(raw)
     sql = _key_sql(along.select, along.joins) if along else _key_sql()
     with db.cursor() as cursor:
-        cursor.execute(sql, [*(along.params(hashed) if along else ()), hashed])
-        rows = cursor.fetchall()
-    if not rows:
+        cursor.execute(sql, [*(along.params if along else ()), hashed])
+        row = cursor.fetchone()
+    if row is None:
         raise ApiKeyRefused("This API key is not valid.")
-    key, at = _key_from(rows[0])
+    key, at = _key_from(row)
     now = timezone.now()
     if key.revoked_at:
         raise ApiKeyRefused("This API key has been revoked.")
@@ -225,7 +222,7 @@ def _verified(raw: str, ip: str | None, along: Along | None) -> tuple[ApiKey, ob
     if key.last_used_at is None or key.last_used_at < stale or key.last_used_ip != ip:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
         key.last_used_at, key.last_used_ip = now, ip
-    return key, along.build([row[at:] for row in rows]) if along else None
+    return key, along.build(row[at:]) if along else None
 
 
 def authenticate(raw: str, *, ip: str | None = None) -> ApiKey:

@@ -30,6 +30,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.lookups import StartsWith
 from django.http import Http404
 
+from portal import statements
 from portal.models import (
     FOLDER_PERMISSION_CODENAMES,
     FOLDER_PERMISSIONS,
@@ -123,7 +124,7 @@ def _grants_sql(user: str = "%s") -> str:
     the user and a group) comes twice (UNION ALL: nothing to sort away).
     Written once from the models' names; ``grants_params`` gives its
     parameters. ``user``: the SQL for the user's id, a placeholder or a
-    subquery with one."""
+    column of an enclosing statement (``granted_ids`` is a subquery)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -162,32 +163,39 @@ def _grants_sql(user: str = "%s") -> str:
     )
 
 
-def grants_params(user) -> list:
-    """The parameters of ``grants_join`` (and of the grants statement):
-    ``user`` is the user's id, or the parameter of ``grants_join``'s
-    ``user`` subquery."""
+def grants_params(user_id: int | None) -> list:
+    """The parameters of ``granted_ids``: the user's id, or None when the
+    ``user`` given to it is a column of the statement."""
     admin = _tenant_admin_permission_id()
-    return [user, user, user, admin, user, admin]
+    if user_id is None:
+        return [admin, admin]
+    return [user_id, user_id, user_id, admin, user_id, admin]
 
 
 def _applies(path_sql: str, alias: str) -> str:
     return f"substr({path_sql}, 1, length({alias}.granted_on)) = {alias}.granted_on"
 
 
-def grants_join(path_sql: str, alias: str = "gr", user: str = "%s") -> str:
-    """A LEFT JOIN, for a statement that reads a folder (its path being
-    ``path_sql``), of the permission ids the user holds there:
-    ``alias.permission_id``, one row each, NULL when none. Its parameters
-    (``grants_params``) come where the join stands in the statement. The
-    rows' ids make the ``granted`` of ``folder_permissions``
-    (``codenames``): whoever reads a connection to use it learns the
-    caller's permissions in the same statement."""
-    return f"LEFT JOIN ({_grants_sql(user)}) {alias} ON {_applies(path_sql, alias)}"
+@cache
+def granted_ids(path_sql: str, user: str = "%s") -> str:
+    """A column, for a statement that reads a folder (its path being
+    ``path_sql``): the ids of the permissions the user holds there, as one
+    list (``statements.id_list``; NULL when none), so the statement still
+    answers one row. Its parameters (``grants_params``) come where the
+    column stands in the statement; ``user`` as in ``_grants_sql``. The ids
+    make the ``granted`` of ``folder_permissions`` (``codenames``):
+    whoever reads a connection to use it learns the caller's permissions
+    in the same statement."""
+    return (
+        f"(SELECT {statements.id_list('gr.permission_id')} "  # noqa: S608 (as above)
+        f"FROM ({_grants_sql(user)}) gr WHERE {_applies(path_sql, 'gr')})"
+    )
 
 
-def codenames(permission_ids) -> frozenset[str]:
-    """The codenames of these permission ids (None and unknown ids ignored)."""
-    ids = [pk for pk in permission_ids if pk is not None]
+def codenames(id_list: str | None) -> frozenset[str]:
+    """The codenames of the permission ids of a ``granted_ids`` column
+    (unknown ids ignored)."""
+    ids = statements.ids(id_list)
     names = _portal_permissions()
     if any(pk not in names for pk in ids):
         clear_permission_cache()
@@ -195,21 +203,14 @@ def codenames(permission_ids) -> frozenset[str]:
     return frozenset(names[pk] for pk in ids if pk in names)
 
 
-@cache
-def _granted_sql() -> str:
-    return (
-        f"SELECT gr.permission_id FROM ({_grants_sql()}) gr "  # noqa: S608 (as above)
-        f"WHERE {_applies('%s', 'gr')}"
-    )
-
-
 def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     """Codenames granted to the user, directly or through groups, on the
     folder or any ancestor, and ``administer_tenant`` if the user holds it
     (directly or through a group): one query."""
     with connection.cursor() as cursor:
-        cursor.execute(_granted_sql(), [*grants_params(user.pk), folder.path])
-        return codenames(row[0] for row in cursor.fetchall())
+        # The folder's path is the statement's last parameter: %s stands last.
+        cursor.execute(f"SELECT {granted_ids('%s')}", [*grants_params(user.pk), folder.path])
+        return codenames(cursor.fetchone()[0])
 
 
 def folder_permissions(
@@ -217,7 +218,7 @@ def folder_permissions(
 ) -> frozenset[str]:
     """Every permission codename the user holds in the folder (empty: cannot
     see it). ``granted``: the user's grants there, when the caller read them
-    along with the folder (``grants_join``)."""
+    along with the folder (``granted_ids``)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
     if folder.is_personal:

@@ -34,6 +34,20 @@ def execute(sql: str, params: Sequence) -> int:
         return cursor.rowcount
 
 
+def id_list(expr: str) -> str:
+    """An aggregate of integer ``expr`` into one text value, "3,5,8" (NULL
+    over no rows), on either database: one row where a join would give a
+    row per id. ``ids`` reads it."""
+    if db.vendor == "postgresql":
+        return f"string_agg(CAST({expr} AS text), ',')"
+    return f"group_concat({expr}, ',')"
+
+
+def ids(value: str | None) -> list[int]:
+    """The ids of an ``id_list`` column."""
+    return [int(part) for part in value.split(",")] if value else []
+
+
 @cache
 def _insert_sql(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
     fields = tuple(field for field in model._meta.concrete_fields if not field.primary_key)
