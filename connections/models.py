@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from portal import statements
 from portal.models import Folder
 
 
@@ -113,7 +116,10 @@ class Connection(models.Model):
         (a LEFT JOIN: None when it has none), kept so that unsealing it needs
         no query of its own."""
         if ciphertext is not None:
-            self.credential = Credential(connection_id=self.pk, ciphertext=ciphertext)
+            credential = _sealed_columns().build((self.pk, ciphertext))
+            # What ``select_related("credential")`` leaves: each names the other.
+            Credential.connection.field.set_cached_value(credential, self)
+            Connection.credential.related.set_cached_value(self, credential)
 
     @property
     def authenticator_deactivated(self) -> bool:
@@ -121,6 +127,11 @@ class Connection(models.Model):
         connection keeps working, and its folder's administrators should
         reconnect it under an active account."""
         return self.authenticated_by_id is not None and not self.authenticated_by.is_active
+
+
+@cache
+def _sealed_columns() -> statements.Columns:
+    return statements.Columns(Credential, ("connection", "ciphertext"), "cr")
 
 
 class Credential(models.Model):

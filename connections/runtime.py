@@ -237,18 +237,24 @@ def connection_for_use(connection_id: int, user) -> ForUse:
         return _for_use_from(cursor.fetchone())
 
 
+@cache
+def _along_sql() -> tuple[str, str]:
+    select, joins = _for_use_parts(user=api_keys.key_user_sql())
+    return ", " + select, (
+        f"LEFT JOIN {statements.table(Connection)} c "
+        f"ON c.{statements.column(Connection, 'id')} = %s {joins}"
+    )
+
+
 def for_use_along(connection_id: int) -> api_keys.Along:
     """``connection_for_use`` in the statement that verifies the caller's API
     key (``api_keys.authenticate_along``): the caller is the key's user, so
     a credentials read costs one round trip fewer. Its result is used only
     once the key is known to be active."""
-    select, joins = _for_use_parts(user=api_keys.key_user_sql())
+    select, joins = _along_sql()
     return api_keys.Along(
-        select=", " + select,
-        joins=(
-            f"LEFT JOIN {statements.table(Connection)} c "
-            f"ON c.{statements.column(Connection, 'id')} = %s {joins}"
-        ),
+        select=select,
+        joins=joins,
         params=[*permissions.grants_params(None), connection_id],
         build=_for_use_from,
     )
