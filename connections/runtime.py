@@ -227,13 +227,22 @@ def _for_use_from(row: Sequence | None) -> ForUse:
     return connection, permissions.codenames(row[folder_ends + 1])
 
 
+def _row_id(connection_id: int) -> int | None:
+    """The id as a statement's parameter: None, which matches no row, for an
+    id beyond what the column holds (a path may carry any integer)."""
+    low, high = db.ops.integer_field_range(Connection._meta.pk.get_internal_type())
+    return connection_id if low <= connection_id <= high else None
+
+
 def connection_for_use(connection_id: int, user) -> ForUse:
     """The connection with its folder and its credential (sealed), and what
     ``user`` was granted on the folder (``permissions.folder_permissions``'s
     ``granted``), in one statement; (None, None) if there is no such
     connection. Only ``FOR_USE``'s fields are loaded."""
     with db.cursor() as cursor:
-        cursor.execute(_for_use_sql(), [*permissions.grants_params(user.pk), connection_id])
+        cursor.execute(
+            _for_use_sql(), [*permissions.grants_params(user.pk), _row_id(connection_id)]
+        )
         return _for_use_from(cursor.fetchone())
 
 
@@ -255,7 +264,7 @@ def for_use_along(connection_id: int) -> api_keys.Along:
     return api_keys.Along(
         select=select,
         joins=joins,
-        params=[*permissions.grants_params(None), connection_id],
+        params=[*permissions.grants_params(None), _row_id(connection_id)],
         build=_for_use_from,
     )
 

@@ -430,3 +430,15 @@ def test_the_key_decides_not_the_session(tree, make_user, tenant_admin, fakehub)
     assert refused.status_code == 403
     assert refused.json()["detail"] == refused_message("use")
     assert api.get(f"{API}/connections/{make_connection(tree['hr'], 'HR').pk}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/connections/{2**64}", f"/connections/{2**64}/credentials", f"/credentials?id={2**64}"],
+)
+def test_an_id_beyond_any_database_integer_is_missing(tree, make_user, fakehub, path):
+    user = make_user("member")
+    assign(user, tree["finance"], "Folder Administrator")
+    response = _key(user, None).get(f"{API}{path}")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No such connection."}
