@@ -38,17 +38,18 @@ def connection_by_id(
     *,
     related: tuple[str, ...] = (),
     within: Callable[[Folder], bool] | None = None,
-    load: Callable[[int, object], tuple[Connection, frozenset[str]] | None] | None = None,
+    load: Callable[[int, object], tuple[Connection | None, frozenset[str] | None]] | None = None,
 ):
     """``connection_for`` when only the connection's id is known (the API):
     the connection and its folder in one query, the same answers. A folder
     that ``within`` refuses (an API key's scope) answers as invisible.
     ``load`` reads the connection (with its folder) and the user's grants on
     the folder another way, e.g. ``runtime.connection_for_use`` on the
-    credentials path, where it is all one statement."""
+    credentials path, where it is all one statement: (None, None) when
+    there is no such connection."""
     granted = None
     if load is not None:
-        connection, granted = load(connection_id, user) or (None, None)
+        connection, granted = load(connection_id, user)
     else:
         connection = (
             Connection.objects.select_related("folder", *related).filter(pk=connection_id).first()
