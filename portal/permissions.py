@@ -114,17 +114,26 @@ def _tenant_admin_permission_id() -> int:
 
 
 @cache
-def _grants_sql(user: str = "%s") -> str:
-    """Every permission the user holds, directly or through a group, each with
-    the path of the folder it was granted on; ``administer_tenant`` (directly
-    or through a group) with "/", which starts every path. A grant applies to
-    a folder whose path starts with that path (``_applies``). It reads
-    permission ids only (no join to the permission and content type tables),
-    which keeps the database's planning cheap; a permission held twice (by
-    the user and a group) comes twice (UNION ALL: nothing to sort away).
-    Written once from the models' names; ``grants_params`` gives its
-    parameters. ``user``: the SQL for the user's id, a placeholder or a
-    column of an enclosing statement (``granted_ids`` is a subquery)."""
+def _within(path_sql: str, folder_id_sql: str) -> str:
+    """Whether the folder whose path is ``path_sql`` is the folder
+    ``folder_id_sql`` or below it: a path is the ids from the top down
+    ("/2/3/4/"), so the id stands in it between slashes. A condition on the
+    grant's own row: no join to the folder table, whatever its size."""
+    find = "strpos" if connection.vendor == "postgresql" else "instr"
+    return f"{find}({path_sql}, '/' || {folder_id_sql} || '/') > 0"
+
+
+def _grants_sql(user: str, path_sql: str) -> str:
+    """The ids of every permission the user holds, directly or through a
+    group, on the folder whose path is ``path_sql`` or one above it, and
+    ``administer_tenant`` (directly or through a group), which applies to
+    every folder. It reads permission ids only (no join to the permission
+    and content type tables), which keeps the database's planning cheap; a
+    permission held twice (by the user and a group) comes twice (UNION ALL:
+    nothing to sort away). Written once from the models' names;
+    ``grants_params`` gives its parameters. ``user`` and ``path_sql``: a
+    placeholder each, or columns of an enclosing statement (``granted_ids``
+    is a subquery)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -136,26 +145,23 @@ def _grants_sql(user: str = "%s") -> str:
         f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = {{group}} "
         f"WHERE ug.{groups.m2m_column_name()} = {user}"
     )
-    folder = f"JOIN {Folder._meta.db_table} gf ON gf.{Folder._meta.pk.column} = {{folder}}"
-    path = Folder._meta.get_field("path").column
     user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
+    folder = user_grant.get_field("content_object").column
     # Only names from the models and %s placeholders go into the text: S608 is moot.
     return " UNION ALL ".join(
         [
-            f"SELECT g.{user_grant.get_field('permission').column} AS permission_id, "  # noqa: S608
-            f"gf.{path} AS granted_on FROM {user_grant.db_table} g "
-            + folder.format(folder=f"g.{user_grant.get_field('content_object').column}")
-            + f" WHERE g.{user_grant.get_field('user').column} = {user}",
-            f"SELECT g.{group_grant.get_field('permission').column}, gf.{path} "  # noqa: S608
+            f"SELECT g.{user_grant.get_field('permission').column} AS permission_id "  # noqa: S608
+            f"FROM {user_grant.db_table} g WHERE g.{user_grant.get_field('user').column} = {user} "
+            f"AND {_within(path_sql, f'g.{folder}')}",
+            f"SELECT g.{group_grant.get_field('permission').column} "  # noqa: S608
             f"FROM {group_grant.db_table} g "
-            + folder.format(folder=f"g.{group_grant.get_field('content_object').column}")
-            + " "
-            + member.format(group=f"g.{group_grant.get_field('group').column}"),
-            f"SELECT x.{user_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
+            + member.format(group=f"g.{group_grant.get_field('group').column}")
+            + f" AND {_within(path_sql, 'g.' + group_grant.get_field('content_object').column)}",
+            f"SELECT x.{user_permissions.m2m_reverse_name()} "  # noqa: S608
             f"FROM {user_permissions.m2m_db_table()} x "
             f"WHERE x.{user_permissions.m2m_column_name()} = {user} "
             f"AND x.{user_permissions.m2m_reverse_name()} = %s",
-            f"SELECT x.{group_permissions.m2m_reverse_name()}, '/' "  # noqa: S608
+            f"SELECT x.{group_permissions.m2m_reverse_name()} "  # noqa: S608
             f"FROM {group_permissions.m2m_db_table()} x "
             + member.format(group=f"x.{group_permissions.m2m_column_name()}")
             + f" AND x.{group_permissions.m2m_reverse_name()} = %s",
@@ -163,17 +169,14 @@ def _grants_sql(user: str = "%s") -> str:
     )
 
 
-def grants_params(user_id: int | None) -> list:
-    """The parameters of ``granted_ids``: the user's id, or None when the
-    ``user`` given to it is a column of the statement."""
+def grants_params(user_id: int | None, path: str | None = None) -> list:
+    """The parameters of ``granted_ids``, in their order: the user's id
+    (None when the ``user`` given to it is a column of the statement) and
+    the folder's path (None when ``path_sql`` is a column)."""
     admin = _tenant_admin_permission_id()
-    if user_id is None:
-        return [admin, admin]
-    return [user_id, user_id, user_id, admin, user_id, admin]
-
-
-def _applies(path_sql: str, alias: str) -> str:
-    return f"substr({path_sql}, 1, length({alias}.granted_on)) = {alias}.granted_on"
+    user = [] if user_id is None else [user_id]
+    within = [] if path is None else [path]
+    return [*user, *within, *user, *within, *user, admin, *user, admin]
 
 
 @cache
@@ -188,7 +191,7 @@ def granted_ids(path_sql: str, user: str = "%s") -> str:
     in the same statement."""
     return (
         f"(SELECT {statements.id_list('gr.permission_id')} "  # noqa: S608 (as above)
-        f"FROM ({_grants_sql(user)}) gr WHERE {_applies(path_sql, 'gr')})"
+        f"FROM ({_grants_sql(user, path_sql)}) gr)"
     )
 
 
@@ -208,8 +211,7 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     folder or any ancestor, and ``administer_tenant`` if the user holds it
     (directly or through a group): one query."""
     with connection.cursor() as cursor:
-        # The folder's path is the statement's last parameter: %s stands last.
-        cursor.execute(f"SELECT {granted_ids('%s')}", [*grants_params(user.pk), folder.path])
+        cursor.execute(f"SELECT {granted_ids('%s')}", grants_params(user.pk, folder.path))
         return codenames(cursor.fetchone()[0])
 
 

@@ -259,3 +259,39 @@ def test_moving_a_folder_moves_inherited_access(tree, make_user):
     assert can(user, Action.VIEW_FOLDER, payables)
     assert can(user, Action.VIEW_FOLDER, deeper)
     assert not can(user, Action.VIEW_FOLDER, tree["finance"])
+
+
+@pytest.mark.parametrize("through", ["user", "group"])
+def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(make_user, through):
+    """A folder's path is the ids from the top ("/9007/9008/"): a grant on
+    9007 holds in 9007 and below it, not in 19007 nor in 90071, whose paths
+    hold the digits but not the id. Asked as the pages ask, and in the
+    statement that reads a connection for use."""
+    from connections.runtime import connection_for_use
+    from portal.models import Folder
+    from portal.permissions import folder_permissions
+    from tests.api.helpers import make_connection
+    from tests.factories import GroupFactory
+
+    def folder(pk, parent=None):
+        return Folder.objects.create(pk=pk, name=f"F{pk}", kind=Folder.Kind.SHARED, parent=parent)
+
+    granted = folder(9007)
+    below = folder(9008, granted)
+    lookalike = folder(19007)
+    lookalike_child = folder(90071, lookalike)
+    assert (below.path, lookalike_child.path) == ("/9007/9008/", "/19007/90071/")
+    user = make_user("member")
+    if through == "user":
+        assign(user, granted, "Automation User")
+    else:
+        group = GroupFactory()
+        user.groups.add(group)
+        assign(group, granted, "Automation User")
+    expected = {Action.VIEW_CONNECTIONS, Action.USE_CONNECTIONS}
+    for place, holds in [(granted, True), (below, True), (lookalike, False),
+                         (lookalike_child, False)]:  # fmt: skip
+        got = folder_permissions(user, place)
+        assert expected <= got if holds else not got, place.path
+        _, read = connection_for_use(make_connection(place, f"In {place.pk}").pk, user)
+        assert expected <= read if holds else not read, place.path
