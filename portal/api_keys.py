@@ -19,8 +19,8 @@ from functools import cache
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db import connection as db
-from django.db import transaction
 from django.utils import timezone
 
 from portal import audit, statements
@@ -94,12 +94,15 @@ def issue(
     actor,
     ip: str | None = None,
 ) -> IssuedKey:
-    """Make a key for ``owner``; the caller checks ``may_manage_keys_of`` first."""
-    name = clean_key_name(owner, name)
-    expires_at = clean_expiry(settings.PORTAL_API_KEY_DAYS if days in (None, "") else days)
-    folder = clean_scope(owner, folder)
+    """Make a key for ``owner``; the caller checks ``may_manage_keys_of`` first.
+    Keys of one owner are made one at a time (the owner's row is locked), so
+    that two requests cannot both find a name free."""
     raw = PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
+        list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values("pk"))
+        name = clean_key_name(owner, name)
+        expires_at = clean_expiry(settings.PORTAL_API_KEY_DAYS if days in (None, "") else days)
+        folder = clean_scope(owner, folder)
         key = ApiKey.objects.create(
             user=owner,
             name=name,
@@ -259,20 +262,31 @@ def clean_robot_name(name: str) -> str:
             }
         )
     if get_user_model().objects.filter(username__iexact=name).exists():
-        raise ValidationError({"name": [f"The name {name!r} is taken."]})
+        raise _name_taken(name)
     return name
+
+
+def _name_taken(name: str) -> ValidationError:
+    return ValidationError({"name": [f"The name {name!r} is taken."]})
 
 
 def create_robot(*, name: str, description: str, actor, ip: str | None = None) -> RobotAccount:
     """A robot account: a user with no usable password, that never signs in
     to the pages; give it roles on folders and API keys."""
     name = clean_robot_name(name)
-    with transaction.atomic():
-        user = get_user_model().objects.create_user(username=name, password=None)
-        robot = RobotAccount.objects.create(
-            user=user, description=(description or "").strip()[:500], created_by=actor
-        )
-        audit.record(
-            AuditRecord.Action.ROBOT_CREATED, actor=actor, target=("user", user.pk, name), ip=ip
-        )
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(username=name, password=None)
+            robot = RobotAccount.objects.create(
+                user=user, description=(description or "").strip()[:500], created_by=actor
+            )
+            audit.record(
+                AuditRecord.Action.ROBOT_CREATED,
+                actor=actor,
+                target=("user", user.pk, name),
+                ip=ip,
+            )
+    except IntegrityError:
+        # Taken between the check and the INSERT (the username's unique index).
+        raise _name_taken(name) from None
     return robot
