@@ -146,17 +146,18 @@ def _grants_sql(user: str, path_sql: str) -> str:
         f"WHERE ug.{groups.m2m_column_name()} = {user}"
     )
     user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
-    folder = user_grant.get_field("content_object").column
+    user_grant_folder = f"g.{user_grant.get_field('content_object').column}"
+    group_grant_folder = f"g.{group_grant.get_field('content_object').column}"
     # Only names from the models and %s placeholders go into the text: S608 is moot.
     return " UNION ALL ".join(
         [
             f"SELECT g.{user_grant.get_field('permission').column} AS permission_id "  # noqa: S608
             f"FROM {user_grant.db_table} g WHERE g.{user_grant.get_field('user').column} = {user} "
-            f"AND {_within(path_sql, f'g.{folder}')}",
+            f"AND {_within(path_sql, user_grant_folder)}",
             f"SELECT g.{group_grant.get_field('permission').column} "  # noqa: S608
             f"FROM {group_grant.db_table} g "
             + member.format(group=f"g.{group_grant.get_field('group').column}")
-            + f" AND {_within(path_sql, 'g.' + group_grant.get_field('content_object').column)}",
+            + f" AND {_within(path_sql, group_grant_folder)}",
             f"SELECT x.{user_permissions.m2m_reverse_name()} "  # noqa: S608
             f"FROM {user_permissions.m2m_db_table()} x "
             f"WHERE x.{user_permissions.m2m_column_name()} = {user} "
