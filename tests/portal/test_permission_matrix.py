@@ -261,26 +261,33 @@ def test_moving_a_folder_moves_inherited_access(tree, make_user):
     assert not can(user, Action.VIEW_FOLDER, tree["finance"])
 
 
+# Folder ids far above what the test database's sequences reach, so that a
+# test can choose them; they share digits on purpose.
+A, BELOW_A, LOOKALIKE, LOOKALIKE_CHILD = 9_000_007, 9_000_008, 19_000_007, 90_000_071
+
+
+def _folder(pk: int, parent=None):
+    from portal.models import Folder
+
+    return Folder.objects.create(pk=pk, name=f"F{pk}", kind=Folder.Kind.SHARED, parent=parent)
+
+
 @pytest.mark.parametrize("through", ["user", "group"])
 def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(make_user, through):
-    """A folder's path is the ids from the top ("/9007/9008/"): a grant on
-    9007 holds in 9007 and below it, not in 19007 nor in 90071, whose paths
-    hold the digits but not the id. Asked as the pages ask, and in the
+    """A folder's path is the ids from the top ("/9000007/9000008/"): a grant
+    on 9000007 holds there and below, not in 19000007 nor in 90000071, whose
+    paths hold the digits but not the id. Asked as the pages ask, and in the
     statement that reads a connection for use."""
     from connections.runtime import connection_for_use
-    from portal.models import Folder
     from portal.permissions import folder_permissions
     from tests.api.helpers import make_connection
     from tests.factories import GroupFactory
 
-    def folder(pk, parent=None):
-        return Folder.objects.create(pk=pk, name=f"F{pk}", kind=Folder.Kind.SHARED, parent=parent)
-
-    granted = folder(9007)
-    below = folder(9008, granted)
-    lookalike = folder(19007)
-    lookalike_child = folder(90071, lookalike)
-    assert (below.path, lookalike_child.path) == ("/9007/9008/", "/19007/90071/")
+    granted = _folder(A)
+    below = _folder(BELOW_A, granted)
+    lookalike = _folder(LOOKALIKE)
+    lookalike_child = _folder(LOOKALIKE_CHILD, lookalike)
+    assert (below.path, lookalike_child.path) == ("/9000007/9000008/", "/19000007/90000071/")
     user = make_user("member")
     if through == "user":
         assign(user, granted, "Automation User")
@@ -295,3 +302,50 @@ def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(
         assert expected <= got if holds else not got, place.path
         _, read = connection_for_use(make_connection(place, f"In {place.pk}").pk, user)
         assert expected <= read if holds else not read, place.path
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grants_on_a_random_tree_are_those_on_the_folder_and_its_ancestors(make_user, seed):
+    """Random trees of folders whose ids share digits, roles given to a user
+    directly and through two groups: on every folder, the grants the
+    database answers (as the pages ask, and along a connection's read) are
+    the roles' permissions given on a folder whose path starts its path,
+    the rule written out here in Python."""
+    import random
+
+    from django.contrib.auth.models import Group
+
+    from connections.runtime import connection_for_use
+    from portal.models import Role
+    from portal.permissions import _granted_codenames
+    from tests.api.helpers import make_connection
+
+    rng = random.Random(seed)
+    # Ids with others that begin or end with them: 9001234, 90012347, 79001234.
+    bases = rng.sample(range(9_000_000, 9_100_000), 8)
+    pool = []
+    for base in bases:
+        pool += [base, base * 10 + rng.randint(0, 9), rng.randint(1, 9) * 10**7 + base]
+    rng.shuffle(pool)
+    folders = []
+    for pk in pool:
+        parent = rng.choice(folders) if folders and rng.random() < 0.7 else None
+        folders.append(_folder(pk, parent))
+    user = make_user("member")
+    groups = [Group.objects.create(name=f"g{seed}-{n}") for n in range(2)]
+    user.groups.add(*groups)
+    roles = list(Role.objects.prefetch_related("permissions"))
+    given = []
+    for principal in [user, user, *groups, *groups]:
+        folder, role = rng.choice(folders), rng.choice(roles)
+        if not any(g[:3] == (principal, folder, role) for g in given):
+            assign(principal, folder, role.name)
+            given.append((principal, folder, role, {p.codename for p in role.permissions.all()}))
+    for folder in folders:
+        folder.refresh_from_db()
+        expected = set().union(
+            *(codenames for _, on, _, codenames in given if folder.path.startswith(on.path))
+        )
+        assert _granted_codenames(user, folder) == expected, folder.path
+        connection = make_connection(folder, f"In {folder.pk}")
+        assert connection_for_use(connection.pk, user)[1] == expected, folder.path
