@@ -10,7 +10,6 @@ Prints one JSON line: how many callers got a token and the errors seen.
 import json
 import os
 import sys
-import threading
 import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
@@ -19,36 +18,23 @@ import django
 
 django.setup()
 
-from django.db import connection as db  # noqa: E402
-
 from connections import refresh  # noqa: E402
+from tests.at_once import at_once  # noqa: E402
 
 
 def main() -> None:
     connection_id, start_at, threads = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     if "--bypass" in sys.argv:
         refresh._take_lease = lambda *args: True
-    results = {"ok": 0, "errors": []}
-    lock = threading.Lock()
 
-    def contender() -> None:
+    def contend() -> dict:
+        # Threads of the other contender processes start at the same instant.
         time.sleep(max(0.0, start_at - time.time()))
-        try:
-            refresh.refresh_connection(connection_id)
-            with lock:
-                results["ok"] += 1
-        except Exception as error:
-            with lock:
-                results["errors"].append(f"{type(error).__name__}: {error}"[:200])
-        finally:
-            db.close()
+        return refresh.refresh_connection(connection_id)
 
-    workers = [threading.Thread(target=contender) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    print(json.dumps(results))
+    got, raised = at_once(contend, threads)
+    errors = [f"{type(error).__name__}: {error}"[:200] for error in raised]
+    print(json.dumps({"ok": len(got), "errors": errors}))
 
 
 if __name__ == "__main__":

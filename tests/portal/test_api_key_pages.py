@@ -3,7 +3,6 @@ server: who may open each page and do each thing (403 / 404 otherwise),
 what a new key looks like once and never again, and validation that keeps
 what was typed."""
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from portal import api_keys, audit
 from portal.models import ApiKey, AuditRecord, RobotAccount, Role, RoleAssignment
+from tests.at_once import at_once, needs_a_server_database
 from tests.factories import FolderFactory, assign
 
 OWN_KEYS = "/account/api-keys/"
@@ -141,41 +141,23 @@ def test_a_second_active_key_of_the_same_name_is_refused(client, ada):
     assert ApiKey.objects.filter(user=ada).count() == 1
 
 
-def at_once(call, times: int = 4) -> tuple[list, list[str]]:
-    """``call`` in ``times`` threads started at a barrier: what the calls
-    returned, and the name refusals (ValidationError) they met."""
+def name_refusals(errors: list[Exception]) -> list[str]:
+    """The name field's messages of ValidationErrors; anything else fails."""
     from django.core.exceptions import ValidationError
 
-    if db_connection.vendor == "sqlite":
-        pytest.skip("needs a server database for concurrent writers; CI runs it on PostgreSQL")
-    barrier = threading.Barrier(times)
-    made, refused = [], []
-
-    def request():
-        barrier.wait()
-        try:
-            made.append(call())
-        except ValidationError as error:
-            refused.append(error.message_dict["name"][0])
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=request) for _ in range(times)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return made, refused
+    assert all(isinstance(error, ValidationError) for error in errors), errors
+    return [error.message_dict["name"][0] for error in errors]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_requests_for_the_same_name_at_once_make_one_key(make_user):
     """The owner's keys are made one at a time; without that, each request
     would find the name free."""
+    needs_a_server_database()
     owner = make_user("ada")
     made, refused = at_once(lambda: issue_key(owner, "Nightly"))
     assert len(made) == 1 and ApiKey.objects.filter(user=owner).count() == 1
-    assert refused == ["An active key named 'Nightly' already exists."] * 3
+    assert name_refusals(refused) == ["An active key named 'Nightly' already exists."] * 3
 
 
 def test_an_expired_keys_name_can_be_used_again(client, ada):
@@ -337,10 +319,11 @@ def test_admin_creates_a_robot(client, tenant_admin):
 def test_two_requests_for_the_same_robot_name_at_once_make_one_robot(make_user):
     """Both find the name free; the username's unique index stops the
     second, which answers as a taken name (not a server error)."""
+    needs_a_server_database()
     admin = make_user("root-admin")
     made, refused = at_once(lambda: make_robot("payer", actor=admin))
     assert len(made) == 1 and RobotAccount.objects.get().user.username == "payer"
-    assert refused == ["The name 'payer' is taken."] * 3
+    assert name_refusals(refused) == ["The name 'payer' is taken."] * 3
     assert AuditRecord.objects.filter(action=AuditRecord.Action.ROBOT_CREATED).count() == 1
 
 

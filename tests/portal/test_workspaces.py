@@ -1,15 +1,13 @@
 """Every user has exactly one personal workspace, however the user was made."""
 
-import threading
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 
 from portal.models import Folder
 from portal.workspaces import ensure_personal_workspace
+from tests.at_once import at_once, needs_a_server_database
 
 
 def test_created_with_the_user(make_user):
@@ -56,26 +54,12 @@ def test_never_twice(make_user):
 
 @pytest.mark.django_db(transaction=True)
 def test_never_twice_under_concurrency(make_user):
-    if connection.vendor == "sqlite":
-        pytest.skip("needs a server database for concurrent writers; CI runs it on PostgreSQL")
+    needs_a_server_database()
     user = make_user("carol")
     Folder.objects.filter(owner=user).delete()
-    barrier = threading.Barrier(4)
-    results = []
-
-    def worker():
-        barrier.wait()
-        try:
-            results.append(ensure_personal_workspace(user).pk)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(set(results)) == 1
+    made, raised = at_once(lambda: ensure_personal_workspace(user).pk)
+    assert raised == []
+    assert len(made) == 4 and len(set(made)) == 1
     assert Folder.objects.filter(owner=user).count() == 1
 
 
