@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,6 +23,7 @@ from portal.models import (
     Folder,
     TenantSettings,
 )
+from portal.permissions import Action, can
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +467,13 @@ def check_connection(*, connection: Connection, actor=None) -> CheckResult:
     return result
 
 
+FIELDS_NEED_USE = (
+    "Changing the connection fields checks them with the stored credential, which goes to "
+    "the address they name: that needs Connections - Use on this folder as well as Edit. "
+    "Ask a folder administrator, or change only the name, description or polling interval."
+)
+
+
 def edit_connection(
     *,
     connection: Connection,
@@ -476,7 +484,11 @@ def edit_connection(
     actor,
 ) -> list[str]:
     """Change the details; changed connection fields are checked with the
-    stored credential first and refused if the check fails. Returns what changed."""
+    stored credential first and refused if the check fails. Returns what changed.
+
+    The check sends the stored credential to where the new fields point, so
+    changing them needs Connections - Use as well as Edit (as running a
+    check does): Edit alone must not be a way to send a secret elsewhere."""
     connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     name = clean_name(connection.folder, name, exclude_pk=connection.pk)
@@ -484,6 +496,8 @@ def edit_connection(
     new_fields = clean_fields(connector, auth, fields)
     result = None
     if new_fields != connection.fields:
+        if not can(actor, Action.USE_CONNECTIONS, connection.folder):
+            raise PermissionDenied(FIELDS_NEED_USE)
         result = run_check(connector, auth, new_fields, vault.read_secret(connection))
         if not result.ok:
             raise ConnectError(f"The new settings were not saved: {result.error}")

@@ -152,7 +152,8 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
     "/connections/{int:connection_id}",
     response={200: ConnectionOut, 422: Error, **REFUSALS},
     summary="Edit name, description, polling interval or fields",
-    description="Changed fields are checked with the stored credential first.",
+    description="Changed fields are checked with the stored credential first, so changing "
+    "them needs Connections - Use as well as Edit.",
 )
 def edit_connection(request: HttpRequest, connection_id: int, data: ConnectionEdit) -> dict:
     connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)

@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -66,6 +66,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
     }
     form = EditForm(request.POST or None, initial=initial, connector=connector, auth=auth)
     connect_error = ""
+    status = 400 if request.method == "POST" else 200
     if request.method == "POST" and form.is_valid():
         try:
             changed = actions.edit_connection(
@@ -80,6 +81,10 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
             add_errors(form, error)
         except actions.ConnectError as error:
             connect_error = str(error)
+        except PermissionDenied as error:
+            # The form again with what was typed, and why: changing the fields
+            # needs Connections - Use too.
+            connect_error, status = str(error), 403
         else:
             messages.success(
                 request, "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
@@ -97,7 +102,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
             "form": form,
             "connect_error": connect_error,
         },
-        status=400 if request.method == "POST" else 200,
+        status=status,
     )
 
 

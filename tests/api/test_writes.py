@@ -372,6 +372,8 @@ def _basic(tree, **extra):
 
 def test_edit_fields_checked_with_the_stored_secret(api, signed_in, tree, fakehub):
     mail = _basic(tree)
+    # An Automation Developer holds Use too: no word of it on the page.
+    assert "fields-need-use" not in signed_in.get(_edit_page(tree, mail)).content.decode()
     before = snapshot(tree["finance"])
     response = api.patch(f"{API}/connections/{mail.pk}", {"fields": {"email": "else@example.com"}})
     assert response.status_code == 422
@@ -389,6 +391,53 @@ def test_edit_fields_checked_with_the_stored_secret(api, signed_in, tree, fakehu
         signed_in.post(_edit_page(tree, mail), _edit_form(mail, field_email="nope")), message
     )
     assert snapshot(tree["finance"]) == before
+
+
+@pytest.fixture
+def editor(tree, make_user):
+    """A custom role on Finance: Connections - View and Edit, not Use."""
+    from django.contrib.auth.models import Permission
+
+    from portal.models import Role, RoleAssignment
+
+    role = Role.objects.create(name="Connection editor")
+    role.permissions.set(
+        Permission.objects.filter(codename__in=["view_connections", "edit_connections"])
+    )
+    user = make_user("editor")
+    RoleAssignment.objects.create(folder=tree["finance"], role=role, user=user)
+    return user
+
+
+def test_edit_alone_cannot_send_the_stored_secret_elsewhere(
+    client, api_for, editor, tree, fakehub, provider
+):
+    """Changing the fields checks them with the stored credential, which goes
+    where they point: without Connections - Use that is refused before any
+    request leaves, on the API and on the page (which keeps what was typed);
+    the name, description and interval may still change."""
+    from connections.actions import FIELDS_NEED_USE
+
+    mail = _basic(tree)
+    api = api_for(editor)
+    before = snapshot(tree["finance"])
+    assert api.get(f"{API}/connections/{mail.pk}/credentials").status_code == 403
+    response = api.patch(f"{API}/connections/{mail.pk}", {"fields": {"email": "else@example.com"}})
+    assert response.status_code == 403
+    assert response.json() == {"detail": FIELDS_NEED_USE}
+    client.force_login(editor)
+    assert 'data-testid="fields-need-use"' in client.get(_edit_page(tree, mail)).content.decode()
+    page = client.post(_edit_page(tree, mail), _edit_form(mail, field_email="else@example.com"))
+    assert page.status_code == 403
+    content = unescape(page.content.decode())
+    assert FIELDS_NEED_USE in content and 'value="else@example.com"' in content
+    assert provider.requests == []  # no check ran: the stored secret went nowhere
+    assert snapshot(tree["finance"]) == before
+
+    response = api.patch(f"{API}/connections/{mail.pk}", {"name": "Mail robot 2"})
+    assert response.status_code == 200, response.content
+    mail.refresh_from_db()
+    assert mail.name == "Mail robot 2"
 
 
 # --- Replace the secret ---------------------------------------------------
