@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
@@ -102,20 +103,32 @@ class Folder(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        """Paths come from the rows as stored, locked until the save commits,
+        never from copies in memory: a folder made or moved under a parent
+        that another request moves meanwhile still lands under it, and a
+        move rewrites the subtree from where it really was."""
         with transaction.atomic():
-            if self.pk is None:
+            parent_path = self._stored_path(self.parent_id) if self.parent_id else "/"
+            if self._state.adding and self.pk is None:
                 super().save(*args, **kwargs)
-                self.path = self._computed_path()
+                self.path = f"{parent_path}{self.pk}/"
                 super().save(update_fields=["path"])
                 return
-            old_path = self.path
-            self.path = self._computed_path()
+            old_path = None if self._state.adding else self._stored_path(self.pk)
+            if old_path and parent_path.startswith(old_path):
+                # ``clean`` says so first; this holds when the parent moved meanwhile.
+                raise ValidationError({"parent": "A folder cannot be moved into itself."})
+            self.path = f"{parent_path}{self.pk}/"
             super().save(*args, **kwargs)
             if old_path and old_path != self.path:
                 # Moved: rewrite the subtree's paths in one UPDATE.
                 Folder.objects.filter(path__startswith=old_path).exclude(pk=self.pk).update(
                     path=Concat(models.Value(self.path), Substr("path", len(old_path) + 1))
                 )
+
+    @staticmethod
+    def _stored_path(pk: int) -> str:
+        return Folder.objects.select_for_update().values_list("path", flat=True).get(pk=pk)
 
     @property
     def is_personal(self) -> bool:
@@ -126,12 +139,7 @@ class Folder(models.Model):
         """Primary keys from the root down to this folder, itself included."""
         return [int(part) for part in self.path.strip("/").split("/") if part]
 
-    def _computed_path(self) -> str:
-        return f"{self.parent.path if self.parent_id else '/'}{self.pk}/"
-
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         if self.parent_id and self.parent.is_personal:
             raise ValidationError({"parent": "Personal workspaces have no subfolders."})
         if self.pk and self.parent_id and self.parent.path.startswith(self.path):

@@ -1,5 +1,8 @@
-"""The folder tree costs the same number of queries whatever the tree holds."""
+"""The folder tree costs the same number of queries whatever the tree holds,
+and folder paths (what grants and key scopes follow) are made from the rows
+as stored."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -79,3 +82,51 @@ def _flatten(nodes):
         out.append(node.folder)
         out.extend(_flatten(node.children))
     return out
+
+
+def test_paths_come_from_the_rows_as_stored_not_from_copies_in_memory(tree):
+    """Another request moves Finance (with Payables) under HR while this one
+    holds copies loaded before: a folder made under the old copy of Payables
+    lands where Payables is now, and a move made with the old copy of
+    Finance rewrites its subtree from where it is."""
+    from portal.models import Folder
+
+    stale_payables = Folder.objects.get(pk=tree["payables"].pk)
+    stale_finance = Folder.objects.get(pk=tree["finance"].pk)
+    finance = Folder.objects.get(pk=tree["finance"].pk)
+    finance.parent = tree["hr"]
+    finance.save()
+
+    child = Folder.objects.create(name="Invoices", parent=stale_payables)
+    payables = Folder.objects.get(pk=tree["payables"].pk)
+    assert payables.path == f"{tree['hr'].path}{finance.pk}/{payables.pk}/"
+    assert child.path == f"{payables.path}{child.pk}/"
+
+    stale_finance.parent = tree["other"]
+    stale_finance.save()
+    moved = f"{tree['other'].path}{finance.pk}/"
+    assert {f.pk: f.path for f in Folder.objects.filter(path__startswith=moved)} == {
+        finance.pk: moved,
+        payables.pk: f"{moved}{payables.pk}/",
+        child.pk: f"{moved}{payables.pk}/{child.pk}/",
+    }
+    assert not Folder.objects.filter(path__startswith=f"{tree['hr'].path}{finance.pk}/").exists()
+
+
+def test_a_folder_is_never_moved_below_itself_from_a_copy_in_memory(tree):
+    """This request would move Finance under HR; meanwhile another moved HR
+    under Payables, below Finance. The save refuses, and no path changes."""
+    from django.core.exceptions import ValidationError
+
+    from portal.models import Folder
+
+    finance = Folder.objects.get(pk=tree["finance"].pk)
+    finance.parent = Folder.objects.get(pk=tree["hr"].pk)
+    finance.full_clean()  # with the copies in memory, nothing is wrong yet
+    hr = Folder.objects.get(pk=tree["hr"].pk)
+    hr.parent = tree["payables"]
+    hr.save()
+    before = dict(Folder.objects.values_list("pk", "path"))
+    with pytest.raises(ValidationError, match="cannot be moved into itself"):
+        finance.save()
+    assert dict(Folder.objects.values_list("pk", "path")) == before
