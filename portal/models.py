@@ -107,6 +107,12 @@ class Folder(models.Model):
         never from copies in memory: a folder made or moved under a parent
         that another request moves meanwhile still lands under it, and a
         move rewrites the subtree from where it really was."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            if "parent" not in update_fields:
+                super().save(*args, **kwargs)  # the place is not what changes
+                return
+            kwargs["update_fields"] = {*update_fields, "path"}
         with transaction.atomic():
             parent_path = self._stored_path(self.parent_id) if self.parent_id else "/"
             if self._state.adding and self.pk is None:

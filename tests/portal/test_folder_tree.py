@@ -130,3 +130,16 @@ def test_a_folder_is_never_moved_below_itself_from_a_copy_in_memory(tree):
     with pytest.raises(ValidationError, match="cannot be moved into itself"):
         finance.save()
     assert dict(Folder.objects.values_list("pk", "path")) == before
+
+
+def test_saving_some_fields_keeps_the_path_and_a_move_saves_it(tree):
+    from portal.models import Folder
+
+    finance = Folder.objects.get(pk=tree["finance"].pk)
+    finance.name, finance.parent = "Money", tree["other"]
+    finance.save(update_fields=["name"])  # the move is not saved: neither is a path
+    assert dict(Folder.objects.values_list("pk", "path")) == {f.pk: f.path for f in tree.values()}
+    finance.save(update_fields=["parent"])
+    payables = Folder.objects.get(pk=tree["payables"].pk)
+    assert Folder.objects.get(pk=finance.pk).path == f"{tree['other'].path}{finance.pk}/"
+    assert payables.path == f"{tree['other'].path}{finance.pk}/{payables.pk}/"
