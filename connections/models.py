@@ -44,6 +44,13 @@ class Connection(models.Model):
     own_app = models.BooleanField("Bring your own OAuth 2.0 app", default=False)
     # When the stored access token expires (OAuth 2.0); None for PAT / keys.
     token_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # How long the stored access token was valid when it was stored: the
+    # refresh lead applied to it is at most half of this (connections/refresh.py).
+    token_lifetime_seconds = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Moves with every token set stored (refresh, reconnect), in the same
+    # UPDATE: the refresh lease's "the row is still as I read it" test, which
+    # a timestamp stored to the second cannot be.
+    token_version = models.PositiveBigIntegerField(default=0, editable=False)
     # Single-flight refresh: the holder of an unexpired lease is the only one
     # talking to the token endpoint for this connection (connections/refresh.py).
     refresh_lease_owner = models.CharField(max_length=32, blank=True, editable=False)

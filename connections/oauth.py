@@ -472,8 +472,9 @@ def _direct_grant(
 def _token_secret(token: dict, client: ClientCredentials, previous: dict | None = None) -> dict:
     """What the vault keeps of a token answer (a missing refresh token keeps the old)."""
     expires_at = token.get("expires_at")
-    if not expires_at and token.get("expires_in"):
-        expires_at = int(time.time()) + int(token["expires_in"])
+    expires_in = _seconds(token.get("expires_in"))
+    if not expires_at and expires_in:
+        expires_at = int(time.time()) + expires_in
     secret = {
         "access_token": token["access_token"],
         "token_type": token.get("token_type", "Bearer"),
@@ -481,6 +482,8 @@ def _token_secret(token: dict, client: ClientCredentials, previous: dict | None 
         "expires_at": int(expires_at) if expires_at else None,
         "scope": token.get("scope", ""),
     }
+    if expires_in:
+        secret["expires_in"] = expires_in  # the lifetime the provider gave it
     if client.own_app:
         secret["client_id"] = client.client_id
         secret["client_secret"] = client.client_secret
@@ -674,6 +677,12 @@ def store_oauth_connection(
         connection.fields = fields
         connection.authenticated_by = actor
         connection.token_expires_at = expiry_of(secret)
+        connection.token_lifetime_seconds = lifetime_of(secret)
+        # A new token set: a refresh still running on the old one must not
+        # store its answer over it (its lease and version no longer match).
+        connection.token_version += 1
+        connection.refresh_lease_owner = ""
+        connection.refresh_lease_until = None
         if token:
             connection.warning = _lifetime_warning(token)
         _apply_result(connection, result)
@@ -753,3 +762,19 @@ def request_refresh(connection: Connection, secret: dict) -> dict:
 def expiry_of(secret: dict) -> datetime | None:
     expires_at = secret.get("expires_at")
     return datetime.fromtimestamp(expires_at, tz=UTC) if expires_at else None
+
+
+def _seconds(value) -> int | None:
+    try:
+        return int(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def lifetime_of(secret: dict) -> int | None:
+    """How long the token set's access token was given to live: the
+    provider's ``expires_in``, else what is left of it now."""
+    if secret.get("expires_in"):
+        return _seconds(secret["expires_in"])
+    expires_at = secret.get("expires_at")
+    return max(0, int(expires_at - time.time())) if expires_at else None

@@ -8,11 +8,20 @@ and only the lease holder talks to the token endpoint. Everyone else waits
 for the holder to finish and uses its result; a caller that cannot get the
 lease in time does not refresh without it.
 
+Every stored token set moves the connection's ``token_version`` in the same
+UPDATE. The version, never a timestamp, says "the row is still as I read
+it": two refreshes within one second leave the same expiry, but never the
+same version. A caller that waited while another refreshed takes that
+result as soon as the version moves, fresh or not (a token may live less
+than the lead time), so one expiry costs one token request however many
+ask. The lead applied to a token is at most half its lifetime.
+
 The new token set is stored in one transaction, and only while the lease is
-still ours. When the provider answers ``invalid_grant`` the stored credential
-is read again first: if it changed, another refresh won and this is no
-revocation; otherwise the connection needs reconnecting and nobody tries
-again until it is reconnected.
+still ours and the version is the one the lease was taken on. When the
+provider answers ``invalid_grant`` the stored credential is read again
+first: if it changed, another refresh won and this is no revocation;
+otherwise the connection needs reconnecting and nobody tries again until it
+is reconnected.
 
 Few statements per refresh, written once from the models, since the
 workers share their machine with others: the connection is read with its
@@ -73,9 +82,20 @@ def lead_time() -> timedelta:
     return timedelta(seconds=settings.PORTAL_REFRESH_LEAD_SECONDS)
 
 
+def lead_for(connection: Connection, lead: timedelta | None = None) -> timedelta:
+    """How long before its expiry a token is refreshed: the lead time, at
+    most half the token's lifetime (a token living 20 s with a lead of
+    300 s would otherwise never be fresh)."""
+    lead = lead or lead_time()
+    lifetime = connection.token_lifetime_seconds
+    if lifetime:
+        return min(lead, timedelta(seconds=lifetime / 2))
+    return lead
+
+
 def is_fresh(connection: Connection, lead: timedelta | None = None) -> bool:
     expires = connection.token_expires_at
-    return expires is None or expires > timezone.now() + (lead or lead_time())
+    return expires is None or expires > timezone.now() + lead_for(connection, lead)
 
 
 # --- The statements, written once from the models ------------------------------
@@ -95,6 +115,8 @@ READ_FIELDS = (
     "is_enabled",
     "last_error",
     "token_expires_at",
+    "token_lifetime_seconds",
+    "token_version",
 )
 
 
@@ -121,21 +143,22 @@ def _read_sql() -> str:
 
 
 @cache
-def _lease_sql(expires_known: bool) -> str:
-    """Take the lease if it is free and the row is still as read."""
-    expires = f"{_column('token_expires_at')} " + ("= %s" if expires_known else "IS NULL")
+def _lease_sql() -> str:
+    """Take the lease if it is free and the row is still as read (same token
+    version)."""
     until = _column("refresh_lease_until")
     return (
         f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
         f"SET {_column('refresh_lease_owner')} = %s, {until} = %s "
         f"WHERE {_column('id')} = %s AND {_column('is_enabled')} = %s "
-        f"AND {_column('state')} <> %s AND {expires} AND ({until} IS NULL OR {until} < %s)"
+        f"AND {_column('state')} <> %s AND {_column('token_version')} = %s "
+        f"AND ({until} IS NULL OR {until} < %s)"
     )
 
 
 # Set when a new token set is stored: the lease handed back, and for the
 # refresh task the queued mark cleared.
-STORED_FIELDS = ("token_expires_at", "state", "updated_at")
+STORED_FIELDS = ("token_expires_at", "token_lifetime_seconds", "state", "updated_at")
 RELEASED_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
 
 
@@ -143,9 +166,12 @@ RELEASED_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
 def _stored_sql(dequeue: bool) -> str:
     names = STORED_FIELDS + RELEASED_FIELDS + (("refresh_queued_until",) if dequeue else ())
     assignments = ", ".join(f"{_column(name)} = %s" for name in names)
+    version = _column("token_version")
     return (
         f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
-        f"SET {assignments} WHERE {_column('id')} = %s AND {_column('refresh_lease_owner')} = %s"
+        f"SET {assignments}, {version} = {version} + 1 "
+        f"WHERE {_column('id')} = %s AND {_column('refresh_lease_owner')} = %s "
+        f"AND {version} = %s"
     )
 
 
@@ -167,18 +193,15 @@ def _read(connection_id: int) -> Connection:
 
 def _take_lease(connection: Connection, owner: str) -> bool:
     """Take the lease if it is free and the connection is still as ``connection``
-    was read: same token expiry, enabled, not waiting for a reconnect. So the
-    holder needs no second read: had another refresh finished in between, the
-    expiry would have changed and the caller reads again."""
+    was read: same token version, enabled, not waiting for a reconnect. So the
+    holder needs no second read: had another token set been stored in between,
+    the version would have moved and the caller reads again."""
     now = timezone.now()
     until = now + timedelta(seconds=settings.PORTAL_REFRESH_LEASE_SECONDS)
-    expires = connection.token_expires_at
     params = [owner, _value("refresh_lease_until", until), connection.pk, True]
-    params.append(ConnectionState.NEEDS_RECONNECT.value)
-    if expires is not None:
-        params.append(_value("token_expires_at", expires))
+    params += [ConnectionState.NEEDS_RECONNECT.value, connection.token_version]
     params.append(_value("refresh_lease_until", now))
-    return statements.execute(_lease_sql(expires is not None), params) == 1
+    return statements.execute(_lease_sql(), params) == 1
 
 
 def _release_lease(connection_id: int, owner: str) -> None:
@@ -217,11 +240,17 @@ def _refresh(
     owner = uuid.uuid4().hex
     wait = settings.PORTAL_REFRESH_WAIT_SECONDS if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
-    waited = False
+    first_seen = None
     while True:
         connection = _read(connection_id)
         _usable(connection)
-        if (not force or waited) and is_fresh(connection):
+        if first_seen is None:
+            first_seen = connection.token_version
+        elif connection.token_version != first_seen:
+            # Another caller stored a token set while this one waited: that is
+            # the refresh this one asked for, fresh by the lead or not.
+            return vault.open_credential(connection.credential), False
+        if not force and is_fresh(connection):
             return vault.open_credential(connection.credential), False
         if _take_lease(connection, owner):
             break
@@ -232,7 +261,6 @@ def _refresh(
             )
         # Someone else is refreshing (or just did): their result is ours when
         # they finish.
-        waited = True
         time.sleep(0.1)
     stored = False
     try:
@@ -267,6 +295,7 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     now = timezone.now()
     params = [
         _value("token_expires_at", oauth.expiry_of(secret)),
+        oauth.lifetime_of(secret),
         ConnectionState.CONNECTED.value,
         _value("updated_at", now),
         "",
@@ -274,7 +303,7 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     ]
     if dequeue:
         params.append(None)
-    params += [connection.pk, owner]
+    params += [connection.pk, owner, connection.token_version]
     event = {
         "connection_id": connection.pk,
         "kind": ConnectionEvent.Kind.REFRESHED.value,
@@ -284,9 +313,14 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
         # The row stays locked until the commit, as select_for_update would.
         if statements.execute(_stored_sql(dequeue), params) != 1:
             # The lease ran out while the provider answered and someone else
-            # took it; they decide. Our answer is lost (the provider may have
-            # rotated): nothing is written.
-            raise RefreshError("The refresh took longer than its lease.", transient=True)
+            # took it, or a reconnect stored another token set meanwhile (the
+            # version moved); they decide. Our answer is lost (the provider
+            # may have rotated): nothing is written.
+            raise RefreshError(
+                "The connection changed while its token was refreshed (the refresh took "
+                "longer than its lease, or it was reconnected meanwhile).",
+                transient=True,
+            )
         if not vault.update_secret(connection.pk, secret):
             vault.store_secret(connection, secret)
         statements.insert_row(ConnectionEvent, event)

@@ -168,6 +168,7 @@ FOR_USE = statements.Columns(
         "state",
         "is_enabled",
         "token_expires_at",
+        "token_lifetime_seconds",
         "secret_expires_at",
     ),
     "c",

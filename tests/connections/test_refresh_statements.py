@@ -6,10 +6,11 @@ the lease back (and clears the task's queued mark); a lost lease writes
 nothing. The refresh task takes several connections when the sweep finds
 many due; one failing does not stop the others."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection as db
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -155,9 +156,13 @@ def test_refreshed_between_the_read_and_the_lease(provider, monkeypatch):
     take_lease = refresh._take_lease
 
     def another_refresh_first(conn, owner):
-        if conn.token_expires_at != oauth.expiry_of(theirs):
+        if conn.token_version == 0:
+            # Stored as a refresh stores it: the version moves; the expiry
+            # too, but even an expiry to the same second would not do.
             vault.store_secret(conn, theirs)
-            Connection.objects.filter(pk=conn.pk).update(token_expires_at=oauth.expiry_of(theirs))
+            Connection.objects.filter(pk=conn.pk).update(
+                token_expires_at=oauth.expiry_of(theirs), token_version=F("token_version") + 1
+            )
         return take_lease(conn, owner)
 
     monkeypatch.setattr(refresh, "_take_lease", another_refresh_first)
@@ -165,6 +170,84 @@ def test_refreshed_between_the_read_and_the_lease(provider, monkeypatch):
     assert provider[0] == []
     connection.refresh_from_db()
     assert connection.refresh_lease_owner == ""
+
+
+def test_a_refresh_stored_within_the_same_second_moves_the_version(provider, monkeypatch):
+    """Two refreshes within one second store the same expiry (it is kept to
+    the second). A caller who read the row before another's refresh stored
+    must not take the lease on that read and spend the old refresh token
+    again: the version moved, so it takes the other's token set."""
+    connection = _due()
+    same_second = int(connection.token_expires_at.timestamp())
+    Connection.objects.filter(pk=connection.pk).update(
+        token_expires_at=datetime.fromtimestamp(same_second, UTC)
+    )
+    provider[1][connection.pk] = lambda conn, secret: {**_answer(conn), "expires_at": same_second}
+    take_lease = refresh._take_lease
+    theirs: list[dict] = []
+
+    def another_refresh_first(conn, owner):
+        if not theirs:
+            theirs.append({})  # the other caller, start to end, before this one's lease
+            theirs[0] = refresh.refresh_connection(conn.pk)
+        return take_lease(conn, owner)
+
+    monkeypatch.setattr(refresh, "_take_lease", another_refresh_first)
+    assert refresh.refresh_connection(connection.pk) == theirs[0]
+    assert provider[0] == [connection.pk]  # one token request: the old token spent once
+    connection.refresh_from_db()
+    assert connection.token_expires_at == datetime.fromtimestamp(same_second, UTC)
+    assert connection.token_version == 1
+
+
+def test_a_waiter_takes_the_refresh_it_waited_for_even_if_short_lived(provider, monkeypatch):
+    """The token's lifetime (20 s) is below the lead time (300 s): nothing
+    stored is ever fresh by the lead alone. A caller that waited while
+    another held the lease takes that one's result (the version moved)
+    instead of refreshing again."""
+    connection = _due()
+    Connection.objects.filter(pk=connection.pk).update(
+        refresh_lease_owner="another", refresh_lease_until=timezone.now() + timedelta(minutes=1)
+    )
+    theirs = {**_answer(connection), "access_token": "theirs", "expires_in": 20}
+
+    def the_other_finishes(seconds):
+        if Connection.objects.filter(pk=connection.pk, token_version=0).exists():
+            vault.store_secret(connection, theirs)
+            Connection.objects.filter(pk=connection.pk).update(
+                token_expires_at=timezone.now() + timedelta(seconds=20),
+                token_version=F("token_version") + 1,
+                refresh_lease_owner="",
+                refresh_lease_until=None,
+            )
+
+    monkeypatch.setattr(refresh.time, "sleep", the_other_finishes)
+    assert refresh.refresh_connection(connection.pk) == theirs
+    assert provider[0] == []
+
+
+def test_the_lead_is_at_most_half_the_lifetime(provider, settings):
+    settings.PORTAL_REFRESH_LEAD_SECONDS = 300
+    now = timezone.now()
+    short = Connection(token_expires_at=now + timedelta(seconds=15), token_lifetime_seconds=20)
+    assert refresh.is_fresh(short)  # lead 10 s
+    short.token_expires_at = now + timedelta(seconds=9)
+    assert not refresh.is_fresh(short)
+    unknown = Connection(token_expires_at=now + timedelta(seconds=200))
+    assert not refresh.is_fresh(unknown)  # lifetime unknown: the whole lead
+    long = Connection(token_expires_at=now + timedelta(seconds=400), token_lifetime_seconds=3600)
+    assert refresh.is_fresh(long)
+    long.token_expires_at = now + timedelta(seconds=299)
+    assert not refresh.is_fresh(long)
+
+
+def test_a_refresh_stores_the_lifetime_the_provider_gave(provider):
+    connection = _due()
+    provider[1][connection.pk] = lambda conn, secret: {**_answer(conn), "expires_in": 20}
+    refresh.refresh_connection(connection.pk)
+    connection.refresh_from_db()
+    assert connection.token_lifetime_seconds == 20
+    assert connection.token_version == 1
 
 
 def test_needs_reconnect_between_the_read_and_the_lease(provider, monkeypatch):
