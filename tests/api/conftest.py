@@ -112,3 +112,16 @@ def dev(tree, make_user):
 def api(dev, api_for):
     """The API as ``dev``, with a key of its own."""
     return api_for(dev)
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run where they are sent: the sweep's refresh task runs in the
+    sweep's own thread (no broker, no worker)."""
+    from portal.celery import app as celery_app
+
+    conf = celery_app.conf
+    before = conf.task_always_eager
+    conf.task_always_eager = True
+    yield
+    conf.task_always_eager = before

@@ -25,7 +25,6 @@ from django.utils import timezone
 from connections import refresh, tasks, vault
 from connections.models import Connection, ConnectionState
 from portal import api_keys
-from portal.celery import app as celery_app
 from portal.models import AuditRecord
 from tests.api.shared_database import one_transaction_at_a_time, shared_in_memory_databases
 from tests.connections.oauth_helpers import approve, continue_url, local, start
@@ -91,17 +90,6 @@ def task_runs():
     yield runs
     signals.task_prerun.disconnect(prerun)
     signals.task_postrun.disconnect(postrun)
-
-
-@pytest.fixture
-def eager_celery():
-    """Tasks run where they are sent: the sweep's refresh task runs in the
-    sweep's own thread (no broker, no worker)."""
-    conf = celery_app.conf
-    before = conf.task_always_eager
-    conf.task_always_eager = True
-    yield
-    conf.task_always_eager = before
 
 
 def _expired_connection(client, user, tree) -> Connection:

@@ -2,72 +2,20 @@
 state lives in the database, not in a process. Two gunicorn processes share
 the test database (PostgreSQL: SQLite's test database lives in memory)."""
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from html import unescape
-from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection as db
 
 from connections.models import Connection
 from connections.sandbox_provider import ensure_portal_app
 from tests.factories import PASSWORD, assign
+from tests.servers import free_port, needs_a_shared_database, servers
 
-ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    s = db.settings_dict
-    user = s.get("USER") or "postgres"
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
-
-
-def _serve(port: int, base_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
-        "PORTAL_BASE_URL": base_url,
-        "PORTAL_SANDBOX_ENABLED": "1",
-        "PORTAL_ALLOWED_HOSTS": "localhost,127.0.0.1",
-    }
-    return subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-        [sys.executable, "-m", "gunicorn", "portal.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode()[-3000:])
-        try:
-            requests.get(url + "/accounts/login/", timeout=2)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not start")
 
 
 def _form(session: requests.Session, url: str) -> str:
@@ -78,19 +26,16 @@ def _form(session: requests.Session, url: str) -> str:
 
 @pytest.mark.timeout(120)
 def test_flow_started_on_one_process_completes_on_another(make_user, tree, settings):
-    if db.vendor != "postgresql":
-        pytest.skip("needs a database both processes can open: CI runs it on PostgreSQL")
-    port_a, port_b = _free_port(), _free_port()
-    base_a, base_b = f"http://localhost:{port_a}", f"http://localhost:{port_b}"
+    needs_a_shared_database()
+    ports = [free_port(), free_port()]
+    base_a = f"http://localhost:{ports[0]}"
     settings.PORTAL_SANDBOX_ENABLED = True
     settings.PORTAL_BASE_URL = base_a
     ensure_portal_app()
     user = make_user("ada")
     assign(user, tree["finance"], "Automation Developer")
-    servers = [_serve(port_a, base_a), _serve(port_b, base_a)]
-    try:
-        _wait(base_a, servers[0])
-        _wait(base_b, servers[1])
+    env = {"PORTAL_BASE_URL": base_a, "PORTAL_SANDBOX_ENABLED": "1"}
+    with servers(ports, env=env) as (base_a, base_b):
         browser = requests.Session()
         login = _form(browser, base_a + "/accounts/login/")
         signed_in = browser.post(
@@ -127,7 +72,3 @@ def test_flow_started_on_one_process_completes_on_another(make_user, tree, setti
         connection = Connection.objects.get()
         assert connection.account_identity == "ada"
         assert connection.name == "Across"
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
