@@ -19,8 +19,8 @@ from django.utils import timezone
 from connections import refresh, vault
 from connections.models import Connection, ConnectionState
 from tests.connections.oauth_helpers import approve, continue_url, local, start
-from tests.connections.test_oauth_two_processes import _database_url
 from tests.factories import assign
+from tests.servers import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, THREADS = 2, 10
@@ -65,7 +65,7 @@ def _contend(connection: Connection, live_server, *, bypass: bool) -> list[dict]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "PORTAL_BASE_URL": live_server.url,
         "PORTAL_SANDBOX_ENABLED": "1",
     }

@@ -41,8 +41,8 @@ from connections import refresh, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState
 from tests.connections.kill_checkpoints import read_events
 from tests.connections.oauth_helpers import approve, continue_url, local, start
-from tests.connections.test_oauth_two_processes import _database_url
 from tests.factories import assign
+from tests.servers import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "connections.tasks.refresh_connection"
@@ -126,7 +126,7 @@ class Worker:
         environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "REDIS_URL": _redis_url(),
             "PORTAL_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
             "PORTAL_REFRESH_LEASE_SECONDS": str(LEASE_SECONDS),
