@@ -443,10 +443,17 @@ def check_connection(*, connection: Connection, actor=None) -> CheckResult:
     connection.refresh_from_db()
     initial_state = connection.state
     refreshed = False
-    if auth.oauth2 is not None:
-        secret, result, refreshed = _oauth_token_for_check(connection)
-    else:
-        secret, result = vault.read_secret(connection), None
+    try:
+        if auth.oauth2 is not None:
+            secret, result, refreshed = _oauth_token_for_check(connection)
+        else:
+            secret, result = vault.read_secret(connection), None
+    except vault.VaultError as error:
+        # The stored secret cannot be opened (or refreshed, which opens it):
+        # nothing is sent, the check fails and the connection is Misconfigured.
+        from connections.unreadable import failed_check
+
+        secret, result = {}, failed_check(connection, error)
     if result is None:
         result = run_check(connector, auth, connection.fields, secret)
     with transaction.atomic():

@@ -22,6 +22,7 @@ from connections.catalog import get_catalog
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
 from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
+from connections.unreadable import credential_unreadable
 from portal import api_keys, permissions, statements
 from portal.models import Folder
 
@@ -276,13 +277,27 @@ def _stored_secret(connection: Connection) -> dict:
     return vault.open_credential(connection.credential)
 
 
+def _opened(connection: Connection) -> dict:
+    """The stored secret; for OAuth 2.0 the token set, refreshed first
+    through the single-flight path when it expires within the lead time (the
+    refresh opens it too). ``CredentialUnreadable`` when it cannot be opened."""
+    try:
+        if connection.auth_type in OAUTH2_KINDS and not refresh.is_fresh(connection):
+            return refresh.refresh_connection(connection.pk)
+        return _stored_secret(connection)
+    except vault.VaultError as error:
+        raise credential_unreadable(connection, error) from None
+
+
 def credentials_for(connection: Connection) -> Credentials:
     """A working credential: for OAuth 2.0 a valid access token, refreshed
     first through the single-flight path when it expires within the lead
     time; for a PAT, API key or basic credential the secret itself.
 
-    Raises Unresolved(409) for a connection that cannot be used as it is, and
-    ``refresh.RefreshError`` when a due refresh fails."""
+    Raises Unresolved(409) for a connection that cannot be used as it is,
+    ``refresh.RefreshError`` when a due refresh fails, and
+    ``CredentialUnreadable`` when the stored secret cannot be opened (the
+    connection is then marked Misconfigured)."""
     if not connection.is_enabled:
         raise Unresolved(f"{connection.name} is disabled: enable it to use it.", status=409)
     if connection.state == ConnectionState.NEEDS_RECONNECT:
@@ -300,18 +315,14 @@ def credentials_for(connection: Connection) -> Credentials:
     connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     if connection.auth_type in OAUTH2_KINDS:
-        token = (
-            _stored_secret(connection)
-            if refresh.is_fresh(connection)
-            else refresh.refresh_connection(connection.pk)
-        )
+        token = _opened(connection)
         secret = {"access_token": token["access_token"], "token_type": "Bearer"}
         kind = "oauth2_access_token"
         expires_at = (
             datetime.fromtimestamp(token["expires_at"], tz=UTC) if token.get("expires_at") else None
         )
     else:
-        secret = _stored_secret(connection)
+        secret = _opened(connection)
         kind = connection.auth_type
         expires_at = connection.secret_expires_at
     fields = dict(connection.fields)

@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ FORMAT_VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_ID_LENGTH = 12
+_KEY_ID_SHAPE = re.compile(f"[0-9a-f]{{{KEY_ID_LENGTH}}}")
 
 GENERATE_HINT = (
     "Generate a key with `python manage.py generate_encryption_key` (with PORTAL_DEBUG=1 "
@@ -63,7 +65,14 @@ GENERATE_HINT = (
 
 
 class VaultError(Exception):
-    """A sealed value cannot be opened or made. The message never holds a secret."""
+    """A sealed value cannot be opened or made. The message never holds a secret.
+
+    ``key_id``: the id of the key a value names in its header, when it was
+    read that far (a fingerprint, never key material); "" otherwise."""
+
+    def __init__(self, message: str = "", *, key_id: str = "") -> None:
+        super().__init__(message)
+        self.key_id = key_id
 
 
 class VaultKeyError(VaultError, ImproperlyConfigured):
@@ -240,7 +249,8 @@ def _split(ciphertext: str) -> tuple[str, str, str]:
         raise VaultError("Not a sealed value (expected version:key_id:payload).")
     version, key_id, payload = parts
     if version != FORMAT_VERSION:
-        raise VaultError(f"Unsupported sealed value format {version[:8]!r}.")
+        # Not echoed: a row holding something else may hold anything.
+        raise VaultError("Unsupported sealed value format.")
     return version, key_id, payload
 
 
@@ -281,31 +291,37 @@ def unseal(ciphertext: str, *, aad: str) -> dict:
     _version, key_id, payload = _split(ciphertext)
     ring = _get_keyring()
     cipher = ring.ciphers.get(key_id)
+    # Errors name the key id only when it looks like one: an altered header
+    # may carry anything.
+    named = key_id if _KEY_ID_SHAPE.fullmatch(key_id) else ""
     if cipher is None:
         raise VaultError(
-            f"The value was sealed with key id {key_id[:KEY_ID_LENGTH]!r}, which is not in "
-            f"{SETTING}."
+            f"The value was sealed with key id {named!r}, which is not in {SETTING}."
+            if named
+            else f"The value names a key that is not in {SETTING}.",
+            key_id=named,
         )
     try:
         blob = base64.urlsafe_b64decode(payload.encode("ascii"))
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise VaultError("The sealed value is corrupt (bad encoding).") from None
+        raise VaultError("The sealed value is corrupt (bad encoding).", key_id=named) from None
     if len(blob) < NONCE_BYTES + 16:
-        raise VaultError("The sealed value is corrupt (too short).")
+        raise VaultError("The sealed value is corrupt (too short).", key_id=named)
     try:
         plaintext = cipher.decrypt(
             blob[:NONCE_BYTES], blob[NONCE_BYTES:], _associated_data(key_id, aad)
         )
     except InvalidTag:
         raise VaultError(
-            "The sealed value failed authentication: it was altered, or it belongs to another row."
+            "The sealed value failed authentication: it was altered, or it belongs to another row.",
+            key_id=named,
         ) from None
     try:
         secret = json.loads(plaintext)
     except ValueError:
-        raise VaultError("The sealed value does not hold a JSON object.") from None
+        raise VaultError("The sealed value does not hold a JSON object.", key_id=named) from None
     if not isinstance(secret, dict):
-        raise VaultError("The sealed value does not hold a JSON object.")
+        raise VaultError("The sealed value does not hold a JSON object.", key_id=named)
     return secret
 
 

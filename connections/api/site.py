@@ -4,16 +4,21 @@ its routers. Every error is JSON with a ``detail`` in plain words (and
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as RequestInvalid
 
-from connections import actions, oauth, refresh
+from connections import actions, oauth, refresh, vault
 from connections.api.auth import ApiKeyAuth, RateLimited
 from connections.runtime import Unresolved
+from connections.unreadable import CredentialUnreadable
 from portal.api_keys import ApiKeyRefused
+
+log = logging.getLogger(__name__)
 
 api = NinjaAPI(
     title="Connections portal API",
@@ -104,6 +109,30 @@ def _refresh_failed(request: HttpRequest, error: refresh.RefreshError) -> HttpRe
         response["Retry-After"] = str(max(1, error.retry_after or 5))
         return response
     return _error(request, 409, f"The access token could not be refreshed: {error}")
+
+
+@api.exception_handler(CredentialUnreadable)
+def _unreadable(request: HttpRequest, error: CredentialUnreadable) -> HttpResponse:
+    # The connection is marked Misconfigured and the failure logged already.
+    return _error(request, 409, str(error))
+
+
+@api.exception_handler(vault.VaultError)
+def _sealed_value_unreadable(request: HttpRequest, error: vault.VaultError) -> HttpResponse:
+    """A sealed value opened where no connection's outcome applies
+    (``connections.unreadable`` handles a connection's credential): still
+    JSON, and fail closed. The vault's words go to the log, not the caller."""
+    log.error("%s %s: a sealed value cannot be opened: %s", request.method, request.path, error)
+    if isinstance(error, vault.VaultKeyError):
+        return _error(
+            request, 503, "The portal cannot open stored secrets now: its keys are not usable."
+        )
+    return _error(
+        request,
+        409,
+        "A stored secret cannot be read: re-enter it, or ask an operator to restore the "
+        "encryption key it was sealed with.",
+    )
 
 
 def _register() -> None:

@@ -1,0 +1,108 @@
+"""Check now with a credential that cannot be opened (its key removed, a
+byte altered, or copied from another connection): a failed check is
+recorded, the connection is Misconfigured and its page says why; nothing
+crashes and no log line holds the ciphertext."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from connections import actions
+from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
+from connections.tasks import check_connection_task
+from tests.connections.broken_credentials import (
+    KINDS,
+    MESSAGE,
+    assert_logged_without_bytes,
+    break_credential,
+)
+from tests.connections.fake_provider import GOOD_TOKEN
+from tests.factories import assign
+
+
+@pytest.fixture
+def developer(make_user, tree):
+    user = make_user("dev", email="dev@example.com")
+    assign(user, tree["finance"], "Automation Developer")
+    return user
+
+
+def _connection(folder, developer) -> Connection:
+    return Connection.objects.create(
+        folder=folder,
+        connector_key="fakehub",
+        name="Robot",
+        auth_type="pat",
+        state=ConnectionState.CONNECTED,
+        authenticated_by=developer,
+    )
+
+
+def _recorded(connection: Connection) -> None:
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.MISCONFIGURED
+    assert connection.last_error == MESSAGE
+    check = HealthCheck.objects.get(connection=connection)
+    assert not check.ok and check.error == MESSAGE
+    assert connection.events.filter(kind=ConnectionEvent.Kind.CHECKED).get().detail == MESSAGE
+    # Marked once, through the refresh module's mark_broken.
+    assert list(
+        connection.events.filter(kind=ConnectionEvent.Kind.REFRESH_FAILED).values_list(
+            "detail", flat=True
+        )
+    ) == [MESSAGE]
+
+
+@pytest.mark.parametrize("how", KINDS)
+def test_check_connection_records_a_failed_check(
+    how, tree, developer, fakehub, provider, settings, caplog, django_capture_on_commit_callbacks
+):
+    robot = _connection(tree["finance"], developer)
+    ciphertext = break_credential(robot, how, settings, {"token": GOOD_TOKEN})
+    caplog.set_level(logging.INFO)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = actions.check_connection(connection=robot, actor=developer)
+    assert not result.ok
+    assert result.error == MESSAGE
+    _recorded(robot)
+    assert provider.requests == []  # nothing was sent without a credential
+    assert_logged_without_bytes(caplog.records, robot, ciphertext)
+    # The people responsible heard once; a second check tells nobody again.
+    assert len(mail.outbox) == 1 and "misconfigured" in mail.outbox[0].subject
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.check_connection(connection=robot, actor=developer)
+    assert len(mail.outbox) == 1
+    assert robot.health_checks.count() == 2
+
+
+@pytest.mark.parametrize("how", KINDS)
+def test_check_now_on_the_page_records_it_and_the_page_says_why(
+    how,
+    client,
+    tree,
+    developer,
+    fakehub,
+    settings,
+    caplog,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    robot = _connection(tree["finance"], developer)
+    ciphertext = break_credential(robot, how, settings, {"token": GOOD_TOKEN})
+    # The queued check runs here, as a worker runs it.
+    monkeypatch.setattr(check_connection_task, "delay", check_connection_task.run)
+    caplog.set_level(logging.INFO)
+    client.force_login(developer)
+    args = [tree["finance"].pk, robot.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("connection_check", args=args))
+    assert response.status_code == 302
+    _recorded(robot)
+    assert_logged_without_bytes(caplog.records, robot, ciphertext)
+    page = client.get(reverse("connection_detail", args=args))
+    assert page.status_code == 200
+    assert f"Misconfigured: {MESSAGE}" in page.content.decode()
