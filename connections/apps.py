@@ -10,8 +10,12 @@ class ConnectionsConfig(AppConfig):
     def ready(self) -> None:
         from connections import checks, signals, vault
         from connections.catalog import get_catalog
+        from portal import readiness
 
         checks.register()
+        # /readyz fails while sealed rows need a key that is not configured
+        # (what the connections.E004 check reports), before traffic fails on them.
+        readiness.register("encryption_keys", vault.missing_keys)
         # A deactivated authenticator: their shared connections' folder admins are told.
         signals.connect()
         # Load and validate the connector catalog now: a broken definition

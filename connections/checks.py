@@ -51,39 +51,27 @@ def check_sealed_rows(
     """
     if not databases or vault.find_key_problems(getattr(settings, vault.SETTING, None)):
         return []
-    from django.db.models import Count
-
-    configured = set(vault.configured_key_ids())
     errors: list[Error] = []
-    for entry in vault.SEALED_MODELS:
-        model = entry.model
-        for alias in databases:
-            if alias not in connections:
-                continue
-            if model._meta.db_table not in connections[alias].introspection.table_names():
-                continue  # not migrated yet: nothing is sealed
-            rows = (
-                model._default_manager.using(alias)
-                .exclude(**{f"{entry.key_id_field}__in": configured})
-                .values(entry.key_id_field)
-                .annotate(n=Count("pk"))
-                .order_by(entry.key_id_field)
-            )
-            unknown = {row[entry.key_id_field]: row["n"] for row in rows}
-            for key_id, count in unknown.items():
-                errors.append(
-                    Error(
-                        f"{count} {entry.label} row(s) in database {alias!r} are sealed with "
-                        f"key id {key_id!r}, which is not in {vault.SETTING}: they cannot "
-                        "be decrypted.",
-                        hint=(
-                            "Put the old key back (after the current one) and run "
-                            "`python manage.py rotate_encryption_keys` before removing it. "
-                            "If the key is lost, those secrets must be entered again."
-                        ),
-                        id="connections.E004",
-                    )
+    for alias in databases:
+        if alias not in connections:
+            continue
+        tables = set(connections[alias].introspection.table_names())
+        # Not migrated yet: nothing is sealed.
+        migrated = [entry for entry in vault.SEALED_MODELS if entry.model._meta.db_table in tables]
+        for label, key_id, count in vault.rows_under_missing_keys(migrated, using=alias):
+            errors.append(
+                Error(
+                    f"{count} {label} row(s) in database {alias!r} are sealed with "
+                    f"key id {key_id!r}, which is not in {vault.SETTING}: they cannot "
+                    "be decrypted.",
+                    hint=(
+                        "Put the old key back (after the current one) and run "
+                        "`python manage.py rotate_encryption_keys` before removing it. "
+                        "If the key is lost, those secrets must be entered again."
+                    ),
+                    id="connections.E004",
                 )
+            )
     return errors
 
 

@@ -350,13 +350,16 @@ class SealedModel:
 
     ``aad`` receives a row (a model instance) and returns its associated data;
     it must depend only on values fixed for the row's lifetime (its primary
-    key, typically), never on fields users edit.
+    key, typically), never on fields users edit. ``lasting`` is False for
+    short-lived rows (a sign-in in progress): a key missing for them fails
+    only that sign-in, so /readyz leaves them out (the E004 check does not).
     """
 
     label: str
     aad: Callable[[Model], str]
     ciphertext_field: str = "ciphertext"
     key_id_field: str = "key_id"
+    lasting: bool = True
 
     @property
     def model(self) -> type[Model]:
@@ -374,9 +377,10 @@ def register_sealed_model(
     *,
     ciphertext_field: str = "ciphertext",
     key_id_field: str = "key_id",
+    lasting: bool = True,
 ) -> SealedModel:
     """Let rotation and the checks cover another model (e.g. an OAuth app's secret)."""
-    entry = SealedModel(label, aad, ciphertext_field, key_id_field)
+    entry = SealedModel(label, aad, ciphertext_field, key_id_field, lasting)
     SEALED_MODELS[:] = [m for m in SEALED_MODELS if m.label != label] + [entry]
     return entry
 
@@ -395,7 +399,56 @@ def credential_aad(connection_id: int) -> str:
 
 register_sealed_model("connections.Credential", lambda row: credential_aad(row.pk))
 register_sealed_model("connections.OAuthApp", lambda row: f"connections.oauthapp:{int(row.pk)}")
-register_sealed_model("connections.OAuthFlow", lambda row: f"connections.oauthflow:{int(row.pk)}")
+register_sealed_model(
+    "connections.OAuthFlow", lambda row: f"connections.oauthflow:{int(row.pk)}", lasting=False
+)
+
+
+def rows_under_missing_keys(
+    entries: Iterable[SealedModel] | None = None, *, using: str = "default"
+) -> list[tuple[str, str, int]]:
+    """(model label, key id, rows) for each key id that rows are sealed with
+    and that is not in PORTAL_ENCRYPTION_KEYS, sorted: those rows cannot be
+    opened. One statement: a count grouped by each model's key id column
+    (indexed), the models' counts joined with UNION ALL. The connections.E004
+    check and /readyz both ask it."""
+    from django.db.models import Count, F, Value
+
+    configured = [*configured_key_ids(), ""]  # "": nothing sealed in the row yet
+    counts = [
+        entry.model._default_manager.using(using)
+        .exclude(**{f"{entry.key_id_field}__in": configured})
+        .annotate(sealed_model=Value(entry.label), sealed_key_id=F(entry.key_id_field))
+        .values("sealed_model", "sealed_key_id")
+        .annotate(rows=Count("pk"))
+        .order_by()
+        for entry in (SEALED_MODELS if entries is None else entries)
+    ]
+    if not counts:
+        return []
+    query = counts[0].union(*counts[1:], all=True) if len(counts) > 1 else counts[0]
+    return sorted((row["sealed_model"], row["sealed_key_id"], row["rows"]) for row in query)
+
+
+def missing_keys() -> str | None:
+    """/readyz's check of the keys (``portal.readiness``; the connections
+    app registers it): None when every lasting sealed row's key is
+    configured; otherwise, in a sentence, which key ids are missing and how
+    many rows need each. Key ids only, never key material."""
+    problems = find_key_problems(getattr(settings, SETTING, None))
+    if problems:
+        return " ".join(problem.message for problem in problems)
+    needed: dict[str, dict[str, int]] = {}
+    lasting = [entry for entry in SEALED_MODELS if entry.lasting]
+    for label, key_id, rows in rows_under_missing_keys(lasting):
+        needed.setdefault(key_id, {})[label] = rows
+    if not needed:
+        return None
+    return " ".join(
+        f"{sum(by_model.values())} sealed row(s) need key id {key_id!r}, which is not in "
+        f"{SETTING} ({', '.join(f'{label}: {rows}' for label, rows in by_model.items())})."
+        for key_id, by_model in needed.items()
+    )
 
 
 @sensitive_variables()

@@ -9,6 +9,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from portal import readiness
 from portal.celery import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def _broker() -> str:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """The database and the broker answer: ready for traffic. 503 otherwise,
-    naming what failed (never how it is configured)."""
+    """The database and the broker answer, and every check the apps
+    registered (``portal.readiness``) passes: ready for traffic. 503
+    otherwise, naming what failed (never how it is configured)."""
     checks = {}
     for name, probe in (("database", _database), ("broker", _broker)):
         try:
@@ -46,6 +48,15 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:  # any failure means not ready
             log.warning("Readiness: the %s is unreachable: %s", name, type(error).__name__)
             checks[name] = "unreachable"
+    for name, check in readiness.registered().items():
+        try:
+            problem = check()
+        except Exception as error:  # a check that cannot run is no pass
+            log.warning("Readiness: the %s check failed: %s", name, type(error).__name__)
+            problem = "could not be checked"
+        if problem:
+            log.warning("Readiness: %s: %s", name, problem)
+        checks[name] = problem or "ok"
     ready = all(state == "ok" for state in checks.values())
     return JsonResponse(
         {"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503
