@@ -19,7 +19,9 @@ from connections.models import Connection
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 6
-MAX_BACKOFF_SECONDS = 600  # below the Redis visibility timeout (docs/operations.md)
+# The longest countdown a task is sent with: below the Redis visibility
+# timeout, which portal/settings.py checks (docs/operations.md, "The broker").
+MAX_BACKOFF_SECONDS = 600
 
 
 def backoff(retries: int, retry_after: int = 0) -> int:
@@ -43,43 +45,72 @@ TASKS_AT_LEAST = 50
 def refresh_connection_task(self, *connection_ids: int) -> None:
     """Refresh the connections' tokens that are (still) due, one after the
     other; safe to run twice. A transient failure retries that connection
-    alone, with backoff; with several connections, one failing does not stop
-    the others."""
+    alone, with backoff, and the connection stays queued meanwhile, so the
+    sweep starts no second chain of retries for it; with several
+    connections, one failing does not stop the others."""
     alone = len(connection_ids) == 1
+    retries = self.request.retries
     with oauth.portal_apps_read_once():
         for connection_id in connection_ids:
             try:
-                _refresh_queued(connection_id)
-            except refresh.RefreshError as error:
-                retries = self.request.retries
-                if retries >= MAX_RETRIES:
-                    continue
-                countdown = backoff(retries, error.retry_after)
-                if alone:
-                    raise self.retry(countdown=countdown, max_retries=MAX_RETRIES) from None
-                refresh_connection_task.apply_async(
-                    (connection_id,), countdown=countdown, retries=retries + 1
-                )
+                countdown = _refresh_queued(connection_id, retries)
             except Exception:
                 if alone:
                     raise
                 log.exception("Refreshing connection %s failed.", connection_id)
+                continue
+            if countdown is None:
+                continue
+            if alone:
+                raise self.retry(countdown=countdown, max_retries=MAX_RETRIES)
+            try:
+                refresh_connection_task.apply_async(
+                    (connection_id,), countdown=countdown, retries=retries + 1
+                )
+            except Exception:
+                # Not sent (the broker is down): its queued mark runs out and
+                # a later sweep queues the connection again.
+                log.exception("Retrying connection %s could not be queued.", connection_id)
 
 
-def _refresh_queued(connection_id: int) -> None:
-    """Refresh one queued connection if due, and clear its queued mark.
-    Raises RefreshError only when a transient failure is worth retrying."""
+def _refresh_queued(connection_id: int, retries: int = 0) -> int | None:
+    """Refresh one queued connection if due (``retries``: how often its chain
+    has retried so far). After a transient failure with retries left, the
+    countdown of the retry to send: the connection stays queued until a
+    little after it (``_hold_for_retry``). Otherwise None: the chain ends here
+    (refreshed, not due, refused, retries spent, gone, or an unexpected error)
+    and the queued mark is cleared, so a later sweep may start a new one."""
+    countdown = None
     dequeued = False  # a stored refresh clears the queued mark in its own UPDATE
     try:
         dequeued = refresh.refresh_queued(connection_id)
     except Connection.DoesNotExist:
-        return
+        return None
     except refresh.RefreshError as error:
-        if error.transient:
-            raise
+        if error.transient and retries < MAX_RETRIES:
+            countdown = backoff(retries, error.retry_after)
+        elif error.transient:
+            log.warning(
+                "Refreshing connection %s failed %s times in a row; the next sweep tries again.",
+                connection_id,
+                retries + 1,
+            )
     finally:
-        if not dequeued:
+        if countdown is not None:
+            _hold_for_retry(connection_id, countdown)
+        elif not dequeued:
             Connection.objects.filter(pk=connection_id).update(refresh_queued_until=None)
+    return countdown
+
+
+def _hold_for_retry(connection_id: int, countdown: int) -> None:
+    """Keep the connection queued while its retry waits: until the
+    countdown, plus as long as the sweep's own mark allows a task beyond its
+    jitter (two leases) for a busy worker and the retry's run. A retry whose
+    message was lost holds it no longer than that."""
+    margin = settings.PORTAL_REFRESH_LEASE_SECONDS * 2
+    until = timezone.now() + timedelta(seconds=countdown + margin)
+    Connection.objects.filter(pk=connection_id).update(refresh_queued_until=until)
 
 
 def due_for_refresh(now=None):
