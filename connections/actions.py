@@ -6,14 +6,16 @@ whose credential failed its check is never stored."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from connections import egress, vault
+from connections import egress, refresh, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.health import CheckResult, egress_policy, parse_expiry, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
@@ -104,6 +106,12 @@ NAME_TOO_LONG = f"The name is longer than {NAME_MAX_LENGTH} characters."
 POLLING_NOT_A_NUMBER = "Enter the polling interval in seconds."
 
 
+def _name_taken(folder: Folder, name: str) -> ValidationError:
+    return ValidationError(
+        {"name": [f"A connection named {name!r} already exists in {folder.name}."]}
+    )
+
+
 def clean_name(folder: Folder, name: str, *, exclude_pk: int | None = None) -> str:
     name = (name or "").strip()
     if not name:
@@ -114,10 +122,22 @@ def clean_name(folder: Folder, name: str, *, exclude_pk: int | None = None) -> s
     if exclude_pk:
         clash = clash.exclude(pk=exclude_pk)
     if clash.exists():
-        raise ValidationError(
-            {"name": [f"A connection named {name!r} already exists in {folder.name}."]}
-        )
+        raise _name_taken(folder, name)
     return name
+
+
+@contextmanager
+def name_kept(folder: Folder, name: str) -> Iterator[None]:
+    """Around the transaction that saves a connection under ``name``
+    (``clean_name`` found it free): when another request took the name in
+    between, the database refuses the row, and the caller gets the same
+    message as if it had asked after the other (nothing is saved)."""
+    try:
+        yield
+    except IntegrityError:
+        if Connection.objects.filter(folder=folder, name=name).exists():
+            raise _name_taken(folder, name) from None
+        raise
 
 
 def tenant_min_polling_seconds() -> int:
@@ -353,7 +373,7 @@ def create_secret_connection(
     result = run_check(connector, auth, fields, secret)
     if not result.ok:
         raise ConnectError(result.error)
-    with transaction.atomic():
+    with name_kept(folder, name), transaction.atomic():
         connection = Connection(
             folder=folder,
             connector_key=connector.key,
@@ -508,11 +528,12 @@ def edit_connection(
         result = run_check(connector, auth, new_fields, vault.read_secret(connection))
         if not result.ok:
             raise ConnectError(f"The new settings were not saved: {result.error}")
+    description = (description or "").strip()[:500]
     changed = [
         label
         for label, old, new in (
             ("name", connection.name, name),
-            ("description", connection.description, (description or "").strip()[:500]),
+            ("description", connection.description, description),
             ("polling interval", connection.polling_interval_seconds, interval),
             ("connection fields", connection.fields, new_fields),
         )
@@ -520,28 +541,53 @@ def edit_connection(
     ]
     if not changed:
         return []
-    with transaction.atomic():
-        previous = connection.state
-        connection.name = name
-        connection.description = (description or "").strip()[:500]
-        connection.polling_interval_seconds = interval
-        connection.fields = new_fields
+    saved = EDIT_FIELDS + (CHECK_FIELDS if result is not None else [])
+    with name_kept(connection.folder, name), transaction.atomic():
+        # The row as it is now (locked on PostgreSQL), and only the fields an
+        # edit owns written back: a refresh running meanwhile keeps its lease,
+        # expiry and token version.
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        previous = locked.state
+        locked.name = name
+        locked.description = description
+        locked.polling_interval_seconds = interval
+        locked.fields = new_fields
         if result is not None:
-            _apply_result(connection, result)
+            _apply_result(locked, result)
         else:
-            _update_expiry_warning(connection)
-            schedule_next_check(connection)
-        connection.save()
+            _update_expiry_warning(locked)
+            schedule_next_check(locked)
+        locked.save(update_fields=saved)
         ConnectionEvent.objects.create(
-            connection=connection,
+            connection=locked,
             kind=ConnectionEvent.Kind.EDITED,
             actor=actor,
             detail="Changed " + ", ".join(changed) + ".",
         )
         if result is not None:
-            _record(connection, result, actor)
-            _state_changed(connection, previous, actor)
+            _record(locked, result, actor)
+            _state_changed(locked, previous, actor)
+    _copy_fields(locked, connection, saved)
     return changed
+
+
+# What an edit writes of a connection (and, when it ran a check, CHECK_FIELDS).
+EDIT_FIELDS = [
+    "name",
+    "description",
+    "polling_interval_seconds",
+    "fields",
+    "warning",
+    "secret_expires_at",
+    "next_check_at",
+    "updated_at",
+]
+
+
+def _copy_fields(source: Connection, target: Connection, names) -> None:
+    """The caller's instance gets what was saved from the row read locked."""
+    for name in names:
+        setattr(target, name, getattr(source, name))
 
 
 def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResult:
@@ -552,19 +598,22 @@ def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResul
     result = run_check(connector, auth, connection.fields, secret)
     if not result.ok:
         raise ConnectError(f"The new secret was not saved: {result.error}")
-    with transaction.atomic():
-        previous = connection.state
-        vault.store_secret(connection, secret)
-        connection.authenticated_by = actor
+    saved = [*CHECK_FIELDS, "authenticated_by"]
+    with refresh.holding_lease(connection.pk):
+        locked = Connection.objects.select_for_update().get(pk=connection.pk)
+        previous = locked.state
+        vault.store_secret(locked, secret)
+        locked.authenticated_by = actor
         # The old secret's expiry goes with it; the provider's answer may give the new one.
-        connection.secret_expires_at = None
-        _apply_result(connection, result)
-        connection.save()
+        locked.secret_expires_at = None
+        _apply_result(locked, result)
+        locked.save(update_fields=saved)
         ConnectionEvent.objects.create(
-            connection=connection, kind=ConnectionEvent.Kind.SECRET_REPLACED, actor=actor
+            connection=locked, kind=ConnectionEvent.Kind.SECRET_REPLACED, actor=actor
         )
-        _record(connection, result, actor)
-        _state_changed(connection, previous, actor)
+        _record(locked, result, actor)
+        _state_changed(locked, previous, actor)
+    _copy_fields(locked, connection, saved)
     return result
 
 
@@ -597,7 +646,9 @@ def replace_client_secret(*, connection: Connection, client_secret: str, actor) 
     tokens so that the next reconnect and refresh use it."""
     if not connection.own_app:
         raise ValueError("Only connections with their own OAuth app have a client secret.")
-    with transaction.atomic():
+    # The client secret is kept with the token set: a refresh running now
+    # would store its answer with the old one, so wait for it, and re-read.
+    with refresh.holding_lease(connection.pk):
         secret = vault.read_secret(connection)
         secret["client_secret"] = client_secret.strip()
         vault.store_secret(connection, secret)

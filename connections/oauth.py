@@ -656,9 +656,9 @@ def store_oauth_connection(
 ) -> Connection:
     """Create the connection, or replace the credentials of an existing one
     (same id, name and folder) on reconnect and first authentication."""
-    from connections.actions import _apply_result, clean_name
+    from connections.actions import _apply_result, clean_name, name_kept
 
-    with transaction.atomic():
+    with name_kept(folder, (name or "").strip()), transaction.atomic():
         if connection is None:
             connection = Connection(
                 folder=folder,

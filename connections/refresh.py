@@ -37,13 +37,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
 from django.db import connection as db
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from connections import oauth, vault
@@ -143,15 +145,16 @@ def _read_sql() -> str:
 
 
 @cache
-def _lease_sql() -> str:
+def _lease_sql(to_refresh: bool = True) -> str:
     """Take the lease if it is free and the row is still as read (same token
-    version)."""
+    version); to refresh, only while it is enabled and not waiting for a
+    reconnect."""
     until = _column("refresh_lease_until")
+    usable = f"AND {_column('is_enabled')} = %s AND {_column('state')} <> %s " if to_refresh else ""
     return (
         f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
         f"SET {_column('refresh_lease_owner')} = %s, {until} = %s "
-        f"WHERE {_column('id')} = %s AND {_column('is_enabled')} = %s "
-        f"AND {_column('state')} <> %s AND {_column('token_version')} = %s "
+        f"WHERE {_column('id')} = %s {usable}AND {_column('token_version')} = %s "
         f"AND ({until} IS NULL OR {until} < %s)"
     )
 
@@ -191,23 +194,54 @@ def _read(connection_id: int) -> Connection:
     return connection
 
 
-def _take_lease(connection: Connection, owner: str) -> bool:
+def _take_lease(connection: Connection, owner: str, to_refresh: bool = True) -> bool:
     """Take the lease if it is free and the connection is still as ``connection``
     was read: same token version, enabled, not waiting for a reconnect. So the
     holder needs no second read: had another token set been stored in between,
     the version would have moved and the caller reads again."""
     now = timezone.now()
     until = now + timedelta(seconds=settings.PORTAL_REFRESH_LEASE_SECONDS)
-    params = [owner, _value("refresh_lease_until", until), connection.pk, True]
-    params += [ConnectionState.NEEDS_RECONNECT.value, connection.token_version]
-    params.append(_value("refresh_lease_until", now))
-    return statements.execute(_lease_sql(), params) == 1
+    params = [owner, _value("refresh_lease_until", until), connection.pk]
+    if to_refresh:
+        params += [True, ConnectionState.NEEDS_RECONNECT.value]
+    params += [connection.token_version, _value("refresh_lease_until", now)]
+    return statements.execute(_lease_sql(to_refresh), params) == 1
 
 
 def _release_lease(connection_id: int, owner: str) -> None:
     Connection.objects.filter(pk=connection_id, refresh_lease_owner=owner).update(
         refresh_lease_owner="", refresh_lease_until=None
     )
+
+
+@contextmanager
+def holding_lease(connection_id: int) -> Iterator[None]:
+    """For a write of the sealed credential outside a refresh (a new secret,
+    a BYOA app's new client secret kept with the tokens): waits until no
+    refresh of the connection is running, and holds the lease so that none
+    starts until the block ends. The block runs in a transaction that also
+    moves the token version, so a refresh that read the credential before
+    cannot store its answer (built on the old one) over the new one."""
+    owner = uuid.uuid4().hex
+    deadline = time.monotonic() + settings.PORTAL_REFRESH_WAIT_SECONDS
+    while not _take_lease(_read(connection_id), owner, to_refresh=False):
+        if time.monotonic() >= deadline:
+            raise LeaseTimeout(
+                "A token refresh of this connection is running and did not finish in time; "
+                "try again in a minute.",
+                transient=True,
+            )
+        time.sleep(0.1)
+    try:
+        with transaction.atomic():
+            yield
+            Connection.objects.filter(pk=connection_id, refresh_lease_owner=owner).update(
+                token_version=F("token_version") + 1,
+                refresh_lease_owner="",
+                refresh_lease_until=None,
+            )
+    finally:
+        _release_lease(connection_id, owner)  # when the block failed
 
 
 def _usable(connection: Connection) -> None:

@@ -21,22 +21,29 @@ def at_once(call: Callable[[], object], times: int = 4) -> tuple[list, list[Exce
     """``call`` in ``times`` threads released together by a barrier: what
     the calls returned and what they raised. Each thread closes its database
     connection when it is done."""
-    barrier = threading.Barrier(times)
-    returned: list = []
-    raised: list[Exception] = []
+    outcomes = together(*[call] * times)
+    returned = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
+    return returned, [outcome for outcome in outcomes if isinstance(outcome, Exception)]
 
-    def run() -> None:
+
+def together(*calls: Callable[[], object]) -> list:
+    """Each call in its own thread, released together by a barrier: what
+    each returned or raised, in the order of ``calls``."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list = [None] * len(calls)
+
+    def run(index: int) -> None:
         barrier.wait()
         try:
-            returned.append(call())
+            outcomes[index] = calls[index]()
         except Exception as error:
-            raised.append(error)
+            outcomes[index] = error
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(times)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return returned, raised
+    return outcomes
