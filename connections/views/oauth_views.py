@@ -156,10 +156,10 @@ def callback(request: HttpRequest) -> HttpResponse:
     """Where every provider sends the browser back (one fixed URL)."""
     try:
         outcome = oauth.complete_authorization(request, request.GET)
-    except oauth.OAuthFlowError as error:
-        response = render(
-            request, "connections/oauth_error.html", {"error": str(error)}, status=400
-        )
+    except (oauth.OAuthFlowError, ValidationError) as error:
+        # ValidationError: the name was taken while the user signed in.
+        said = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+        response = render(request, "connections/oauth_error.html", {"error": said}, status=400)
     else:
         response = _after_outcome(request, outcome)
     # The query string held a code: never pass it on in a Referer.

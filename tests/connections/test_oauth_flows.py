@@ -163,6 +163,22 @@ def test_reconnect_keeps_the_connection(client, developer, tree, sandbox_oauth):
     assert Connection.objects.get().pk == connection.pk
     assert vault.read_secret(connection)["access_token"] != old_token
     assert connection.events.filter(kind="reconnected").count() == 1
+    # A new token set: a refresh still running on the old one cannot store over it.
+    reconnected = Connection.objects.get()
+    assert reconnected.token_version == connection.token_version + 1
+    assert reconnected.token_lifetime_seconds == 3600
+
+
+def test_a_name_taken_while_signing_in_is_said_plainly(client, developer, tree, sandbox_oauth):
+    response = start(client, tree["finance"], "oauth2_authorization_code", {"name": "Twin"})
+    back = approve(client, continue_url(response))
+    Connection.objects.create(
+        folder=tree["finance"], connector_key="sandbox", auth_type="pat", name="Twin"
+    )
+    done = client.get(local(back))
+    assert done.status_code == 400
+    assert "A connection named &#x27;Twin&#x27; already exists in Finance." in done.text
+    assert Connection.objects.count() == 1
 
 
 def test_reconnect_as_another_account_asks_first(client, developer, tree, sandbox_oauth, make_user):
