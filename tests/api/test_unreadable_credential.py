@@ -127,3 +127,21 @@ def test_an_old_key_put_back_opens_it_again(dev, api, tree, fakehub, settings):
     response = api.get(f"{API}/connections/{robot.pk}/credentials")
     assert response.status_code == 200, response.content[:300]
     assert response.json()["secret"] == {"token": GOOD_TOKEN}
+
+
+def test_another_call_that_meets_an_unreadable_secret_answers_json(
+    dev, api, tree, fakehub, settings, caplog
+):
+    """Changing a connection's fields checks them with the stored secret:
+    unreadable, the API still answers in its JSON shape, and changes nothing."""
+    robot = make_connection(tree["finance"], auth_type="basic", fields={"email": "a@example.com"})
+    ciphertext = break_credential(robot, "altered", settings, {"api_token": "basic-secret-0001"})
+    response = api.patch(f"{API}/connections/{robot.pk}", {"fields": {"email": "b@example.com"}})
+    assert response.status_code == 409, response.content[:300]
+    assert body(response) == {
+        "detail": "A stored secret cannot be read: re-enter it, or ask an operator to restore "
+        "the encryption key it was sealed with."
+    }
+    robot.refresh_from_db()
+    assert robot.fields == {"email": "a@example.com"}
+    assert ciphertext not in caplog.text
