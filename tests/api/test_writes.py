@@ -5,12 +5,14 @@ stored or changed when refused."""
 
 from __future__ import annotations
 
+import time
 from html import unescape
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
-from connections import vault
+from connections import actions, vault
 from connections.catalog import get_catalog
 from connections.models import (
     Connection,
@@ -21,6 +23,7 @@ from connections.models import (
 )
 from portal.models import TenantSettings
 from tests.api.helpers import API, ORIGINAL_TOKEN, make_connection, snapshot
+from tests.at_once import at_once, needs_a_server_database, together
 from tests.connections.fake_provider import GOOD_BASIC, GOOD_TOKEN, WEAK_TOKEN
 
 WRONG_TOKEN = "ghp_wrong_token_value_5555555555"
@@ -222,6 +225,41 @@ def test_create_with_provider_down_stores_nothing(api, signed_in, tree, provider
         message,
     )
     _nothing_stored(before, tree)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creates_of_one_name_at_once_one_wins_everywhere(api_for, dev, tree, fakehub, monkeypatch):
+    """Four creates of one name at once, through the API and through the
+    page: one is made, the others hear the name is taken, as they would one
+    after the other (never a server error)."""
+    needs_a_server_database()
+    check = actions.run_check
+
+    def slow_check(*args, **kwargs):
+        time.sleep(0.3)  # every create has found the name free before any saves
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(actions, "run_check", slow_check)
+    taken = f"A connection named 'Twin' already exists in {tree['finance'].name}."
+    data = {"connector": "fakehub", "auth_type": "pat", "name": "Twin"}
+    data["secret"] = {"token": GOOD_TOKEN}
+    clients = [api_for(dev, name=f"runner {i}") for i in range(4)]
+    made = together(*[lambda c=c: c.post(_create_url(tree), data) for c in clients])
+    assert sorted(answer.status_code for answer in made) == [201, 422, 422, 422]
+    assert [a.json()["detail"] for a in made if a.status_code == 422] == [taken] * 3
+
+    def page_create():
+        browser = Client()
+        browser.force_login(dev)
+        form = {"name": "Page twin", "secret_token": GOOD_TOKEN}
+        return browser.post(_wizard_url(tree, "pat"), form)
+
+    made, raised = at_once(page_create, 4)
+    assert raised == []
+    assert sorted(answer.status_code for answer in made) == [302, 400, 400, 400]
+    refused = [a for a in made if a.status_code == 400]
+    assert all(page_says(a, taken.replace("Twin", "Page twin")) for a in refused)
+    assert Connection.objects.filter(folder=tree["finance"]).count() == 2
 
 
 @pytest.mark.parametrize(
