@@ -55,6 +55,9 @@ class Connection(models.Model):
     # talking to the token endpoint for this connection (connections/refresh.py).
     refresh_lease_owner = models.CharField(max_length=32, blank=True, editable=False)
     refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When token refreshes began failing transiently (the provider down or
+    # slow): they are retried; cleared by the next stored token set.
+    refresh_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
     # Set by the refresh sweep when it enqueues a refresh, so the next sweep
     # does not enqueue it again while it waits in the queue.
     refresh_queued_until = models.DateTimeField(null=True, blank=True, editable=False)

@@ -683,6 +683,7 @@ def store_oauth_connection(
         connection.token_version += 1
         connection.refresh_lease_owner = ""
         connection.refresh_lease_until = None
+        connection.refresh_failing_since = None
         if token:
             connection.warning = _lifetime_warning(token)
         _apply_result(connection, result)

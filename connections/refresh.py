@@ -161,7 +161,13 @@ def _lease_sql(to_refresh: bool = True) -> str:
 
 # Set when a new token set is stored: the lease handed back, and for the
 # refresh task the queued mark cleared.
-STORED_FIELDS = ("token_expires_at", "token_lifetime_seconds", "state", "updated_at")
+STORED_FIELDS = (
+    "token_expires_at",
+    "token_lifetime_seconds",
+    "state",
+    "refresh_failing_since",
+    "updated_at",
+)
 RELEASED_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
 
 
@@ -331,6 +337,7 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
         _value("token_expires_at", oauth.expiry_of(secret)),
         oauth.lifetime_of(secret),
         ConnectionState.CONNECTED.value,
+        None,
         _value("updated_at", now),
         "",
         None,
@@ -367,11 +374,15 @@ def _expiry_detail(secret: dict) -> str:
 
 def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlowError) -> dict:
     if error.transient:
-        ConnectionEvent.objects.create(
-            connection=connection,
-            kind=ConnectionEvent.Kind.REFRESH_FAILED,
-            detail=f"Will try again: {error}"[:500],
-        )
+        with transaction.atomic():
+            Connection.objects.filter(pk=connection.pk, refresh_failing_since__isnull=True).update(
+                refresh_failing_since=timezone.now()
+            )
+            ConnectionEvent.objects.create(
+                connection=connection,
+                kind=ConnectionEvent.Kind.REFRESH_FAILED,
+                detail=f"Will try again: {error}"[:500],
+            )
         raise RefreshError(str(error), transient=True, retry_after=error.retry_after)
     if error.code == "invalid_grant":
         current = vault.read_secret(connection)  # the credential as stored now
@@ -399,7 +410,12 @@ def mark_broken(connection: Connection, state: str, message: str) -> None:
         changed = (
             Connection.objects.filter(pk=connection.pk)
             .exclude(state=state)
-            .update(state=state, last_error=message[:500], updated_at=timezone.now())
+            .update(
+                state=state,
+                last_error=message[:500],
+                refresh_failing_since=None,
+                updated_at=timezone.now(),
+            )
         )
         if changed:
             ConnectionEvent.objects.create(
