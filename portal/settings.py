@@ -81,12 +81,16 @@ PORTAL_HEALTH_JITTER_SECONDS = env.int("PORTAL_HEALTH_JITTER_SECONDS", default=3
 PORTAL_HEALTH_DEGRADED_AFTER = env.int("PORTAL_HEALTH_DEGRADED_AFTER", default=2)
 PORTAL_SECRET_EXPIRY_WARNING_DAYS = env.int("PORTAL_SECRET_EXPIRY_WARNING_DAYS", default=14)
 
-# Runtime API (connections/api/, docs/api.md): requests per API key per
-# window ("600/m": django-ratelimit's notation), counted in the cache, so
+# Runtime API (connections/api/, docs/api.md): requests per user per window,
+# all of a user's keys together ("600/m": django-ratelimit's notation),
+# counted in the cache, so
 # shared between processes only with REDIS_URL; the default and longest
 # lifetime of a new key; how long a recorded last use stays good enough
 # (verifying a key writes at most once per this many seconds).
 PORTAL_API_RATE_LIMIT = env.str("PORTAL_API_RATE_LIMIT", default="600/m")
+# Refused API keys per client address per window; beyond it the address gets
+# 429 without a database query until the window ends (N/s, N/m, N/h, N/5m...).
+PORTAL_API_REFUSED_RATE_LIMIT = env.str("PORTAL_API_REFUSED_RATE_LIMIT", default="30/m")
 PORTAL_API_KEY_DAYS = env.int("PORTAL_API_KEY_DAYS", default=90)
 PORTAL_API_KEY_MAX_DAYS = env.int("PORTAL_API_KEY_MAX_DAYS", default=365)
 PORTAL_API_KEY_TOUCH_SECONDS = env.int("PORTAL_API_KEY_TOUCH_SECONDS", default=60)

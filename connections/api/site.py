@@ -49,9 +49,7 @@ def _unauthenticated(request: HttpRequest, error: Exception) -> HttpResponse:
 
 @api.exception_handler(RateLimited)
 def _rate_limited(request: HttpRequest, error: RateLimited) -> HttpResponse:
-    response = _error(
-        request, 429, f"Too many requests with this API key; try again in {error.retry_after} s."
-    )
+    response = _error(request, 429, str(error))
     response["Retry-After"] = str(error.retry_after)
     return response
 

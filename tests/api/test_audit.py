@@ -100,7 +100,7 @@ def test_credentials_are_never_cached(api, tree, fakehub):
         assert response["Cache-Control"] == "no-store"
 
 
-def test_rate_limit_per_key(api, api_for, dev, tree, fakehub, settings):
+def test_rate_limit_per_user(api, api_for, dev, make_user, tree, fakehub, settings):
     # Per hour, not per minute: a window that rolls over mid-test cannot make it flaky.
     settings.PORTAL_API_RATE_LIMIT = "3/h"
     robot = make_connection(tree["finance"])
@@ -112,7 +112,7 @@ def test_rate_limit_per_key(api, api_for, dev, tree, fakehub, settings):
     retry_after = int(limited["Retry-After"])
     assert 1 <= retry_after <= 3600
     assert limited.json() == {
-        "detail": f"Too many requests with this API key; try again in {retry_after} s."
+        "detail": f"Too many requests with this account's API keys; try again in {retry_after} s."
     }
     # Every endpoint, and a refused read is not audited.
     refused = api.get(f"{API}/connections/{robot.pk}/credentials")
@@ -121,9 +121,13 @@ def test_rate_limit_per_key(api, api_for, dev, tree, fakehub, settings):
     robot.refresh_from_db()
     assert robot.is_enabled
     assert not _reads().exists()
-    # Another key, of the same user, is not affected.
+    # Another key of the same user shares the budget; another user's does not.
+    assert other.get(f"{API}/connections/{robot.pk}/credentials").status_code == 429
+    someone = make_user("eve")
+    assign(someone, tree["finance"], "Automation Developer")
+    theirs = api_for(someone)
     for _ in range(3):
-        assert other.get(f"{API}/connections/{robot.pk}/credentials").status_code == 200
-    assert other.get(f"{API}/me").status_code == 429
+        assert theirs.get(f"{API}/connections/{robot.pk}/credentials").status_code == 200
+    assert _reads().count() == 3
     # Requests that do not authenticate do not count against a key.
     assert api.client.get(f"{API}/me").status_code == 401
