@@ -41,6 +41,8 @@ urlpatterns = [
     path(
         "sandbox/tokens/<int:token_id>/revoke/", sandbox.revoke_token, name="sandbox_token_revoke"
     ),
+    path("sandbox/apps/", sandbox.apps, name="sandbox_apps"),
+    path("sandbox/apps/<int:app_id>/delete/", sandbox.delete_app, name="sandbox_app_delete"),
     path("sandbox/api/me", sandbox.api_me, name="sandbox_api_me"),
     path("sandbox/api/records", sandbox.api_records, name="sandbox_api_records"),
     # The Sandbox OAuth 2.0 authorization server (django-oauth-toolkit).

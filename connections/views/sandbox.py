@@ -1,4 +1,4 @@
-"""Sandbox tokens page and the Sandbox API itself."""
+"""Sandbox tokens and Sandbox apps pages, and the Sandbox API itself."""
 
 import functools
 import json
@@ -13,10 +13,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connections import sandbox
+from connections import sandbox, sandbox_provider
 from connections.models import SandboxRecord
 
 NEW_TOKEN_KEY = "sandbox_new_token"  # noqa: S105 (a session key name)
+NEW_APP_KEY = "sandbox_new_app"
 
 
 def _require_enabled() -> None:
@@ -65,6 +66,67 @@ def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     token.save(update_fields=["revoked_at"])
     messages.success(request, f"Token {token} revoked.")
     return redirect("sandbox_tokens")
+
+
+@only_when_enabled
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def apps(request: HttpRequest) -> HttpResponse:
+    """Register an OAuth 2.0 app on the Sandbox authorization server (its
+    secret shown once, after the redirect), list and delete one's apps."""
+    name, error = "", None
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        try:
+            registered = sandbox_provider.register_user_app(user=request.user, name=name)
+        except sandbox_provider.AppRegistrationError as refused:
+            error = refused
+        else:
+            app = registered.application
+            # Shown once, on the page after the redirect (a refresh shows it no more).
+            request.session[NEW_APP_KEY] = {"id": app.pk, "secret": registered.client_secret}
+            return redirect("sandbox_apps")
+    new_app = _pop_new_app(request)
+    user_apps = list(sandbox_provider.user_apps(request.user))
+    return render(
+        request,
+        "connections/sandbox_apps.html",
+        {
+            "apps": user_apps,
+            "new_app": new_app,
+            "name": name if error else "",
+            "error": error,
+            "redirect_uri": sandbox_provider.callback_url(),
+            "name_max_length": sandbox_provider.APP_NAME_MAX_LENGTH,
+            "apps_per_user": sandbox_provider.APPS_PER_USER,
+            "at_limit": len(user_apps) >= sandbox_provider.APPS_PER_USER,
+        },
+        status=400 if error else 200,
+    )
+
+
+def _pop_new_app(request: HttpRequest) -> dict | None:
+    shown = request.session.pop(NEW_APP_KEY, None)
+    if not shown:
+        return None
+    app = sandbox_provider.user_apps(request.user).filter(pk=shown.get("id")).first()
+    return {"app": app, "client_secret": shown.get("secret", "")} if app else None
+
+
+@only_when_enabled
+@never_cache
+@require_http_methods(["GET", "POST"])
+@login_required
+def delete_app(request: HttpRequest, app_id: int) -> HttpResponse:
+    """Ask, then delete one of one's own Sandbox apps (another's: 404)."""
+    app = get_object_or_404(sandbox_provider.user_apps(request.user), pk=app_id)
+    if request.method == "POST":
+        name = app.name
+        app.delete()
+        messages.success(request, f"App {name} deleted.")
+        return redirect("sandbox_apps")
+    return render(request, "connections/sandbox_app_confirm_delete.html", {"app": app})
 
 
 def _caller_or_401(request: HttpRequest, scope: str):
