@@ -2,6 +2,7 @@
 
 import functools
 import json
+import re
 
 from django.conf import settings
 from django.contrib import messages
@@ -93,7 +94,7 @@ def apps(request: HttpRequest) -> HttpResponse:
         request,
         "connections/sandbox_apps.html",
         {
-            "apps": user_apps,
+            "apps": [{"app": app, "uri_parts": _url_parts(app.redirect_uris)} for app in user_apps],
             "new_app": new_app,
             "name": name if error else "",
             "error": error,
@@ -104,6 +105,12 @@ def apps(request: HttpRequest) -> HttpResponse:
         },
         status=400 if error else 200,
     )
+
+
+def _url_parts(url: str) -> list[str]:
+    """A URL cut after each "/" that ends a segment, so a table cell may wrap
+    it there (the page puts <wbr> between the parts)."""
+    return re.split(r"(?<=/)(?=[^/])", url)
 
 
 def _pop_new_app(request: HttpRequest) -> dict | None:
