@@ -16,8 +16,9 @@ import threading
 from django.core.handlers.base import BaseHandler
 
 # Pages whose job is to hand out a credential, by design: the Sandbox
-# provider's token page and token endpoint (the provider, not the portal).
-ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/oauth/token/")
+# provider's token page, apps page (a new app's client secret, once) and token
+# endpoint (the provider, not the portal).
+ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/apps/", "/sandbox/oauth/token/")
 # The runtime API's credentials endpoints: handing a secret to an allowed
 # automation is their job (and every such read is audited). Only a 200 answer
 # is let through; their refusals are searched like any page.
