@@ -7,6 +7,7 @@ Every value an operator may change comes from the environment (see
 stops with a message naming the variable.
 """
 
+import logging
 from pathlib import Path
 
 import environ
@@ -466,12 +467,42 @@ PORTAL_HTTP_CONNECT_TIMEOUT = env.float("PORTAL_HTTP_CONNECT_TIMEOUT", default=5
 PORTAL_HTTP_READ_TIMEOUT = env.float("PORTAL_HTTP_READ_TIMEOUT", default=20)  # seconds
 PORTAL_HTTP_MAX_REDIRECTS = env.int("PORTAL_HTTP_MAX_REDIRECTS", default=3)
 
+
 # --- Logging --------------------------------------------------------------
+class _OneLineForClientErrors(logging.Filter):
+    """A refused request (403, 404, a bad Host header: any 4xx Django logs)
+    is logged as one line, "Forbidden (Permission denied): /path", without
+    the traceback Django attaches: it says nothing an operator can act on.
+    Server errors (5xx) keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if record.exc_info and isinstance(status, int) and status < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_for_client_errors": {"()": _OneLineForClientErrors}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            # On the handler too: django.security.<name> loggers (DisallowedHost...).
+            "filters": ["one_line_for_client_errors"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("PORTAL_LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # Without handlers of its own: Django's console handler (debug on)
+        # printed every record a second time beside the root's. Its level
+        # stays Django's (INFO); records reach the root's console.
+        "django": {"handlers": []},
+        "django.request": {"filters": ["one_line_for_client_errors"]},
+    },
 }

@@ -1,11 +1,14 @@
-"""The portal's own 404, 403 and 500 pages.
+"""The portal's own 404, 403 and 500 pages, and how refusals are logged.
 
 With debug off (as `make run` and production run), static file names come
 from collectstatic's manifest; a page naming a file the manifest lacks fails.
 The error pages name none, so they render even when collectstatic was never
-run.
+run. Refusals (4xx) are logged as one line; server errors keep their traceback.
 """
 
+import io
+import logging
+import logging.config
 import re
 
 import pytest
@@ -124,3 +127,99 @@ def test_error_pages_carry_the_content_security_policy(client, member, no_manife
     response = client.get("/tenant/")
     assert response.status_code == 403
     assert "style-src 'self'" in response["Content-Security-Policy"]
+
+
+# --- Logging -----------------------------------------------------------------
+
+
+@pytest.fixture
+def console(settings):
+    """The console handler exactly as settings.LOGGING describes it (formatter,
+    filters), on the root logger, writing into a buffer. Built from the
+    settings rather than looked up: an embedded Celery worker started by
+    another test replaces the root logger's handlers."""
+    config = settings.LOGGING
+    spec = config["handlers"]["console"]
+    assert spec["class"] == "logging.StreamHandler"
+    configurator = logging.config.DictConfigurator({})
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(
+        configurator.configure_formatter(dict(config["formatters"][spec["formatter"]]))
+    )
+    for name in spec.get("filters", []):
+        handler.addFilter(configurator.configure_filter(dict(config["filters"][name])))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)
+
+
+def request_records(caplog, logger="django.request"):
+    return [record for record in caplog.records if record.name == logger]
+
+
+def test_a_refusal_is_logged_as_one_line(client, member, caplog, console):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        response = client.get("/tenant/")
+    assert response.status_code == 403
+    [record] = request_records(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "Forbidden (Permission denied): /tenant/"
+    assert record.exc_info is None
+    printed = [line for line in console.getvalue().splitlines() if "django.request" in line]
+    assert len(printed) == 1
+    assert printed[0].endswith("WARNING django.request Forbidden (Permission denied): /tenant/")
+    assert "Traceback" not in console.getvalue()
+
+
+def test_a_404_is_logged_as_one_line(client, member, caplog, console):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert client.get("/folders/987654321/").status_code == 404
+    [record] = request_records(caplog)
+    assert record.getMessage() == "Not Found: /folders/987654321/"
+    assert record.exc_info is None
+    assert "Traceback" not in console.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_refused_host_is_logged_as_one_line(client, caplog, console):
+    """django.security.DisallowedHost: its own logger, filtered at the handler."""
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    [record] = request_records(caplog, "django.security.DisallowedHost")
+    assert "evil.example" in record.getMessage()
+    printed = console.getvalue()
+    assert len([line for line in printed.splitlines() if "DisallowedHost" in line]) == 1
+    assert "Traceback" not in printed
+
+
+@pytest.mark.django_db
+@pytest.mark.urls(ERROR_URLS)
+def test_a_server_error_keeps_its_traceback(client, caplog, console):
+    client.raise_request_exception = False
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        assert client.get("/test-errors/explode/").status_code == 500
+    [record] = request_records(caplog)
+    assert record.levelno == logging.ERROR
+    assert record.getMessage() == "Internal Server Error: /test-errors/explode/"
+    assert record.exc_info is not None
+    printed = console.getvalue()
+    assert "Traceback (most recent call last)" in printed
+    assert "ExplodedError: internal detail the page must not show" in printed
+
+
+def test_django_records_reach_the_console_once():
+    """Django's own console handler (it prints when debug is on, beside the
+    root's) is gone: between django.request and the root, no logger has a
+    handler of its own."""
+    logger = logging.getLogger("django.request")
+    handlers = []
+    while logger is not None:
+        handlers += [(logger.name, h) for h in logger.handlers]
+        logger = logger.parent if logger.propagate else None
+    django_own = [name for name, _ in handlers if name.startswith("django")]
+    assert django_own == []
