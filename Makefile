@@ -1,11 +1,14 @@
-# The two commands: `make run` and `make test`. Everything else supports them.
+# The commands: `make run` (the portal as it ships), `make dev` (the same with
+# debug on and an autoreloading server) and `make test`. Everything else supports them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# Where make run keeps its database, broker, keys and collected static files.
+VAR_DIR := $(or $(PORTAL_VAR_DIR),var)
 
-.PHONY: run test install lint format bench bench-api clean
+.PHONY: run dev test install lint format bench bench-api clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +20,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-var/dev.env:
-	mkdir -p var
-	$(BIN)/python scripts/make_dev_env.py > var/dev.env
+$(VAR_DIR)/dev.env: | $(BIN)/python
+	mkdir -p $(VAR_DIR)
+	$(BIN)/python scripts/make_dev_env.py > $@.tmp && mv $@.tmp $@
 
-run: install var/dev.env
+run: install $(VAR_DIR)/dev.env
 	PORT=$(PORT) scripts/run.sh
+
+dev: install $(VAR_DIR)/dev.env
+	PORT=$(PORT) scripts/dev.sh
 
 test: install
 	scripts/test.sh
@@ -36,7 +42,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf var/celery var/staticfiles
+	rm -rf $(VAR_DIR)/celery $(VAR_DIR)/staticfiles
 
 # Token refresh benchmark (bench/README.md): PostgreSQL and Redis when
 # DATABASE_URL / REDIS_URL are set. Options: make bench BENCH_ARGS="--connections 2000"

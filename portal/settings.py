@@ -274,8 +274,12 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
-    # Plain-http callbacks only for development (make run's sandbox on 127.0.0.1).
-    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
+    # Plain-http callbacks only on request: debug on (make dev), or
+    # PORTAL_SANDBOX_HTTP_REDIRECTS, which make run sets for its portal on
+    # http://127.0.0.1. Production leaves it unset: https only.
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"]
+    if env.bool("PORTAL_SANDBOX_HTTP_REDIRECTS", default=DEBUG)
+    else ["https"],
 }
 # The Sandbox offers the password grant on purpose: "OAuth 2.0 Password" is one
 # of the auth types connections must support, so the sandbox must serve it.
