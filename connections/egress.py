@@ -24,23 +24,35 @@ What it guarantees, for every request and every redirect hop:
   ``max_redirects`` hops, each hop checked again, and on a hop to another
   origin every credential is dropped (``Authorization``, cookies, ``auth``,
   API-key headers: only a short list of harmless headers is kept).
-* **Timeouts** are always set (``PORTAL_HTTP_CONNECT_TIMEOUT`` /
-  ``PORTAL_HTTP_READ_TIMEOUT``), proxies and ``.netrc`` from the environment
-  are ignored, certificate verification cannot be turned off, and every
-  request carries ``User-Agent: ConnectionsPortal/<version>``.
+* **Timeouts and limits** are always set: ``PORTAL_HTTP_CONNECT_TIMEOUT`` and
+  ``PORTAL_HTTP_READ_TIMEOUT`` per connect and per read, and a total deadline
+  per call, redirects included (``PORTAL_HTTP_TOTAL_TIMEOUT``): a watchdog
+  shuts the call's socket down when it passes, so an answer trickled one
+  byte at a time cannot hold a worker. The client reads the body itself
+  (unless the caller asks to ``stream``) and stops at
+  ``PORTAL_HTTP_MAX_RESPONSE_BYTES``, decoded. An answer whose head is cut
+  off, or that carries more bytes than its ``Content-Length``, is refused.
+* Proxies and ``.netrc`` from the environment are ignored, certificate
+  verification cannot be turned off, and every request carries
+  ``User-Agent: ConnectionsPortal/<version>``.
 * **Errors in plain words**: :class:`EgressDenied` for a refusal,
-  :class:`EgressError` for a network failure. Their messages name the host
-  only, never the path, query string or credentials.
+  :class:`EgressError` (with a ``reason`` code) for every network failure.
+  Their messages name the host only, never the path, query string or
+  credentials.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import http.client
 import ipaddress
 import re
 import socket
 import ssl
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -60,11 +72,14 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    DecodeError,
+    InvalidChunkLength,
     LocationParseError,
     NameResolutionError,
     NewConnectionError,
     ReadTimeoutError,
 )
+from urllib3.exceptions import IncompleteRead as BodyCutOff
 from urllib3.util import parse_url
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
@@ -94,9 +109,16 @@ class EgressError(Exception):
     """The call was allowed but the network failed; the message is for users.
 
     ``host`` is the host that could not be reached and ``reason`` a short
-    code: ``dns``, ``refused``, ``connect-timeout``, ``read-timeout``, ``tls``
-    or ``connection``. The original exception is deliberately not chained:
-    its text can contain the URL's path and query string.
+    code: ``dns`` (the name does not resolve), ``refused``, ``connect-timeout``,
+    ``read-timeout`` (nothing arrived for the read timeout), ``tls``,
+    ``reset`` (the peer reset the connection), ``closed`` (it closed the
+    connection before its answer was complete), ``protocol`` (the answer is
+    not valid HTTP, could not be decoded, or is longer than it announced),
+    ``too-large`` (longer than ``PORTAL_HTTP_MAX_RESPONSE_BYTES``),
+    ``deadline`` (not complete within ``PORTAL_HTTP_TOTAL_TIMEOUT``) or
+    ``connection`` (any other network failure). The original exception is
+    deliberately not chained: its text can contain the URL's path and query
+    string.
     """
 
     def __init__(self, message: str, *, host: str = "", reason: str = "connection"):
@@ -445,20 +467,182 @@ class _Guard:
         check_address(address, self.policy, host=host, plain_http=plain_http)
 
 
+# --- Transport: the total deadline and strict answers ------------------------
+
+
+class _Deadline:
+    """The time one call may take in all, redirects and body included.
+
+    A watchdog thread shuts down the sockets the call uses when the time
+    passes; whatever read is waiting then ends at once (TLS or not), and
+    :attr:`passed` tells the call why. The connections register their socket
+    with the call's deadline (a context variable holds it); the deadline
+    keeps a duplicate of each socket's file descriptor, so it never shuts
+    down a descriptor that was closed and reused meanwhile.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.passed = False
+        self._ended = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._pass)
+        self._timer.name = "egress-deadline"
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._token = _current_deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._timer.cancel()
+        self._timer.join()
+        with self._lock:
+            self._ended = True
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+        _current_deadline.reset(self._token)
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return
+        with self._lock:
+            if self._ended:
+                duplicate.close()
+                return
+            self._sockets.append(duplicate)
+            if self.passed:
+                _shut_down(duplicate)
+
+    def _pass(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self.passed = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "egress_deadline", default=None
+)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _AnswerCutOff(http.client.HTTPException):
+    """The connection closed in the middle of the answer's head."""
+
+
+class _LastLine:
+    """The response's file during ``begin()``, remembering the last line read."""
+
+    def __init__(self, fp: Any):
+        self.fp = fp
+        self.last: bytes | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self.fp.readline(limit)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fp, name)
+
+
+class _StrictHTTPResponse(http.client.HTTPResponse):
+    """http.client's response, strict where it is lenient.
+
+    http.client takes the end of the connection for the end of the head, so
+    a head cut off half-way reads as a complete answer with an empty body:
+    here it raises :class:`_AnswerCutOff`. And when the promised
+    ``Content-Length`` has been read, bytes already waiting on the
+    connection mean the answer is longer than it said: ``overrun`` is set
+    (the client refuses the answer; the connection is never reused).
+    """
+
+    overrun = False
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any):
+        super().__init__(sock, *args, **kwargs)
+        self._egress_sock = sock
+        self._length_promised = False
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        lines = _LastLine(self.fp)
+        self.fp = lines
+        try:
+            super().begin()
+        finally:
+            if self.fp is lines:
+                self.fp = lines.fp
+        if lines.last == b"":
+            self._close_conn()
+            raise _AnswerCutOff("the connection closed before the end of the answer's head")
+        self._length_promised = bool(self.length)  # a Content-Length above 0
+
+    def _close_conn(self) -> None:
+        if self._length_promised and self.length == 0 and self.fp is not None:
+            self._length_promised = False
+            self.overrun = _bytes_waiting(self.fp, self._egress_sock)
+        super()._close_conn()
+
+
+def _bytes_waiting(fp: Any, sock: socket.socket) -> bool:
+    """Whether more bytes are buffered or waiting on the socket (no wait)."""
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0)
+        return bool(fp.peek(1))
+    except (OSError, ValueError):  # nothing waiting (also ssl.SSLWantReadError)
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
+
+
 class _GuardedConnectionMixin:
     """Resolve, validate every address, connect only to a validated one.
 
     Replaces ``urllib3.connection.HTTPConnection._new_conn`` (which calls
     ``urllib3.util.connection.create_connection``); everything else, TLS
     wrapping with the host name for SNI and certificate checks included, is
-    urllib3's own.
+    urllib3's own. Each request registers the connection's socket with the
+    call's deadline, and answers are read by :class:`_StrictHTTPResponse`.
     """
 
     _egress_plain_http = True
+    response_class = _StrictHTTPResponse
 
     def __init__(self, *args: Any, egress_guard: _Guard, **kwargs: Any):
         self._egress_guard = egress_guard
+        self._egress_deadline: _Deadline | None = None
         super().__init__(*args, **kwargs)
+
+    def _egress_watch(self, sock: socket.socket) -> None:
+        """Put this connection's socket under the current call's deadline."""
+        deadline = _current_deadline.get()
+        if deadline is not None and self._egress_deadline is not deadline:
+            self._egress_deadline = deadline
+            deadline.watch(sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # reused from the pool (a new one: _new_conn)
+            self._egress_watch(self.sock)
+        super().request(*args, **kwargs)
+
+    def close(self) -> None:
+        self._egress_deadline = None  # a new socket, if any, is watched anew
+        super().close()
 
     def _new_conn(self) -> socket.socket:
         host = self._dns_host.strip("[]")
@@ -497,6 +681,7 @@ class _GuardedConnectionMixin:
                     raise
                 error = None
                 sys.audit("http.client.connect", self, self.host, self.port)
+                self._egress_watch(sock)  # before TLS: the handshake is watched too
                 return sock
             except TimeoutError as exc:
                 if sock is not None:
@@ -673,7 +858,18 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         stack.extend(e for e in linked if isinstance(e, BaseException))
 
 
-def _as_egress_error(exc: requests.RequestException, url: str, timeout: Any) -> EgressError:
+def _fmt_bytes(value: int) -> str:
+    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if value >= size and value % size == 0:
+            return f"{value // size} {unit}"
+    return f"{value} bytes"
+
+
+def _as_egress_error(
+    exc: BaseException, url: str, timeout: Any, *, deadline: _Deadline, reading_body: bool
+) -> EgressError:
+    """The plain-words :class:`EgressError` for a failure of ``requests``,
+    urllib3 or the socket: each cause is looked for in the whole chain."""
     host = _host_of(url)
     connect, read = _timeout_parts(timeout)
     chain = list(_chain(exc))
@@ -681,44 +877,98 @@ def _as_egress_error(exc: requests.RequestException, url: str, timeout: Any) -> 
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
+    def error(message: str, reason: str) -> EgressError:
+        return EgressError(message, host=host, reason=reason)
+
+    if deadline.passed:  # whatever broke, the watchdog broke it
+        return error(
+            f"Could not reach {host}: no complete answer within {deadline.seconds:g} s.",
+            "deadline",
+        )
     if has(NameResolutionError, socket.gaierror):
-        return EgressError(
-            f"Could not reach {host}: the name could not be found (DNS).", host=host, reason="dns"
-        )
+        return error(f"Could not reach {host}: the name could not be found (DNS).", "dns")
     if has(ConnectionRefusedError):
-        return EgressError(
-            f"Could not reach {host}: the connection was refused.", host=host, reason="refused"
-        )
+        return error(f"Could not reach {host}: the connection was refused.", "refused")
     # urllib3's NewConnectionError subclasses ConnectTimeoutError: exclude it.
     if isinstance(exc, requests.ConnectTimeout) or any(
         isinstance(e, ConnectTimeoutError) and not isinstance(e, NewConnectionError) for e in chain
     ):
-        return EgressError(
+        return error(
             f"Could not reach {host}: connection timed out after {_fmt_seconds(connect)}.",
-            host=host,
-            reason="connect-timeout",
+            "connect-timeout",
         )
     if isinstance(exc, requests.ReadTimeout) or has(ReadTimeoutError, TimeoutError):
-        return EgressError(
-            f"Could not reach {host}: no answer within {_fmt_seconds(read)}.",
-            host=host,
-            reason="read-timeout",
+        if reading_body:
+            return error(
+                f"{host} stopped sending for {_fmt_seconds(read)} before its answer was complete.",
+                "read-timeout",
+            )
+        return error(
+            f"Could not reach {host}: no answer within {_fmt_seconds(read)}.", "read-timeout"
         )
     if isinstance(exc, requests.exceptions.SSLError) or has(ssl.SSLError):
         if has(ssl.SSLCertVerificationError):
             detail = "its certificate could not be verified"
         else:
             detail = "the secure (TLS) connection failed"
-        return EgressError(f"Could not reach {host}: {detail}.", host=host, reason="tls")
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError | requests.ContentDecodingError):
-        return EgressError(
-            f"{host} sent an answer that was cut off or could not be decoded.",
-            host=host,
-            reason="connection",
-        )
-    return EgressError(
-        f"Could not reach {host}: the connection failed.", host=host, reason="connection"
+        return error(f"Could not reach {host}: {detail}.", "tls")
+    # RemoteDisconnected (closed without an answer) is a ConnectionResetError too.
+    if has(http.client.RemoteDisconnected, BrokenPipeError, ConnectionAbortedError):
+        return error(f"{host} closed the connection before its answer was complete.", "closed")
+    if has(ConnectionResetError):
+        return error(f"{host} reset the connection before its answer was complete.", "reset")
+    if has(InvalidChunkLength):  # an IncompleteRead too: check it first
+        return error(f"{host} answered with something that is not valid HTTP.", "protocol")
+    if (
+        has(_AnswerCutOff, BodyCutOff, http.client.IncompleteRead)
+        or isinstance(exc, requests.exceptions.ChunkedEncodingError)  # chunks ended early
+    ):
+        return error(f"{host} closed the connection before its answer was complete.", "closed")
+    if isinstance(exc, requests.exceptions.ContentDecodingError) or has(DecodeError):
+        return error(f"{host} sent an answer that could not be decoded.", "protocol")
+    if has(http.client.HTTPException):  # BadStatusLine, LineTooLong, UnknownProtocol...
+        return error(f"{host} answered with something that is not valid HTTP.", "protocol")
+    return error(f"Could not reach {host}: the connection failed.", "connection")
+
+
+def _read_body(response: requests.Response, url: str, limit: int) -> None:
+    """Read the answer's body into ``response`` (as ``requests`` would without
+    ``stream``), decoded, refusing one longer than ``limit`` bytes or longer
+    than its ``Content-Length``."""
+    host = _host_of(url)
+    too_large = EgressError(
+        f"{host} sent an answer larger than {_fmt_bytes(limit)}; the portal stops reading there.",
+        host=host,
+        reason="too-large",
     )
+    declared = response.headers.get("Content-Length", "").strip()
+    has_body = response.request.method != "HEAD" and response.status_code not in (204, 304)
+    if has_body and declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise too_large
+    body = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise too_large
+    if getattr(getattr(response.raw, "_original_response", None), "overrun", False):
+        response.close()
+        raise EgressError(
+            f"{host} sent more than the length it announced (Content-Length).",
+            host=host,
+            reason="protocol",
+        )
+    response._content = bytes(body)
+    response._content_consumed = True
+
+
+def _max_response_bytes() -> int:
+    return int(getattr(settings, "PORTAL_HTTP_MAX_RESPONSE_BYTES", 10 * 1024 * 1024))
+
+
+def _total_timeout() -> float:
+    return float(getattr(settings, "PORTAL_HTTP_TOTAL_TIMEOUT", 30))
 
 
 class EgressSessionMixin:
@@ -769,17 +1019,40 @@ class EgressSessionMixin:
         return iter(())
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        """Send, following redirects, within the total deadline; read the
+        body (capped) unless the caller streams it."""
         follow = kwargs.pop("allow_redirects", True)
+        stream = kwargs.pop("stream", False)
         kwargs["timeout"] = _timeouts(kwargs.get("timeout"))
         kwargs["proxies"] = {}
+        with _Deadline(_total_timeout()) as deadline:
+            return self._send_within(request, deadline, follow=follow, stream=stream, **kwargs)
+
+    def _send_within(
+        self, request: PreparedRequest, deadline: _Deadline, *, follow: bool, stream: bool, **kwargs
+    ) -> requests.Response:
         history: list[requests.Response] = []
         current = request
         while True:
+            reading_body = False
             try:
                 check_url(current.url, self.egress_policy)
-                response = super().send(current, allow_redirects=False, **kwargs)
-            except requests.RequestException as exc:
-                raise _as_egress_error(exc, current.url, kwargs["timeout"]) from None
+                response = super().send(current, allow_redirects=False, stream=True, **kwargs)
+                reading_body = True
+                if not stream:
+                    _read_body(response, current.url, _max_response_bytes())
+                if deadline.passed:  # the watchdog ended a body read "cleanly"
+                    response.close()
+                    raise requests.ConnectionError("deadline")
+            # requests wraps what urllib3 and sockets raise; the rest, in case.
+            except (requests.RequestException, OSError, http.client.HTTPException) as exc:
+                raise _as_egress_error(
+                    exc,
+                    current.url,
+                    kwargs["timeout"],
+                    deadline=deadline,
+                    reading_body=reading_body,
+                ) from None
             except EgressDenied as exc:
                 if not history:
                     raise

@@ -469,7 +469,15 @@ for _cidr in PORTAL_EGRESS_ALLOWED_NETWORKS:
         ) from None
 PORTAL_HTTP_CONNECT_TIMEOUT = env.float("PORTAL_HTTP_CONNECT_TIMEOUT", default=5)  # seconds
 PORTAL_HTTP_READ_TIMEOUT = env.float("PORTAL_HTTP_READ_TIMEOUT", default=20)  # seconds
+# A whole call, redirects and body included, however slowly the bytes come.
+PORTAL_HTTP_TOTAL_TIMEOUT = env.float("PORTAL_HTTP_TOTAL_TIMEOUT", default=30)  # seconds
+# The largest answer the portal reads (decoded); a longer one is a failure.
+PORTAL_HTTP_MAX_RESPONSE_BYTES = env.int("PORTAL_HTTP_MAX_RESPONSE_BYTES", default=10_485_760)
 PORTAL_HTTP_MAX_REDIRECTS = env.int("PORTAL_HTTP_MAX_REDIRECTS", default=3)
+if min(PORTAL_HTTP_CONNECT_TIMEOUT, PORTAL_HTTP_READ_TIMEOUT, PORTAL_HTTP_TOTAL_TIMEOUT) <= 0:
+    raise ImproperlyConfigured("PORTAL_HTTP_*_TIMEOUT settings are seconds, above 0.")
+if PORTAL_HTTP_MAX_RESPONSE_BYTES < 1024:
+    raise ImproperlyConfigured("PORTAL_HTTP_MAX_RESPONSE_BYTES must be at least 1024 (bytes).")
 
 
 # --- Logging --------------------------------------------------------------
