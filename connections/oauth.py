@@ -25,6 +25,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -353,20 +354,38 @@ def _claim(request: HttpRequest, state: str | None) -> OAuthFlow:
             "This sign-in was started by another user or in another browser session."
         )
     if flow.used_at is not None:
-        raise OAuthFlowError("This sign-in was already used. Start again.")
+        raise _of(flow, OAuthFlowError("This sign-in was already used. Start again."))
     if flow.expires_at <= timezone.now():
-        raise OAuthFlowError("This sign-in took too long and expired. Start again.")
+        raise _of(flow, OAuthFlowError("This sign-in took too long and expired. Start again."))
     claimed = OAuthFlow.objects.filter(pk=flow.pk, used_at__isnull=True).update(
         used_at=timezone.now()
     )
     if claimed != 1:
-        raise OAuthFlowError("This sign-in was already used. Start again.")
+        raise _of(flow, OAuthFlowError("This sign-in was already used. Start again."))
     return flow
 
 
+def _of(flow: OAuthFlow, error: Exception) -> Exception:
+    """Mark a failure with the user's own flow it ended (``error.flow``), so
+    that the error page can offer to try again from what the flow holds."""
+    error.flow = flow
+    return error
+
+
 def complete_authorization(request: HttpRequest, params) -> Outcome:
-    """Handle the provider's redirect back: checks first, then the code exchange."""
+    """Handle the provider's redirect back: checks first, then the code
+    exchange. A failure after the flow was found to be this user's and this
+    session's carries it as ``error.flow``."""
     flow = _claim(request, params.get("state"))
+    try:
+        return _complete(request, flow, params)
+    except (OAuthFlowError, ValidationError) as error:
+        # ValidationError: the name was taken while the user signed in.
+        _of(flow, error)
+        raise
+
+
+def _complete(request: HttpRequest, flow: OAuthFlow, params) -> Outcome:
     connector = get_catalog().get(flow.connector_key)
     if connector is None:
         raise OAuthFlowError("The connector of this sign-in is no longer in the catalog.")

@@ -227,3 +227,16 @@ def health_sweep() -> int:
                 )
             )
     return len(ids)
+
+
+@shared_task(name="connections.tasks.delete_expired_oauth_flows", acks_late=True)
+def delete_expired_oauth_flows() -> int:
+    """Delete OAuth sign-ins that expired unfinished (abandoned at the
+    provider, or failed), in one statement; safe to run twice. Completed
+    flows are left alone."""
+    from connections.models import OAuthFlow
+
+    deleted, _ = OAuthFlow.objects.filter(
+        expires_at__lte=timezone.now(), completed_at__isnull=True
+    ).delete()
+    return deleted

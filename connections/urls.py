@@ -37,6 +37,7 @@ urlpatterns = [
         oauth_views.confirm_identity,
         name="oauth_confirm_identity",
     ),
+    path("oauth/flows/<int:flow_id>/cancel/", oauth_views.cancel_flow, name="oauth_flow_cancel"),
     path("sandbox/tokens/", sandbox.tokens, name="sandbox_tokens"),
     path(
         "sandbox/tokens/<int:token_id>/revoke/", sandbox.revoke_token, name="sandbox_token_revoke"

@@ -77,6 +77,11 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "connections.tasks.health_sweep",
             "schedule": float(settings.PORTAL_HEALTH_SWEEP_SECONDS),
         },
+        # Abandoned OAuth sign-ins, once per flow lifetime.
+        "oauth-flow-cleanup": {
+            "task": "connections.tasks.delete_expired_oauth_flows",
+            "schedule": float(settings.PORTAL_OAUTH_FLOW_SECONDS),
+        },
     }
 
 

@@ -12,7 +12,8 @@ without recursion. On top of the grants:
 * tenant administrators hold every permission on every shared folder;
 * with governance "Allow users to create connections in shared folders" off,
   Connections - Create in a shared folder is kept only by folder
-  administrators (those who may manage the folder's access).
+  administrators (those who may manage the folder's access); a refusal for
+  that reason says so (``GovernanceRefusal``), not that the role lacks it.
 
 A folder the user may not see answers 404 (``get_folder_or_404``); a visible
 folder where the action is not allowed answers 403 (``require``).
@@ -232,13 +233,47 @@ def folder_permissions(
         granted = _granted_codenames(user, folder)
     if TENANT_ADMIN_CODENAME in granted:
         return ALL_FOLDER_PERMISSIONS
-    if (
-        Action.CREATE_CONNECTIONS in granted
-        and Action.MANAGE_FOLDER_ACCESS not in granted
-        and not TenantSettings.load().allow_shared_connection_creation
-    ):
+    if _withheld_by_governance(granted):
         granted = granted - {Action.CREATE_CONNECTIONS}
     return granted
+
+
+# The refusal when governance, not the role, withholds Connections - Create:
+# the same words on the pages and in the API's 403.
+GOVERNANCE_CREATE_REFUSED = (
+    "The tenant's governance setting allows only administrators to create connections "
+    "in shared folders. Create this connection in your personal workspace instead."
+)
+
+
+class GovernanceRefusal(PermissionDenied):
+    """Connections - Create refused by the tenant's governance setting (the
+    user's role has it): pages point to the user's personal workspace."""
+
+    def __init__(self, message: str = GOVERNANCE_CREATE_REFUSED):
+        super().__init__(message)
+
+
+def _withheld_by_governance(granted: frozenset[str]) -> bool:
+    """Whether governance takes Connections - Create from these grants (on
+    a shared folder, held by a tenant administrator or superuser: never)."""
+    return (
+        Action.CREATE_CONNECTIONS in granted
+        and Action.MANAGE_FOLDER_ACCESS not in granted
+        and TENANT_ADMIN_CODENAME not in granted
+        and not TenantSettings.load().allow_shared_connection_creation
+    )
+
+
+def withheld_by_governance(user, folder: Folder) -> bool:
+    """Whether the user's role gives Connections - Create in this shared
+    folder but governance withholds it. Asked only where the user lacks it
+    (two queries: the grants and the setting)."""
+    if folder.is_personal or not getattr(user, "is_authenticated", False):
+        return False
+    if not user.is_active or user.is_superuser:
+        return False
+    return _withheld_by_governance(_granted_codenames(user, folder))
 
 
 def can(user, action: Action | str, folder: Folder) -> bool:
@@ -295,6 +330,8 @@ def require(
     if not perms:
         raise Http404("No such folder.")
     if action != Action.VIEW_FOLDER and action not in perms:
+        if action == Action.CREATE_CONNECTIONS and withheld_by_governance(user, folder):
+            raise GovernanceRefusal()
         raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
     return perms
 

@@ -7,9 +7,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from connections import oauth
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionState
-from portal.permissions import Action, folder_for
+from connections.views.oauth_views import abandoned_flows
+from portal.permissions import Action, folder_for, withheld_by_governance
+from portal.workspaces import ensure_personal_workspace
 
 PAGE_SIZE = 50
 SORTS = {
@@ -53,8 +56,11 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
 
     filtered = bool(query or connector or state)
     template = "connections/list.html"
+    notices = {}
     if request.htmx and request.htmx.target == "connection-table":
         template += "#connection-table"
+    else:
+        notices = _notices(request, folder, perms)
     response = render(
         request,
         template,
@@ -70,7 +76,20 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
             "filtered": filtered,
             "connectors": catalog.all(),
             "states": ConnectionState.choices,
+            **notices,
         },
     )
     response["Vary"] = "HX-Request"
     return response
+
+
+def _notices(request: HttpRequest, folder, perms: frozenset[str]) -> dict:
+    """What the folder page tells the user above the list: their sign-ins
+    here that never came back (one query), and, where governance keeps them
+    from adding connections here, why and where they can (asked only then)."""
+    notices = {"abandoned_flows": abandoned_flows(request.user, folder)}
+    if notices["abandoned_flows"]:
+        notices["redirect_uri"] = oauth.redirect_uri()
+    if "create_connections" not in perms and withheld_by_governance(request.user, folder):
+        notices["personal_workspace"] = ensure_personal_workspace(request.user)
+    return notices

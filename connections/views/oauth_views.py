@@ -4,17 +4,22 @@ rotating a BYOA client secret."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from connections import actions, oauth, vault
 from connections.access import connection_for
-from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec
+from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.forms import (
     ClientCredentialsForm,
     ClientSecretForm,
@@ -26,6 +31,144 @@ from connections.models import Connection, OAuthFlow
 from connections.oauth_apps import ClientCredentials, portal_app
 from portal.models import Folder
 from portal.permissions import Action
+
+BYOA = "byoa"  # the wizard's URL segment for "Bring your own OAuth 2.0 app"
+# Session: the id of a failed flow -> the message its sign-in ended with,
+# shown again above the form that "Try again" opens (a few kept, newest last).
+RETRY_ERRORS = "oauth_retry_errors"
+RETRY_ERRORS_KEPT = 5
+# A sign-in started longer ago than this and never answered is told on the
+# folder page: the provider kept the browser (an unknown redirect URI).
+ABANDONED_AFTER = timedelta(minutes=1)
+SIGNED_OUT = (
+    "You are not signed in to the portal any more (the session ended while you were "
+    "signing in at the provider), so this answer was not used and nothing was stored. "
+    "Sign in, then start the connection again."
+)
+
+
+# --- Going on after a sign-in failed or never came back -----------------------
+
+
+def retry_url(flow: OAuthFlow) -> str:
+    """Where "Try again" / "Start again" leads: the add-connection details
+    form of the flow's folder, connector and auth type, filled from the flow
+    (or, for a reconnect, the connection's Reconnect page)."""
+    if flow.connection_id:
+        url = reverse("connection_reconnect", args=[flow.folder_id, flow.connection_id])
+    else:
+        auth_key = BYOA if flow.own_app else flow.auth_type
+        url = reverse("connection_add_details", args=[flow.folder_id, flow.connector_key, auth_key])
+    return f"{url}?retry={flow.pk}"
+
+
+def _remember_error(request: HttpRequest, flow: OAuthFlow, message: str) -> None:
+    kept = {k: v for k, v in request.session.get(RETRY_ERRORS, {}).items() if k != str(flow.pk)}
+    kept[str(flow.pk)] = message
+    request.session[RETRY_ERRORS] = dict(list(kept.items())[-RETRY_ERRORS_KEPT:])
+
+
+def _forget_error(request: HttpRequest, flow: OAuthFlow) -> None:
+    kept = request.session.get(RETRY_ERRORS, {})
+    if str(flow.pk) in kept:
+        request.session[RETRY_ERRORS] = {k: v for k, v in kept.items() if k != str(flow.pk)}
+
+
+def retry_flow(
+    request: HttpRequest,
+    *,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    own_app: bool,
+    connection: Connection | None = None,
+) -> OAuthFlow | None:
+    """The user's own unfinished flow named by ``?retry=`` for this very
+    form (folder, connector, auth type, own app or not, connection): what a
+    form is filled from. Anyone else's, or a finished one, is ignored."""
+    flow_id = request.GET.get("retry", "")
+    if not flow_id.isdigit() or auth.type != AuthKind.OAUTH2_AUTHORIZATION_CODE:
+        return None
+    return OAuthFlow.objects.filter(
+        pk=int(flow_id),
+        user=request.user,
+        folder=folder,
+        connector_key=connector.key,
+        auth_type=auth.type,
+        own_app=own_app,
+        connection=connection,
+        completed_at__isnull=True,
+        pending_identity="",
+    ).first()
+
+
+def retry_error(request: HttpRequest, flow: OAuthFlow, connector: ConnectorSpec) -> str:
+    """The message shown above the form filled from ``flow``: how its
+    sign-in ended, or, when it never came back, the likely cause."""
+    said = request.session.get(RETRY_ERRORS, {}).get(str(flow.pk))
+    if said:
+        return said
+    if flow.used_at is None:
+        return never_came_back(flow, connector)
+    return "The last sign-in did not finish. Check the details and connect again."
+
+
+def never_came_back(flow: OAuthFlow, connector: ConnectorSpec | None) -> str:
+    """Why a started sign-in may not have come back, what to do, and the
+    redirect URI to register."""
+    name = connector.name if connector else flow.connector_key
+    return (
+        f"The sign-in at {name} did not come back to the portal. "
+        f"{_likely_cause(flow, name)} {oauth.redirect_uri()}"
+    )
+
+
+def _likely_cause(flow: OAuthFlow, name: str) -> str:
+    if flow.own_app:
+        return (
+            f"The likely cause: your app at {name} does not list the portal's redirect URI. "
+            "Register exactly this redirect URI in the app, then start again:"
+        )
+    return (
+        f"The likely cause: the portal's app at {name} does not list the portal's redirect "
+        "URI. Ask an administrator to register exactly this redirect URI in it:"
+    )
+
+
+def abandoned_flows(user, folder: Folder) -> list[OAuthFlow]:
+    """The user's sign-ins in this folder that were started a while ago and
+    never came back, not expired (one query); each with ``connector``,
+    ``explanation`` (the likely cause; the redirect URI follows it on the
+    page) and ``retry_url``."""
+    now = timezone.now()
+    flows = list(
+        OAuthFlow.objects.filter(
+            user=user,
+            folder=folder,
+            used_at__isnull=True,
+            completed_at__isnull=True,
+            created_at__lte=now - ABANDONED_AFTER,
+            expires_at__gt=now,
+        ).order_by("-created_at", "-pk")[:5]
+    )
+    catalog = get_catalog()
+    for flow in flows:
+        flow.connector = catalog.get(flow.connector_key)
+        name = flow.connector.name if flow.connector else flow.connector_key
+        flow.explanation = _likely_cause(flow, name)
+        flow.retry_url = retry_url(flow)
+    return flows
+
+
+@require_POST
+@login_required
+def cancel_flow(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """Cancel one of the user's own unfinished sign-ins: the flow is deleted."""
+    flow = get_object_or_404(OAuthFlow, pk=flow_id, user=request.user, completed_at__isnull=True)
+    OAuthFlow.objects.filter(pk=flow.pk, completed_at__isnull=True).delete()
+    _forget_error(request, flow)
+    messages.info(request, f"The sign-in for {flow.name} was cancelled; nothing was stored.")
+    return redirect("folder_connections", flow.folder_id)
 
 
 def _go_to_provider(request: HttpRequest, url: str, connector: ConnectorSpec) -> HttpResponse:
@@ -59,8 +202,18 @@ def connect_with_oauth(
     connection: Connection | None = None,
 ) -> HttpResponse:
     """The details step for an OAuth 2.0 auth type, for a new connection or
-    (with ``connection``) to reconnect an existing one."""
+    (with ``connection``) to reconnect an existing one. With ``?retry=`` the
+    user's failed flow fills the form (never its client secret) and its
+    error stands above it; the flow is deleted once a new sign-in starts."""
     registered = portal_app(connector.key)
+    retry = retry_flow(
+        request,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        own_app=own_app,
+        connection=connection,
+    )
     initial = {}
     if connection is not None:
         initial = {
@@ -68,6 +221,14 @@ def connect_with_oauth(
             "description": connection.description,
             **{f"field_{k}": v for k, v in connection.fields.items()},
         }
+    elif retry is not None:
+        initial = {
+            "name": retry.name,
+            "description": retry.description,
+            **{f"field_{k}": v for k, v in retry.fields.items()},
+        }
+    if retry is not None and own_app:
+        initial.update(client_id=retry.client_id, scopes=" ".join(retry.scopes))
     data = request.POST or None
     if auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE:
         if not own_app and registered is None:
@@ -83,6 +244,8 @@ def connect_with_oauth(
         # Reconnect replaces credentials only; name and description are edited elsewhere.
         del form.fields["name"], form.fields["description"]
     connect_error = ""
+    if retry is not None and request.method != "POST":
+        connect_error = retry_error(request, retry, connector)
     if request.method == "POST" and form.is_valid():
         try:
             if connection is None:
@@ -107,6 +270,7 @@ def connect_with_oauth(
                     else list(auth.oauth2.default_scopes)
                 )
                 url = oauth.start_authorization(request, client=client, scopes=scopes, **common)
+                _retried(request, retry)
                 return _go_to_provider(request, url, connector)
             if auth.type == AuthKind.OAUTH2_PASSWORD:
                 outcome = oauth.password_grant(
@@ -141,6 +305,13 @@ def connect_with_oauth(
     )
 
 
+def _retried(request: HttpRequest, flow: OAuthFlow | None) -> None:
+    """A new sign-in began from a failed one: the old flow has served."""
+    if flow is not None:
+        OAuthFlow.objects.filter(pk=flow.pk, completed_at__isnull=True).delete()
+        _forget_error(request, flow)
+
+
 def _after_outcome(request: HttpRequest, outcome: oauth.Outcome) -> HttpResponse:
     if outcome.flow is not None:
         return redirect("oauth_confirm_identity", outcome.flow.pk)
@@ -151,20 +322,51 @@ def _after_outcome(request: HttpRequest, outcome: oauth.Outcome) -> HttpResponse
 
 
 @require_GET
-@login_required
 def callback(request: HttpRequest) -> HttpResponse:
-    """Where every provider sends the browser back (one fixed URL)."""
+    """Where every provider sends the browser back (one fixed URL).
+
+    Not behind ``login_required``: its redirect to the login page would copy
+    the code and state into the ``next`` URL. Signed out, the answer is
+    refused with a page (the flow is bound to the session that began it,
+    which is gone) and nothing is spent."""
+    if not request.user.is_authenticated:
+        response = render(
+            request,
+            "connections/oauth_error.html",
+            {"error": SIGNED_OUT, "signed_out": True},
+            status=400,
+        )
+    else:
+        response = _complete(request)
+    # The query string held a code: never pass it on in a Referer, never keep it.
+    response["Referrer-Policy"] = "no-referrer"
+    add_never_cache_headers(response)
+    return response
+
+
+def _complete(request: HttpRequest) -> HttpResponse:
     try:
         outcome = oauth.complete_authorization(request, request.GET)
     except (oauth.OAuthFlowError, ValidationError) as error:
         # ValidationError: the name was taken while the user signed in.
         said = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-        response = render(request, "connections/oauth_error.html", {"error": said}, status=400)
-    else:
-        response = _after_outcome(request, outcome)
-    # The query string held a code: never pass it on in a Referer.
-    response["Referrer-Policy"] = "no-referrer"
-    return response
+        flow = getattr(error, "flow", None)
+        retry = None
+        if flow is not None and flow.completed_at is None and not flow.pending_identity:
+            _remember_error(request, flow, said)
+            retry = retry_url(flow)
+        return render(
+            request,
+            "connections/oauth_error.html",
+            {
+                "error": said,
+                "retry_url": retry,
+                "retry_own_app": bool(flow and flow.own_app),
+                "folder_id": flow.folder_id if flow else None,
+            },
+            status=400,
+        )
+    return _after_outcome(request, outcome)
 
 
 @require_http_methods(["GET", "POST"])
@@ -216,6 +418,14 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
         return redirect("connection_replace_secret", folder_id, connection.pk)
     byoa = connection.own_app and auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE
     if byoa and request.method == "POST":
+        retry = retry_flow(
+            request,
+            folder=connection.folder,
+            connector=connector,
+            auth=auth,
+            own_app=True,
+            connection=connection,
+        )
         # BYOA: the user's app as stored with the connection; nothing to type.
         secret = vault.read_secret(connection)
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
@@ -230,6 +440,7 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
             scopes=oauth.split_scopes(secret.get("scope", "")) or list(auth.oauth2.default_scopes),
             connection=connection,
         )
+        _retried(request, retry)
         return _go_to_provider(request, url, connector)
     if byoa:
         return render(

@@ -1,16 +1,20 @@
 """The add-connection wizard: connector, auth type, details, Connect.
 
 Every step asks for Connections - Create in the folder, so a step requested
-on its own is refused like the first one.
+on its own is refused like the first one. Refused because the tenant's
+governance keeps shared folders to administrators, a step says so and leads
+to the same step in the user's personal workspace.
 """
 
 from dataclasses import dataclass
+from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from connections import actions, oauth
@@ -19,9 +23,43 @@ from connections.catalog.schema import AuthKind
 from connections.forms import ConnectForm, add_errors
 from connections.oauth_apps import portal_app
 from connections.views import oauth_views
-from portal.permissions import Action, folder_for
+from portal.models import Folder
+from portal.permissions import Action, GovernanceRefusal, folder_for, folder_permissions
+from portal.workspaces import ensure_personal_workspace
 
-BYOA = "byoa"
+BYOA = oauth_views.BYOA
+
+
+def governance_explained(view):
+    """A wizard step refused by governance (not by the user's role) answers
+    403 with the reason and a link to the same step in the user's personal
+    workspace, instead of the plain refusal."""
+
+    @wraps(view)
+    def step(request: HttpRequest, folder_id: int, **kwargs) -> HttpResponse:
+        try:
+            return view(request, folder_id, **kwargs)
+        except GovernanceRefusal as refusal:
+            folder = Folder.objects.get(pk=folder_id)
+            workspace = ensure_personal_workspace(request.user)
+            same_step = reverse(
+                request.resolver_match.url_name, kwargs={**kwargs, "folder_id": workspace.pk}
+            )
+            return render(
+                request,
+                "connections/wizard_governance.html",
+                {
+                    "folder": folder,
+                    "perms_here": folder_permissions(request.user, folder),
+                    "tab": "connections",
+                    "reason": str(refusal),
+                    "workspace": workspace,
+                    "same_step": same_step,
+                },
+                status=403,
+            )
+
+    return step
 
 
 @dataclass(frozen=True)
@@ -66,6 +104,7 @@ def _connector_or_404(key: str) -> ConnectorSpec:
 
 @require_GET
 @login_required
+@governance_explained
 def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     query = request.GET.get("q", "").strip()
@@ -90,6 +129,7 @@ def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
 
 @require_GET
 @login_required
+@governance_explained
 def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     connector = _connector_or_404(connector_key)
@@ -111,6 +151,7 @@ def choose_auth_type(request: HttpRequest, folder_id: int, connector_key: str) -
 
 @require_http_methods(["GET", "POST"])
 @login_required
+@governance_explained
 def connect(
     request: HttpRequest, folder_id: int, connector_key: str, auth_type: str
 ) -> HttpResponse:
