@@ -54,14 +54,20 @@ if [ "$#" -gt 0 ]; then
 fi
 
 BIN=.venv/bin
+if [ "$DEV" = 0 ]; then
+  # WhiteNoise serves what this collects (hashed names, compressed copies).
+  # It needs no database: it runs beside the migrations.
+  $BIN/python manage.py collectstatic --noinput --verbosity 0 &
+  collecting=$!
+  trap 'kill "$collecting" 2>/dev/null || true' EXIT
+fi
 $BIN/python manage.py migrate --noinput
 $BIN/python manage.py setup_sandbox
 if [ ! -f "$VAR_DIR/.demo-loaded" ]; then
   $BIN/python manage.py seed_demo && touch "$VAR_DIR/.demo-loaded"
 fi
 if [ "$DEV" = 0 ]; then
-  # WhiteNoise serves what this collects (hashed names, compressed copies).
-  $BIN/python manage.py collectstatic --noinput --verbosity 0
+  wait "$collecting"
 fi
 
 pids=()
