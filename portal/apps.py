@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 
 
@@ -8,6 +9,7 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import signals
+        from portal.checks import check_celery_visibility_timeout
         from portal.permissions import clear_permission_cache
         from portal.roles import ensure_builtin_roles
 
@@ -15,3 +17,4 @@ class PortalConfig(AppConfig):
         # Permission rows are made (and, after flush, made again) by migrate.
         post_migrate.connect(clear_permission_cache, dispatch_uid="portal-permission-cache")
         assert signals  # receivers connect on import
+        checks.register(check_celery_visibility_timeout, "celery")

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from connections import tasks
 from connections.models import Connection, ConnectionState
-from portal.settings import check_celery_visibility_timeout
+from portal.checks import check_celery_visibility_timeout
 from tests.factories import FolderFactory
 
 ROOT = Path(__file__).resolve().parents[2]
