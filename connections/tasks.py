@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from connections import oauth, refresh
+from connections import oauth, refresh, unreadable, vault
 from connections.models import Connection
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ def _refresh_queued(connection_id: int, retries: int = 0) -> int | None:
         dequeued = refresh.refresh_queued(connection_id)
     except Connection.DoesNotExist:
         return None
+    except vault.VaultError as error:
+        # Its secret cannot be opened: Misconfigured, and no retry will help.
+        connection = Connection.objects.only("id", "name").filter(pk=connection_id).first()
+        if connection is not None:
+            unreadable.credential_unreadable(connection, error)
     except refresh.RefreshError as error:
         if error.transient and retries < MAX_RETRIES:
             countdown = backoff(retries, error.retry_after)

@@ -6,14 +6,16 @@ crashes and no log line holds the ciphertext."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from connections import actions
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
-from connections.tasks import check_connection_task
+from connections.tasks import check_connection_task, refresh_connection_task
 from tests.connections.broken_credentials import (
     KINDS,
     MESSAGE,
@@ -106,3 +108,29 @@ def test_check_now_on_the_page_records_it_and_the_page_says_why(
     page = client.get(reverse("connection_detail", args=args))
     assert page.status_code == 200
     assert f"Misconfigured: {MESSAGE}" in page.content.decode()
+
+
+@pytest.mark.parametrize("how", KINDS)
+def test_the_refresh_task_marks_it_and_ends_its_chain(how, tree, settings, caplog):
+    """The refresh sweep's task meets an unreadable secret: the connection
+    becomes Misconfigured with the reason (nothing is sent to the provider),
+    no retry is scheduled and its queued mark is cleared."""
+    settings.PORTAL_SANDBOX_ENABLED = True
+    connection = Connection.objects.create(
+        folder=tree["finance"],
+        connector_key="sandbox",
+        auth_type="oauth2_authorization_code",
+        name="Sealed",
+        state=ConnectionState.CONNECTED,
+        token_expires_at=timezone.now() + timedelta(seconds=30),
+        refresh_queued_until=timezone.now() + timedelta(minutes=3),
+    )
+    secret = {"access_token": "a", "refresh_token": "r"}
+    ciphertext = break_credential(connection, how, settings, secret)
+    with caplog.at_level(logging.INFO):
+        refresh_connection_task.run(connection.pk)
+    connection.refresh_from_db()
+    assert connection.state == ConnectionState.MISCONFIGURED
+    assert connection.last_error == MESSAGE
+    assert connection.refresh_queued_until is None
+    assert_logged_without_bytes(caplog.records, connection, ciphertext)
