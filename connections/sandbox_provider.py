@@ -123,6 +123,13 @@ def clean_app_name(name: str) -> str:
     return name
 
 
+def _hold_owner(user) -> None:
+    """Lock the user's row until the transaction ends, so that two
+    registrations at once count the apps one after the other and cannot both
+    pass the cap (a row lock on PostgreSQL; SQLite runs one writer at a time)."""
+    get_user_model().objects.select_for_update().only("pk").get(pk=user.pk)
+
+
 @transaction.atomic
 def register_user_app(*, user, name: str) -> RegisteredApp:
     """Register an OAuth 2.0 app owned by ``user`` on the Sandbox
@@ -135,9 +142,7 @@ def register_user_app(*, user, name: str) -> RegisteredApp:
     Raises ``AppRegistrationError`` and creates nothing on bad input or when
     the user already has ``APPS_PER_USER`` apps."""
     name = clean_app_name(name)
-    # The cap is counted under a lock on the user's row, so two registrations
-    # at once cannot both pass it (PostgreSQL; SQLite serialises writes).
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    _hold_owner(user)
     if user_apps(user).count() >= APPS_PER_USER:
         raise AppRegistrationError(APP_LIMIT_REACHED)
     Application = get_application_model()

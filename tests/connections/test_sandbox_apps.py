@@ -5,13 +5,14 @@ page with the test client; then the secret against the token endpoint."""
 
 import base64
 import logging
+import time
 
 import pytest
 from django.contrib.auth.hashers import check_password, identify_hasher
 from django.urls import reverse
 from oauth2_provider.models import AccessToken, get_application_model
 
-from connections import oauth
+from connections import oauth, sandbox_provider
 from connections.sandbox_provider import (
     APP_LIMIT_REACHED,
     APP_NAME_MAX_LENGTH,
@@ -25,6 +26,7 @@ from connections.sandbox_provider import (
     register_user_app,
     user_apps,
 )
+from tests.at_once import at_once, needs_a_server_database
 
 Application = get_application_model()
 APPS_URL = "/sandbox/apps/"
@@ -347,3 +349,36 @@ def test_the_shown_secret_authenticates_the_app_and_a_wrong_one_does_not(
         )
         assert refused.status_code == 401
         assert refused.json()["error"] == "invalid_client"
+
+
+# --- The cap with registrations at the same moment (PostgreSQL) -------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("guarded", [True, False], ids=["with-lock", "lock-bypassed"])
+def test_registrations_at_once_never_pass_the_cap(settings, make_user, monkeypatch, guarded):
+    needs_a_server_database()
+    settings.PORTAL_SANDBOX_ENABLED = True
+    ada = make_user("ada")
+    for number in range(APPS_PER_USER - 1):
+        register_user_app(user=ada, name=f"App {number}")
+    # Slow the window between counting the apps and saving the new one.
+    slow = sandbox_provider.generate_client_secret
+
+    def slowly():
+        time.sleep(0.3)
+        return slow()
+
+    monkeypatch.setattr(sandbox_provider, "generate_client_secret", slowly)
+    if not guarded:
+        monkeypatch.setattr(sandbox_provider, "_hold_owner", lambda user: None)
+
+    made, refused = at_once(lambda: register_user_app(user=ada, name="Last one"), times=4)
+
+    if guarded:
+        assert len(made) == 1
+        assert [error.message for error in refused] == [APP_LIMIT_REACHED] * 3
+        assert user_apps(ada).count() == APPS_PER_USER
+    else:  # what the lock prevents does happen without it
+        assert len(made) > 1 and not refused
+        assert user_apps(ada).count() > APPS_PER_USER
