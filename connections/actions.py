@@ -88,11 +88,18 @@ def clean_fields(connector: ConnectorSpec, auth: AuthTypeSpec, raw: dict) -> dic
 
 
 def clean_secret(auth: AuthTypeSpec, raw: dict) -> dict[str, str]:
+    """The auth type's secrets, trimmed. Each is required, and none may hold
+    a line break or another control character (a tab aside): secrets travel
+    in request headers, where a line break would start another header."""
     cleaned, errors = {}, {}
     for spec in auth.secrets:
         value = (raw.get(spec.key) or "").strip()
         if not value:
             errors[spec.key] = [f"{spec.label} is required."]
+        elif any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+            errors[spec.key] = [
+                f"{spec.label} must not contain line breaks or other control characters."
+            ]
         cleaned[spec.key] = value
     if errors:
         raise ValidationError(errors)

@@ -1,6 +1,6 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from connections.api.site import api, unknown_endpoint
 from portal.views import api_keys, audit, folders, invitations, probes, robots, shell, tenant
@@ -42,7 +42,8 @@ urlpatterns = [
     path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
     path("", include("connections.urls")),
     path("api/v1/", api.urls),
-    path("api/v1/<path:rest>", unknown_endpoint),
+    # Any other path under api/v1/, whatever characters it holds (a line break too).
+    re_path(r"^api/v1/(?P<rest>[\s\S]*)\Z", unknown_endpoint),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("accounts/", include("allauth.urls")),

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Router
 
-from connections.api.schemas import Error, Me
+from connections.api.schemas import Me, answers
 
 router = Router()
 
 
-@router.get("/me", response={200: Me, 401: Error, 429: Error}, summary="The caller and its key")
+@router.get("/me", response=answers({200: Me}), summary="The caller and its key")
 def me(request: HttpRequest) -> dict:
     key = request.auth
     return {

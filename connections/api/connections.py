@@ -16,8 +16,8 @@ from connections.api.schemas import (
     ConnectionCreate,
     ConnectionEdit,
     ConnectionOut,
-    Error,
     SecretReplace,
+    answers,
 )
 from connections.api.scope import scoped_connection, scoped_folder
 from connections.catalog import get_catalog
@@ -28,7 +28,10 @@ from portal.permissions import Action
 
 router = Router()
 
-REFUSALS = {401: Error, 403: Error, 404: Error, 429: Error}
+# Every operation on one connection or folder: 403 and 404. A write with a
+# body: 400 when it is not JSON, 422 for refused data.
+REFUSALS = (403, 404)
+WRITE = (400, 403, 404, 422)
 DIRECT_GRANTS = (AuthKind.OAUTH2_PASSWORD, AuthKind.OAUTH2_CLIENT_CREDENTIALS)
 API_CREATABLE = (*sorted(SECRET_AUTH_KINDS), *DIRECT_GRANTS)
 
@@ -40,7 +43,7 @@ def _out(connection: Connection) -> dict:
 
 @router.get(
     "/connections/{int:connection_id}",
-    response={200: ConnectionOut, **REFUSALS},
+    response=answers({200: ConnectionOut}, *REFUSALS),
     summary="One connection (no secrets)",
 )
 def get_connection(request: HttpRequest, connection_id: int) -> dict:
@@ -105,7 +108,7 @@ def _direct_grant(request: HttpRequest, folder, connector, auth, data: Connectio
 
 @folders_router.post(
     "/folders/{int:folder_id}/connections",
-    response={201: ConnectionOut, 422: Error, **REFUSALS},
+    response=answers({201: ConnectionOut}, *WRITE, 503),
     tags=["Connections"],
     summary="Create a connection that needs no browser consent",
     description="PAT, API key and basic credentials are checked against the provider first; "
@@ -150,7 +153,7 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
 
 @router.patch(
     "/connections/{int:connection_id}",
-    response={200: ConnectionOut, 422: Error, **REFUSALS},
+    response=answers({200: ConnectionOut}, *WRITE, 409, 503),
     summary="Edit name, description, polling interval or fields",
     description="Changed fields are checked with the stored credential first, so changing "
     "them needs Connections - Use as well as Edit.",
@@ -173,7 +176,7 @@ def edit_connection(request: HttpRequest, connection_id: int, data: ConnectionEd
 
 @router.put(
     "/connections/{int:connection_id}/secret",
-    response={200: CheckOut, 422: Error, **REFUSALS},
+    response=answers({200: CheckOut}, *WRITE, 503),
     summary="Replace the secret of a PAT, API key or basic connection",
     description="The new secret is checked first; the old one is kept if the check fails.",
 )
@@ -205,7 +208,7 @@ def _check_out(connection: Connection, result) -> dict:
 
 @router.post(
     "/connections/{int:connection_id}/check",
-    response={200: CheckOut, **REFUSALS},
+    response=answers({200: CheckOut}, *REFUSALS, 409, 422),
     summary="Run a health check now",
     description="Checks with the stored credential (an OAuth 2.0 token is refreshed first when "
     "it expires soon), records the result and moves the connection's state.",
@@ -226,7 +229,7 @@ def _set_enabled(request: HttpRequest, connection_id: int, enabled: bool) -> dic
 
 @router.post(
     "/connections/{int:connection_id}/disable",
-    response={200: ConnectionOut, **REFUSALS},
+    response=answers({200: ConnectionOut}, *REFUSALS),
     summary="Disable: never used, refreshed or checked",
 )
 def disable_connection(request: HttpRequest, connection_id: int) -> dict:
@@ -235,7 +238,7 @@ def disable_connection(request: HttpRequest, connection_id: int) -> dict:
 
 @router.post(
     "/connections/{int:connection_id}/enable",
-    response={200: ConnectionOut, **REFUSALS},
+    response=answers({200: ConnectionOut}, *REFUSALS),
     summary="Enable again",
 )
 def enable_connection(request: HttpRequest, connection_id: int) -> dict:
@@ -244,7 +247,7 @@ def enable_connection(request: HttpRequest, connection_id: int) -> dict:
 
 @router.delete(
     "/connections/{int:connection_id}",
-    response={204: None, **REFUSALS},
+    response=answers({204: None}, *REFUSALS),
     summary="Delete a connection and its credential",
 )
 def delete_connection(request: HttpRequest, connection_id: int):
@@ -255,7 +258,7 @@ def delete_connection(request: HttpRequest, connection_id: int):
 
 @router.put(
     "/connections/{int:connection_id}/default",
-    response={200: ConnectionOut, **REFUSALS},
+    response=answers({200: ConnectionOut}, *REFUSALS),
     summary="Make it the folder's default connection for its connector",
 )
 def make_default(request: HttpRequest, connection_id: int) -> dict:
@@ -266,7 +269,7 @@ def make_default(request: HttpRequest, connection_id: int) -> dict:
 
 @router.delete(
     "/connections/{int:connection_id}/default",
-    response={200: ConnectionOut, **REFUSALS},
+    response=answers({200: ConnectionOut}, *REFUSALS),
     summary="Stop being the folder's default connection",
 )
 def clear_default(request: HttpRequest, connection_id: int) -> dict:

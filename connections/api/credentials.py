@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 
 from connections.api.auth import ApiKeyAuth
-from connections.api.schemas import ConnectionOut, CredentialsOut, Error
+from connections.api.schemas import ConnectionOut, CredentialsOut, Text, answers
 from connections.api.scope import scoped_connection, scoped_folder
 from connections.models import Connection
 from connections.runtime import (
@@ -27,7 +27,10 @@ from portal.permissions import Action, require
 
 router = Router()
 
-NOT_FOUND_OR_AMBIGUOUS = {401: Error, 403: Error, 404: Error, 409: Error, 429: Error}
+# A connection named by folder, connector and name: 400 when not named
+# enough, 422 for a parameter of the wrong shape, 409 for several and no
+# default (or one that cannot be used).
+NAMED = (400, 403, 404, 409, 422)
 
 
 class ConnectionName(Schema):
@@ -35,10 +38,10 @@ class ConnectionName(Schema):
     the folder's default connection for a connector (no name)."""
 
     id: int | None = None
-    folder: str | None = None
+    folder: Text | None = None
     folder_id: int | None = None
-    connector: str | None = None
-    name: str | None = None
+    connector: Text | None = None
+    name: Text | None = None
 
 
 def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Connection:
@@ -78,7 +81,7 @@ def resolve(request: HttpRequest, named: ConnectionName, action: Action) -> Conn
 
 @router.get(
     "/connections/resolve",
-    response={200: ConnectionOut, 400: Error, **NOT_FOUND_OR_AMBIGUOUS},
+    response=answers({200: ConnectionOut}, *NAMED),
     summary="Find the connection a job names",
 )
 def resolve_connection(request: HttpRequest, named: Query[ConnectionName]) -> dict:
@@ -112,7 +115,10 @@ def _credentials(request: HttpRequest, connection: Connection, response: HttpRes
     }
 
 
-CREDENTIAL_ANSWERS = {200: CredentialsOut, 400: Error, 503: Error, **NOT_FOUND_OR_AMBIGUOUS}
+# 409: disabled, needs reconnecting, a refused refresh, an unreadable
+# credential; 422: its connector left the catalog; 503: a transient refresh
+# failure, or the vault's keys unusable.
+CREDENTIALS_BY_ID = answers({200: CredentialsOut}, 403, 404, 409, 422, 503)
 
 
 def _read_along(request: HttpRequest) -> Along:
@@ -123,7 +129,7 @@ def _read_along(request: HttpRequest) -> Along:
 @router.get(
     "/connections/{int:connection_id}/credentials",
     auth=ApiKeyAuth(along=_read_along),
-    response=CREDENTIAL_ANSWERS,
+    response=CREDENTIALS_BY_ID,
     summary="Working credentials of a connection",
     description="A valid access token (refreshed first when it expires soon), or the stored "
     "secret of a PAT, API key or basic connection, with what a client needs to call the "
@@ -141,7 +147,7 @@ def connection_credentials(
 
 @router.get(
     "/credentials",
-    response=CREDENTIAL_ANSWERS,
+    response=answers({200: CredentialsOut}, *NAMED, 503),
     summary="Working credentials of the connection a job names",
     description="As /connections/{id}/credentials, the connection named by id, by folder "
     "and connector and name, or the folder's default for the connector.",

@@ -5,7 +5,14 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
 
-from connections.api.schemas import ConnectionOut, ConnectionPage, Error, FolderPage, page_of
+from connections.api.schemas import (
+    ConnectionOut,
+    ConnectionPage,
+    FolderPage,
+    Text,
+    answers,
+    page_of,
+)
 from connections.api.scope import scoped_folder
 from connections.models import Connection
 from portal.folder_tree import folder_name_paths
@@ -20,11 +27,11 @@ class PageQuery(Schema):
 
 
 class ConnectionFilter(PageQuery):
-    connector: str | None = None
-    state: str | None = None
+    connector: Text | None = None
+    state: Text | None = None
 
 
-@router.get("/folders", response={200: FolderPage, 401: Error}, summary="Folders you may see")
+@router.get("/folders", response=answers({200: FolderPage}, 422), summary="Folders you may see")
 def list_folders(request: HttpRequest, query: Query[PageQuery]) -> dict:
     folders = visible_folders(request.user)
     if request.auth.folder_id:
@@ -48,7 +55,7 @@ def list_folders(request: HttpRequest, query: Query[PageQuery]) -> dict:
 
 @router.get(
     "/folders/{int:folder_id}/connections",
-    response={200: ConnectionPage, 401: Error, 403: Error, 404: Error},
+    response=answers({200: ConnectionPage}, 403, 404, 422),
     summary="Connections in a folder",
 )
 def list_connections(request: HttpRequest, folder_id: int, query: Query[ConnectionFilter]) -> dict:

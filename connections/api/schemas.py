@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from django.core.paginator import Paginator
 from ninja import Field, Schema
+from pydantic import AfterValidator
 
 from connections.models import Connection
 
 MAX_PAGE_SIZE = 200
+
+NUL_REFUSED = "must not contain a NUL character (U+0000)"
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_REFUSED)
+    return value
+
+
+# Every string the API takes, in a query or a body: a NUL character is
+# refused (PostgreSQL cannot store one, and no name, field or secret holds
+# one), in the API's error shape, as the pages' forms refuse it. The schema
+# says so, so that a client or a generator knows it.
+NoNul = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[NoNul, Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
+# A string refused when empty (or blank: the domain's own message says so).
+Required = Annotated[Text, Field(json_schema_extra={"minLength": 1})]
+# Values by key: a key holding a NUL is refused as well.
+TextMap = dict[NoNul, Text]
 
 
 class Error(Schema):
@@ -17,6 +39,14 @@ class Error(Schema):
     errors: dict[str, list[str]] | None = Field(
         None, description="Messages by field, when the request's data was refused."
     )
+
+
+def answers(ok: dict, *errors: int) -> dict:
+    """An operation's ``response``: ``ok`` (status: shape) and the Error shape
+    for each status in ``errors`` and for 401 and 429, which every operation
+    answers (no key or a refused one; a rate limit). docs/api.md lists the
+    same."""
+    return {**ok, **{status: Error for status in sorted({401, 429, *errors})}}
 
 
 class Me(Schema):
@@ -123,15 +153,15 @@ class CredentialsOut(Schema):
 
 
 class ConnectionCreate(Schema):
-    connector: str = Field(examples=["github"])
-    auth_type: str = Field(
+    connector: Required = Field(examples=["github"])
+    auth_type: Required = Field(
         examples=["pat"],
         description="pat, api_key, basic, oauth2_client_credentials or oauth2_password.",
     )
-    name: str
-    description: str = ""
-    fields: dict[str, str] = Field(default_factory=dict)
-    secret: dict[str, str] = Field(
+    name: Required
+    description: Text = ""
+    fields: TextMap = Field(default_factory=dict)
+    secret: TextMap = Field(
         default_factory=dict,
         description="The secret values by key (pat, api_key, basic); client_id and "
         "client_secret (oauth2_client_credentials); username and password, with client_id and "
@@ -141,14 +171,14 @@ class ConnectionCreate(Schema):
 
 
 class ConnectionEdit(Schema):
-    name: str | None = None
-    description: str | None = None
+    name: Required | None = None
+    description: Text | None = None
     polling_interval_seconds: int | None = None
-    fields: dict[str, str] | None = None
+    fields: TextMap | None = None
 
 
 class SecretReplace(Schema):
-    secret: dict[str, str]
+    secret: TextMap
 
 
 class CheckOut(Schema):

@@ -8,19 +8,59 @@ import logging
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError
+from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as RequestInvalid
+from ninja.openapi.schema import OpenAPISchema
 
 from connections import actions, oauth, refresh, vault
 from connections.api.auth import ApiKeyAuth, RateLimited
+from connections.catalog.schema import CredentialNotSendable
 from connections.runtime import Unresolved
 from connections.unreadable import CredentialUnreadable
 from portal.api_keys import ApiKeyRefused
 
 log = logging.getLogger(__name__)
 
-api = NinjaAPI(
+# What each error status means, in the schema; 429 and 503 carry Retry-After.
+STATUS_MEANINGS = {
+    400: "The request body is not JSON, or the connection is not named enough to be found.",
+    401: "No API key, or an unknown, revoked or expired one.",
+    403: "The folder is visible but the action is not allowed.",
+    404: "No such folder or connection (or not visible, or out of the key's scope).",
+    409: "The connection cannot be used as it is: disabled, needs reconnecting, several "
+    "candidates and no default, or its stored credential cannot be read.",
+    422: "Invalid data, or the provider refused the credential.",
+    429: "Too many requests: the user's rate limit, or too many refused keys from the "
+    "client's address.",
+    503: "Try again later: a due token refresh failed for a transient reason, or the "
+    "portal cannot open stored secrets now.",
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+class PortalApi(NinjaAPI):
+    def get_openapi_schema(self, **kwargs) -> OpenAPISchema:
+        """Ninja's schema, with what each error status means and the
+        Retry-After header of 429 and 503."""
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for status, answer in operation.get("responses", {}).items():
+                    if int(status) in STATUS_MEANINGS:
+                        answer["description"] = STATUS_MEANINGS[int(status)]
+                    if int(status) in (429, 503):
+                        answer["headers"] = RETRY_AFTER
+        return schema
+
+
+api = PortalApi(
     title="Connections portal API",
     version="1",
     description=(
@@ -76,15 +116,36 @@ def _invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
 @api.exception_handler(RequestInvalid)
 def _malformed(request: HttpRequest, error: RequestInvalid) -> HttpResponse:
     """A parameter or body field of the wrong shape: the same Error answer as
-    every other refusal (ninja's own puts a list in ``detail``)."""
+    every other refusal (ninja's own puts a list in ``detail``). Each message
+    is filed under the innermost printable name of where it was found (a
+    field, or a key of ``fields`` or ``secret``)."""
     errors: dict[str, list[str]] = {}
     for problem in error.errors:
         where = [str(part) for part in problem.get("loc", ())]
-        errors.setdefault(where[-1] if where else "request", []).append(
-            str(problem.get("msg", "Not valid"))
-        )
+        names = [
+            part for part in where[1:] if part != "[key]" and part.isprintable() and part.strip()
+        ]
+        message = str(problem.get("msg", "Not valid")).removeprefix("Value error, ")
+        errors.setdefault(names[-1] if names else "request", []).append(message)
     field, messages = next(iter(errors.items()), ("request", ["Not valid"]))
     return _error(request, 422, f"{field}: {messages[0]}.", errors=errors)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
+    """Ninja's own refusals (a body that is not JSON: 400) in the Error shape."""
+    return _error(request, error.status_code, str(error) or "Bad request.")
+
+
+@api.exception_handler(CredentialNotSendable)
+def _not_sendable(request: HttpRequest, error: CredentialNotSendable) -> HttpResponse:
+    # Stored before secrets were checked for line breaks: replace it.
+    return _error(
+        request,
+        409,
+        "The stored credential cannot be sent in a request header (it holds a line break "
+        "or another control character): replace it.",
+    )
 
 
 @api.exception_handler(Unresolved)
@@ -148,6 +209,9 @@ def _register() -> None:
 _register()
 
 
+@csrf_exempt
 def unknown_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
-    """Any other path under /api/v1/: JSON like every API answer, not a page."""
-    return JsonResponse({"detail": f"No endpoint /api/v1/{rest}; see /api/v1/docs."}, status=404)
+    """Any other path under /api/v1/, any method: JSON like every API answer,
+    not a page (and no CSRF page: the API never uses a session)."""
+    shown = rest if rest.isprintable() else rest.encode("unicode_escape").decode("ascii")
+    return JsonResponse({"detail": f"No endpoint /api/v1/{shown}; see /api/v1/docs."}, status=404)

@@ -293,6 +293,13 @@ class SecretSpec(Model):
     help: str = ""
 
 
+class CredentialNotSendable(ValueError):
+    """A credential or field that cannot travel in a request header: it holds
+    a line break, so a header built from it could carry a second header.
+    ``connections.actions.clean_secret`` refuses such a secret before it is
+    stored; one stored before is refused here, when it would be sent."""
+
+
 class SendSpec(Model):
     """How a PAT, API key or basic credential travels on each request.
 
@@ -338,7 +345,7 @@ class SendSpec(Model):
         def fill(template: str) -> str:
             text = render(template, values, quote_values=False)
             if "\r" in text or "\n" in text:
-                raise ValueError("a credential or field contains a line break")
+                raise CredentialNotSendable("a credential or field contains a line break")
             return text
 
         header = fill(self.header)
