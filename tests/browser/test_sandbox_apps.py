@@ -43,7 +43,7 @@ def register_app(page: Page, live_server, name: str) -> None:
     page.get_by_role("navigation", name="Account").get_by_role("link", name="Sandbox apps").click()
     arrived(page, f"{live_server.url}/sandbox/apps/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sandbox apps")
-    page.get_by_label("App name").fill(name)
+    page.get_by_label("App name", exact=True).fill(name)
     page.get_by_role("button", name="Register app").click()
     arrived(page, f"{live_server.url}/sandbox/apps/")
 
@@ -168,7 +168,7 @@ def test_a_missing_name_is_said_and_registers_nothing(
     page_problems.allow_console_error(r"status of 400 .*/sandbox/apps/")
     register_app(page, live_server, "   ")
     expect(page.get_by_test_id("app-name-error")).to_have_text("Give the app a name.")
-    expect(page.get_by_label("App name")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("App name", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(page.get_by_test_id("apps-empty")).to_be_visible()
     assert not get_application_model().objects.exists()
     screenshot(page, "01-name-required")
