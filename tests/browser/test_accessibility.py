@@ -109,6 +109,14 @@ def test_main_pages_pass_axe_and_reflow_at_640_px(
     page.goto(f"{live_server.url}/folders/{finance.pk}/connections/")
     expect(page.get_by_test_id("connections").locator("tbody tr")).to_have_count(12)
     tour.check(page, "the Connections tab", screenshot_as="connections-640")
+    # The table scrolls in its own box at 640 px: only then is the box a
+    # labelled region one can reach (and scroll) from the keyboard.
+    scroller = page.locator(".table-scroll").filter(has=page.get_by_test_id("connections"))
+    expect(scroller).not_to_have_attribute("tabindex", "0")
+    page.set_viewport_size(REFLOW_VIEWPORT)
+    expect(page.get_by_role("region", name="Connections table")).to_have_attribute("tabindex", "0")
+    page.set_viewport_size(VIEWPORT)
+    expect(scroller).not_to_have_attribute("tabindex", "0")
 
     page.goto(f"{live_server.url}/folders/{finance.pk}/connections/{connection.pk}/")
     expect(page.get_by_test_id("health-chart")).to_be_visible()
