@@ -316,8 +316,12 @@ def test_expired_unfinished_flows_are_deleted_in_one_statement(developer, tree):
 def test_the_cleanup_runs_on_beat():
     from django.conf import settings
 
+    from connections.tasks import delete_expired_oauth_flows
     from portal.celery import app
 
     entries = [e for e in app.conf.beat_schedule.values() if e["task"].endswith("oauth_flows")]
     assert [e["task"] for e in entries] == ["connections.tasks.delete_expired_oauth_flows"]
     assert entries[0]["schedule"] <= settings.PORTAL_OAUTH_FLOW_SECONDS
+    # The name beat sends resolves to the task the workers run.
+    assert entries[0]["task"] == delete_expired_oauth_flows.name
+    assert app.tasks[entries[0]["task"]].run.__module__ == "connections.tasks"
