@@ -85,11 +85,13 @@ if [ "$DEV" = 1 ]; then
   server="Django's development server (debug on, reloads on code changes)"
   $BIN/python manage.py runserver "127.0.0.1:$PORT" &
 else
-  # Two processes of four threads each; no control socket (its default path,
-  # one per user, would be shared with any other gunicorn). GUNICORN_CMD_ARGS
-  # adds options, for example "--access-logfile -" to print every request.
+  # One process of eight threads: without REDIS_URL the cache (API and sign-in
+  # rate limits) lives in the process, so one process keeps the counts whole
+  # (docs/api.md). No control socket: its default path, one per user, would be
+  # shared with any other gunicorn. GUNICORN_CMD_ARGS adds options, for
+  # example "--access-logfile -" to print every request.
   server="gunicorn (debug off, as in production)"
-  $BIN/gunicorn portal.wsgi --bind "127.0.0.1:$PORT" --workers 2 --threads 4 \
+  $BIN/gunicorn portal.wsgi --bind "127.0.0.1:$PORT" --workers 1 --threads 8 \
     --graceful-timeout 5 --no-control-socket &
 fi
 pids+=($!)
