@@ -190,6 +190,27 @@ def test_a_completed_flow_is_not_offered_again(client, developer, tree, sandbox_
     assert 'data-testid="connect-error"' not in page
 
 
+def test_try_again_after_a_refused_reconnect_goes_back_to_reconnect(
+    client, developer, tree, sandbox_oauth
+):
+    finance = tree["finance"]
+    response = start(client, finance, "oauth2_authorization_code", {"name": "Kept"})
+    assert client.get(local(approve(client, continue_url(response)))).status_code == 302
+    connection = Connection.objects.get()
+    reconnect = reverse("connection_reconnect", args=[finance.pk, connection.pk])
+    back = approve(client, continue_url(client.post(reconnect, {"name": "Kept"})), allow=False)
+    page = client.get(local(back)).content.decode()
+    retry = _link(page, "try-again")
+    assert retry.startswith(reconnect + "?retry=")
+    form = client.get(retry).content.decode()
+    assert "Access denied" in _connect_error(form)
+    # Approved this time: the same connection, reconnected; the refused flow is gone.
+    back = approve(client, continue_url(client.post(retry, {"name": "Kept"})))
+    assert client.get(local(back)).status_code == 302
+    assert Connection.objects.get().pk == connection.pk
+    assert OAuthFlow.objects.filter(completed_at__isnull=True).count() == 0
+
+
 # --- 2. A sign-in that never came back ----------------------------------------
 
 
