@@ -16,10 +16,12 @@ What it guarantees, for every request and every redirect hop:
   :class:`EgressAdapter` resolve the host themselves, refuse the whole name if
   any resolved address is loopback, link-local, private, carrier-grade NAT,
   unspecified, multicast, reserved, a cloud metadata address or an IPv6 form
-  of one of those, and then connect to one of the validated addresses (and
-  check the socket's peer address again). The address checked is the address
-  connected to, so there is no DNS-rebinding gap. TLS keeps the host name for
-  SNI and certificate verification.
+  of one of those (unless an allowed network, the operator's
+  ``PORTAL_EGRESS_ALLOWED_NETWORKS`` or the policy's, opens it on the port
+  called: :func:`parse_allowed_networks`), and then connect to one of the
+  validated addresses (and check the socket's peer address again). The
+  address checked is the address connected to, so there is no DNS-rebinding
+  gap. TLS keeps the host name for SNI and certificate verification.
 * **Redirects** are followed by this module, never by requests: at most
   ``max_redirects`` hops, each hop checked again, and on a hop to another
   origin every credential is dropped (``Authorization``, cookies, ``auth``,
@@ -85,6 +87,7 @@ from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 __all__ = [
+    "AllowedNetwork",
     "EgressAdapter",
     "EgressDenied",
     "EgressError",
@@ -93,6 +96,7 @@ __all__ = [
     "EgressSessionMixin",
     "check_address",
     "check_url",
+    "parse_allowed_networks",
     "request",
     "session",
 ]
@@ -199,10 +203,12 @@ class EgressPolicy:
     Matching is case-insensitive and on the IDNA form, trailing dot ignored.
     An empty tuple allows any public host.
 
-    ``allowed_networks``: CIDRs this call may reach although they are not
-    public (for example the Sandbox connector's own ``127.0.0.1/32``); the
-    operator's ``PORTAL_EGRESS_ALLOWED_NETWORKS`` add to them. Plain ``http``
-    is allowed only to addresses inside one of these networks.
+    ``allowed_networks``: networks this call may reach although they are not
+    public (for example the Sandbox connector's own ``127.0.0.1/32``), in the
+    syntax of :func:`parse_allowed_networks` (so optionally on some ports
+    only); the operator's ``PORTAL_EGRESS_ALLOWED_NETWORKS`` add to them.
+    Plain ``http`` is allowed only to addresses (and ports) inside one of
+    these networks.
 
     ``max_redirects``: how many redirects to follow; ``None`` means the
     ``PORTAL_HTTP_MAX_REDIRECTS`` setting.
@@ -235,7 +241,7 @@ class EgressPolicy:
         return False
 
     @property
-    def networks(self) -> tuple[Network, ...]:
+    def networks(self) -> tuple[AllowedNetwork, ...]:
         return _parse_networks(self.allowed_networks, source="EgressPolicy.allowed_networks")
 
 
@@ -256,15 +262,103 @@ def _normalise_pattern(pattern: str) -> str:
     return f"*.{base}" if wildcard else base
 
 
+@dataclass(frozen=True)
+class AllowedNetwork:
+    """One entry of an allow list: a network and the ports open in it
+    (``None``: every port)."""
+
+    network: Network
+    ports: frozenset[int] | None = None
+
+    def __str__(self) -> str:
+        if self.ports is None:
+            return str(self.network)
+        where = f"[{self.network}]" if self.network.version == 6 else str(self.network)
+        return f"{where}:{','.join(str(port) for port in sorted(self.ports))}"
+
+    def covers(self, address: Address) -> bool:
+        """The address is inside. A metadata address needs a network of its
+        own (``169.254.169.254/32``): a broad ``169.254.0.0/16`` does not
+        open it."""
+        if self.network.version != address.version or address not in self.network:
+            return False
+        return address not in _METADATA_ADDRESSES or self.network.num_addresses == 1
+
+    def allows(self, address: Address, port: int | None) -> bool:
+        return self.covers(address) and (self.ports is None or port in self.ports)
+
+
+NETWORK_SYNTAX = (
+    "a network (10.20.0.0/16) or an address (10.20.0.5), optionally with the only ports "
+    "open in it: 10.20.0.5:443, 10.20.0.0/16:443,8443; IPv6 in brackets: [fd00::1]:443, "
+    "[fd00::/64]:443,8443"
+)
+_BRACKETED = re.compile(r"\[(?P<network>[^\]]*)\](?::(?P<port>.*))?")
+
+
+def parse_allowed_networks(entries: Iterable[str], *, source: str) -> tuple[AllowedNetwork, ...]:
+    """Parse an allow list such as ``PORTAL_EGRESS_ALLOWED_NETWORKS``.
+
+    Entries are separated by commas (several strings, or one string with
+    commas: the same). An entry is a network or an address, open on every
+    port, or followed by ``:port`` to open only that port; a bare number
+    after such an entry adds a port to it, so ``10.20.0.0/16:443,8443``
+    opens 443 and 8443 and nothing else. An IPv6 entry with ports is
+    written in brackets (``[fd00::/64]:443``): without them ``fd00::1:443``
+    is an address, open on every port. Raises ``ValueError`` with a message
+    naming ``source`` and the entry.
+    """
+    parsed: list[AllowedNetwork] = []
+    for text in (part.strip() for entry in entries for part in str(entry).split(",")):
+        if not text:
+            continue
+        if text.isascii() and text.isdigit():  # another port of the entry before
+            if not parsed:
+                raise ValueError(
+                    f"{source}: {text!r} is a port, not a network. Write {NETWORK_SYNTAX}."
+                )
+            last = parsed[-1]
+            if last.ports is None:
+                raise ValueError(
+                    f"{source}: {text!r} is a port, but {last} before it names none (it is "
+                    f"open on every port): write {last}:{text} to open only that port."
+                )
+            parsed[-1] = AllowedNetwork(last.network, last.ports | {_port(text, source)})
+            continue
+        parsed.append(_parse_entry(text, source))
+    return tuple(parsed)
+
+
+def _parse_entry(text: str, source: str) -> AllowedNetwork:
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed:
+        network_text, port_text = bracketed["network"], bracketed["port"]
+    elif text.count(":") == 1:  # IPv4 with a port (IPv6 has more colons)
+        network_text, port_text = text.split(":")
+    else:
+        network_text, port_text = text, None
+    try:
+        network = ipaddress.ip_network(network_text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{source}: {text!r} is not a network. Write {NETWORK_SYNTAX}.") from None
+    if bracketed and network.version != 6:
+        raise ValueError(f"{source}: {text!r}: brackets are for IPv6 only; write {network}.")
+    if port_text is None:
+        return AllowedNetwork(network)
+    return AllowedNetwork(network, frozenset({_port(port_text, source, entry=text)}))
+
+
+def _port(text: str, source: str, *, entry: str = "") -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        where = f" in {entry!r}" if entry else ""
+        raise ValueError(f"{source}: {text!r}{where} is not a port (1 to 65535).")
+    return int(text)
+
+
 @functools.lru_cache(maxsize=256)
-def _parse_networks(cidrs: tuple[str, ...], *, source: str) -> tuple[Network, ...]:
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"{source}: {cidr!r} is not a network (CIDR)") from None
-    return tuple(networks)
+def _parse_networks(entries: tuple[str, ...], *, source: str) -> tuple[AllowedNetwork, ...]:
+    return parse_allowed_networks(entries, source=source)
 
 
 # --- Addresses --------------------------------------------------------------
@@ -320,21 +414,27 @@ def _refusal_reason(address: Address) -> str | None:
     return None
 
 
-def _operator_networks() -> tuple[Network, ...]:
-    cidrs = tuple(getattr(settings, "PORTAL_EGRESS_ALLOWED_NETWORKS", ()) or ())
-    return _parse_networks(cidrs, source="PORTAL_EGRESS_ALLOWED_NETWORKS")
+def _operator_networks() -> tuple[AllowedNetwork, ...]:
+    entries = tuple(getattr(settings, "PORTAL_EGRESS_ALLOWED_NETWORKS", ()) or ())
+    return _parse_networks(entries, source="PORTAL_EGRESS_ALLOWED_NETWORKS")
 
 
-def _explicitly_allowed(address: Address, networks: Iterable[Network]) -> bool:
-    """Inside an allowed network. A metadata address needs a network of its own
-    (``169.254.169.254/32``): a broad ``169.254.0.0/16`` does not open it."""
-    for net in networks:
-        if net.version != address.version or address not in net:
-            continue
-        if address in _METADATA_ADDRESSES and net.num_addresses != 1:
-            continue
-        return True
-    return False
+def _explicitly_allowed(
+    address: Address, port: int | None, networks: Iterable[AllowedNetwork]
+) -> bool:
+    """Inside an allowed network, on a port open in it."""
+    return any(net.allows(address, port) for net in networks)
+
+
+def _ports_open(address: Address, networks: Iterable[AllowedNetwork]) -> list[int]:
+    """The ports allowed networks open for this address, when only some are."""
+    return sorted({p for net in networks if net.covers(address) for p in net.ports or ()})
+
+
+def _ports_text(ports: list[int]) -> str:
+    words = [str(port) for port in ports]
+    listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+    return f"port{'s' if len(words) > 1 else ''} {listed}"
 
 
 def _plain(address: Address) -> Address:
@@ -349,32 +449,43 @@ def check_address(
     *,
     host: str | None = None,
     plain_http: bool = False,
+    port: int | None = None,
 ) -> None:
     """Refuse an address the portal may not connect to (:class:`EgressDenied`).
 
-    ``host`` is the name that resolved to it, for the message. With
-    ``plain_http`` the address must be inside an explicitly allowed network
-    (the operator's or the policy's), public or not.
+    ``host`` is the name that resolved to it, for the message; ``port`` the
+    port the call goes to (an allowed network open on some ports only does
+    not allow an unknown port). With ``plain_http`` the address must be
+    inside an explicitly allowed network (the operator's or the policy's),
+    public or not.
     """
     if isinstance(address, str):
         address = ipaddress.ip_address(address.split("%", 1)[0])
     address = _plain(address)
     networks = _operator_networks() + (policy.networks if policy else ())
-    if _explicitly_allowed(address, networks):
+    if _explicitly_allowed(address, port, networks):
         return
     reason = _refusal_reason(address)
+    if not reason and not plain_http:
+        return
+    open_ports = _ports_open(address, networks)  # inside an allowed network, other ports
+    only = f"only on {_ports_text(open_ports)}" if open_ports else ""
+    if only and port:
+        only += f", not on port {port}"
     if reason:
         if host and host != str(address):
             subject = f"The address {host} resolves to {address},"
         else:
             subject = f"The address {address} is"
-        raise EgressDenied(f"{subject} {reason}; connections may not reach it.")
-    if plain_http:
-        name = host or str(address)
-        raise EgressDenied(
-            f"{name} would be reached over plain http; connections must use https "
-            "(http is allowed only for addresses the operator allows)."
-        )
+        verdict = f"may reach it {only}" if only else "may not reach it"
+        raise EgressDenied(f"{subject} {reason}; connections {verdict}.")
+    name = host or str(address)
+    if only:
+        raise EgressDenied(f"{name} may be reached over plain http {only}.")
+    raise EgressDenied(
+        f"{name} would be reached over plain http; connections must use https "
+        "(http is allowed only for addresses the operator allows)."
+    )
 
 
 # --- URLs -------------------------------------------------------------------
@@ -413,6 +524,7 @@ def check_url(url: str, policy: EgressPolicy, *, resolve: bool = False) -> None:
     the address to be inside one.
     """
     scheme, host, port, has_userinfo, raw_host = _split(url)
+    port = port or (80 if scheme == "http" else 443)
     if scheme not in ("https", "http"):
         raise EgressDenied(
             f"Only https:// addresses can be used; this one uses {scheme or 'no'} scheme."
@@ -426,7 +538,7 @@ def check_url(url: str, policy: EgressPolicy, *, resolve: bool = False) -> None:
     literal = _ip_literal(host)
     if literal is not None:
         shown = raw_host if raw_host.rstrip(".").lower() != host else host
-        check_address(literal, policy, host=shown, plain_http=plain_http)
+        check_address(literal, policy, host=shown, plain_http=plain_http, port=port)
     if not policy.matches_host(host):
         raise EgressDenied(
             f"The host {host} is not one this connection may reach "
@@ -440,8 +552,8 @@ def check_url(url: str, policy: EgressPolicy, *, resolve: bool = False) -> None:
             "(http is allowed only for addresses the operator allows)."
         )
     if resolve:
-        for address in _resolve(host, port or (80 if plain_http else 443)):
-            check_address(address, policy, host=host, plain_http=plain_http)
+        for address in _resolve(host, port):
+            check_address(address, policy, host=host, plain_http=plain_http, port=port)
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -463,8 +575,8 @@ class _Guard:
     def __init__(self, policy: EgressPolicy):
         self.policy = policy
 
-    def check(self, address: str, host: str, *, plain_http: bool) -> None:
-        check_address(address, self.policy, host=host, plain_http=plain_http)
+    def check(self, address: str, host: str, *, plain_http: bool, port: int) -> None:
+        check_address(address, self.policy, host=host, plain_http=plain_http, port=port)
 
 
 # --- Transport: the total deadline and strict answers ------------------------
@@ -658,7 +770,7 @@ class _GuardedConnectionMixin:
         # Refuse the name if any of its addresses is refused: a name that
         # mixes public and private addresses is not a public service.
         for info in infos:
-            guard.check(info[4][0], shown, plain_http=plain)
+            guard.check(info[4][0], shown, plain_http=plain, port=self.port)
 
         error: OSError | None = None
         for family, socktype, proto, _canonname, sockaddr in infos:
@@ -675,7 +787,7 @@ class _GuardedConnectionMixin:
                 # Belt and braces: the peer is what we validated.
                 peer = sock.getpeername()[0]
                 try:
-                    guard.check(peer, shown, plain_http=plain)
+                    guard.check(peer, shown, plain_http=plain, port=self.port)
                 except EgressDenied:
                     sock.close()
                     raise

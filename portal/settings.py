@@ -422,21 +422,24 @@ PORTAL_HEARTBEAT_SECONDS = env.int("PORTAL_HEARTBEAT_SECONDS", default=60)
 # --- Outbound HTTP --------------------------------------------------------
 # Every outbound call goes through connections/egress.py. Loopback, link-local,
 # private, carrier-grade NAT and cloud metadata addresses are refused unless
-# they fall inside one of these networks (comma-separated CIDRs, for example
-# "10.20.0.0/16,192.168.5.10/32"); plain http is allowed only to them. A
-# metadata address (169.254.169.254) opens only when listed as a /32 itself.
-import ipaddress  # noqa: E402
+# they fall inside one of these networks, separated by commas. A CIDR or an
+# address opens every port ("10.20.0.0/16,192.168.5.10"); ":port" opens only
+# that port, and bare numbers after it more ports of the same entry
+# ("10.20.0.5:443,8443"; IPv6 in brackets: "[fd00::/64]:443"). Plain http is
+# allowed only to them. A metadata address (169.254.169.254) opens only when
+# listed as a /32 itself. Kept in the canonical form ("10.20.0.5/32:443,8443").
+from connections.egress import parse_allowed_networks  # noqa: E402
 
-PORTAL_EGRESS_ALLOWED_NETWORKS = [
-    cidr.strip() for cidr in env.list("PORTAL_EGRESS_ALLOWED_NETWORKS", default=[]) if cidr.strip()
-]
-for _cidr in PORTAL_EGRESS_ALLOWED_NETWORKS:
-    try:
-        ipaddress.ip_network(_cidr, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"PORTAL_EGRESS_ALLOWED_NETWORKS: {_cidr!r} is not a network (CIDR such as 10.0.0.0/8)."
-        ) from None
+try:
+    PORTAL_EGRESS_ALLOWED_NETWORKS = [
+        str(entry)
+        for entry in parse_allowed_networks(
+            env.list("PORTAL_EGRESS_ALLOWED_NETWORKS", default=[]),
+            source="PORTAL_EGRESS_ALLOWED_NETWORKS",
+        )
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from None
 PORTAL_HTTP_CONNECT_TIMEOUT = env.float("PORTAL_HTTP_CONNECT_TIMEOUT", default=5)  # seconds
 PORTAL_HTTP_READ_TIMEOUT = env.float("PORTAL_HTTP_READ_TIMEOUT", default=20)  # seconds
 # A whole call, redirects and body included, however slowly the bytes come.
