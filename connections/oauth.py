@@ -272,6 +272,8 @@ def _explain(error: str, description: str, connector: ConnectorSpec) -> str:
 
 
 TRANSIENT_OAUTH_ERRORS = {"server_error", "temporarily_unavailable", "slow_down"}
+# The code of an OAuthFlowError when the outbound guard refused the call.
+REFUSED_BY_PORTAL = "refused_by_portal"
 
 
 def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = None):
@@ -296,7 +298,8 @@ def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = 
             retry_after=_retry_after(last),
         ) from None
     except egress.EgressDenied as error:
-        raise OAuthFlowError(str(error)) from None
+        # Not the provider's answer: the portal refused to call it.
+        raise OAuthFlowError(str(error), code=REFUSED_BY_PORTAL) from None
     except egress.EgressError as error:
         raise OAuthFlowError(str(error), transient=True) from None
     except requests.HTTPError as error:

@@ -389,7 +389,9 @@ def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlow
         if current.get("refresh_token") != before.get("refresh_token"):
             # Another refresh won the race: its tokens are the good ones.
             return current
-    if error.code in {"invalid_client", "unauthorized_client"}:
+    if error.code in {"invalid_client", "unauthorized_client", oauth.REFUSED_BY_PORTAL}:
+        # The app's credentials are refused, or the portal may not call the
+        # token endpoint (its address is not allowed): reconnecting won't help.
         mark_broken(connection, ConnectionState.MISCONFIGURED, str(error))
     else:
         said = f" ({error})" if error.code and error.code != "invalid_grant" else ""

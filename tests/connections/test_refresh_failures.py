@@ -124,3 +124,19 @@ def test_support_commands(connected, capsys):
     assert "OK as ada" in capsys.readouterr().out
     with pytest.raises(CommandError, match="No connection"):
         call_command("check_connection", "999999")
+
+
+def test_a_token_endpoint_the_guard_refuses_is_misconfigured(connected, settings):
+    """The portal may not call the token endpoint (here plain http to a
+    host it cannot vouch for): that is no revocation by the provider, and
+    reconnecting would not help. Misconfigured, with the guard's reason."""
+    settings.PORTAL_BASE_URL = "http://portal.invalid"
+    before = vault.read_secret(connected)
+    with pytest.raises(refresh.RefreshError) as raised:
+        refresh.refresh_connection(connected.pk, force=True)
+    assert not raised.value.transient
+    connected.refresh_from_db()
+    assert connected.state == ConnectionState.MISCONFIGURED
+    assert connected.last_error == str(raised.value)
+    assert "refused the refresh token" not in connected.last_error
+    assert vault.read_secret(connected) == before
