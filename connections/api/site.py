@@ -143,8 +143,8 @@ def _not_sendable(request: HttpRequest, error: CredentialNotSendable) -> HttpRes
     return _error(
         request,
         409,
-        "The stored credential cannot be sent in a request header (it holds a line break "
-        "or another control character): replace it.",
+        "The stored credential cannot be sent in a request header (it holds a line break): "
+        "replace it.",
     )
 
 

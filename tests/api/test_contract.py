@@ -243,3 +243,11 @@ def test_every_string_in_a_request_refuses_nul_in_the_schema(schema):
     assert found
     for node in found:
         assert node.get("pattern") == "^[^\\u0000]*$", node
+
+
+def test_a_stored_secret_with_a_line_break_answers_409_when_it_would_be_sent(api, tree, fakehub):
+    """Stored before secrets were checked: not a server error, and not sent."""
+    connection = make_connection(tree["finance"], secret={"token": "ghp_old\nX-Injected: 1"})
+    response = api.get(f"{API}/connections/{connection.pk}/credentials")
+    assert response.status_code == 409
+    assert "replace it" in body(response)["detail"]

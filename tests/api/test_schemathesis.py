@@ -31,7 +31,7 @@ from tests.factories import assign
 
 SEED = 20261206
 EXAMPLES = 25  # per operation and phase (fuzzing: valid data, then invalid)
-STATEFUL_SCENARIOS = 12
+STATEFUL_SCENARIOS = 20
 STATEFUL_STEPS = 8
 CHECKS = (
     "not_a_server_error",
