@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from connections import egress, refresh, vault
+from connections import egress, refresh, unreadable, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.health import CheckResult, egress_policy, parse_expiry, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
@@ -532,7 +532,7 @@ def edit_connection(
     if new_fields != connection.fields:
         if not can(actor, Action.USE_CONNECTIONS, connection.folder):
             raise PermissionDenied(FIELDS_NEED_USE)
-        result = run_check(connector, auth, new_fields, vault.read_secret(connection))
+        result = run_check(connector, auth, new_fields, unreadable.read_for_use(connection))
         if not result.ok:
             raise ConnectError(f"The new settings were not saved: {result.error}")
     description = (description or "").strip()[:500]
@@ -656,7 +656,7 @@ def replace_client_secret(*, connection: Connection, client_secret: str, actor) 
     # The client secret is kept with the token set: a refresh running now
     # would store its answer with the old one, so wait for it, and re-read.
     with refresh.holding_lease(connection.pk):
-        secret = vault.read_secret(connection)
+        secret = unreadable.read_for_use(connection)
         secret["client_secret"] = client_secret.strip()
         vault.store_secret(connection, secret)
         ConnectionEvent.objects.create(

@@ -58,6 +58,17 @@ def credential_unreadable(connection: Connection, error: vault.VaultError) -> Cr
     return CredentialUnreadable(connection)
 
 
+def read_for_use(connection: Connection) -> dict:
+    """``vault.read_secret`` for a change that builds on the stored secret (new
+    fields checked with it, a BYOA app's new client secret, a reconnect with
+    the stored app): an unreadable one marks the connection and raises
+    ``CredentialUnreadable``, which the pages and the API answer plainly."""
+    try:
+        return vault.read_secret(connection)
+    except vault.VaultError as error:
+        raise credential_unreadable(connection, error) from None
+
+
 def failed_check(connection: Connection, error: vault.VaultError) -> CheckResult:
     """The health check that could not be sent: the same outcome, as a failed
     check for the history (nothing reached the provider)."""

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connections import actions, runtime
+from connections import actions, refresh, runtime, unreadable
 from connections.access import connection_for
 from connections.catalog import get_catalog
 from connections.forms import EditForm, ReplaceSecretForm, add_errors
@@ -79,7 +79,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
             )
         except ValidationError as error:
             add_errors(form, error)
-        except actions.ConnectError as error:
+        except (actions.ConnectError, unreadable.CredentialUnreadable) as error:
             connect_error = str(error)
         except PermissionDenied as error:
             # The form again with what was typed, and why: changing the fields
@@ -123,7 +123,7 @@ def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> 
             )
         except ValidationError as error:
             add_errors(form, error)
-        except actions.ConnectError as error:
+        except (actions.ConnectError, refresh.LeaseTimeout) as error:
             connect_error = str(error)
         else:
             messages.success(request, "The new secret works and replaced the old one.")

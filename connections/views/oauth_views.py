@@ -17,7 +17,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from connections import actions, oauth, vault
+from connections import actions, oauth, refresh, unreadable
 from connections.access import connection_for
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.forms import (
@@ -427,7 +427,11 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
             connection=connection,
         )
         # BYOA: the user's app as stored with the connection; nothing to type.
-        secret = vault.read_secret(connection)
+        try:
+            secret = unreadable.read_for_use(connection)
+        except unreadable.CredentialUnreadable as error:
+            messages.error(request, str(error))
+            return redirect("connection_detail", folder_id, connection.pk)
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
         url = oauth.start_authorization(
             request,
@@ -474,15 +478,19 @@ def replace_client_secret(request: HttpRequest, folder_id: int, connection_id: i
         raise Http404("Only connections with their own OAuth app have a client secret here.")
     form = ClientSecretForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        actions.replace_client_secret(
-            connection=connection,
-            client_secret=form.cleaned_data["client_secret"],
-            actor=request.user,
-        )
-        messages.success(
-            request, "Client secret replaced. Reconnect now so that the provider confirms it."
-        )
-        return redirect("connection_reconnect", folder_id, connection.pk)
+        try:
+            actions.replace_client_secret(
+                connection=connection,
+                client_secret=form.cleaned_data["client_secret"],
+                actor=request.user,
+            )
+        except (unreadable.CredentialUnreadable, refresh.LeaseTimeout) as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(
+                request, "Client secret replaced. Reconnect now so that the provider confirms it."
+            )
+            return redirect("connection_reconnect", folder_id, connection.pk)
     return render(
         request,
         "connections/replace_client_secret.html",

@@ -134,3 +134,60 @@ def test_the_refresh_task_marks_it_and_ends_its_chain(how, tree, settings, caplo
     assert connection.last_error == MESSAGE
     assert connection.refresh_queued_until is None
     assert_logged_without_bytes(caplog.records, connection, ciphertext)
+
+
+def test_changes_that_build_on_the_stored_secret_say_so_on_the_page(
+    client, tree, developer, fakehub, provider, settings
+):
+    """New fields are checked with the stored secret, a BYOA app's new
+    client secret is kept with it, a BYOA reconnect signs in with its app:
+    none of them can start from a secret that cannot be read. Each page says
+    why, keeps what was typed, and the connection is marked; no 500."""
+    settings.PORTAL_SANDBOX_ENABLED = True
+    client.force_login(developer)
+    folder = tree["finance"]
+    robot = Connection.objects.create(
+        folder=folder,
+        connector_key="fakehub",
+        name="Basic",
+        auth_type="basic",
+        fields={"email": "robot@example.com"},
+        state=ConnectionState.CONNECTED,
+    )
+    break_credential(robot, "altered", settings, {"api_token": "t"})
+    edited = client.post(
+        reverse("connection_edit", args=[folder.pk, robot.pk]),
+        {
+            "name": "Basic",
+            "description": "",
+            "polling_interval_seconds": robot.polling_interval_seconds,
+            "field_email": "other@example.com",
+        },
+    )
+    assert edited.status_code == 400
+    assert "cannot be read" in edited.content.decode()
+    assert 'value="other@example.com"' in edited.content.decode()
+    robot.refresh_from_db()
+    assert robot.state == ConnectionState.MISCONFIGURED and robot.fields["email"] != "other"
+    assert provider.requests == []
+
+    byoa = Connection.objects.create(
+        folder=folder,
+        connector_key="sandbox",
+        name="Own app",
+        auth_type="oauth2_authorization_code",
+        own_app=True,
+        state=ConnectionState.CONNECTED,
+    )
+    break_credential(byoa, "copied", settings, {"client_id": "app", "client_secret": "s"})
+    args = [folder.pk, byoa.pk]
+    replaced = client.post(
+        reverse("connection_replace_client_secret", args=args), {"client_secret": "new"}
+    )
+    assert replaced.status_code == 400
+    assert "cannot be read" in replaced.content.decode()
+    reconnect = client.post(reverse("connection_reconnect", args=args), follow=True)
+    assert reconnect.redirect_chain[-1][0] == reverse("connection_detail", args=args)
+    assert "cannot be read" in reconnect.content.decode()
+    byoa.refresh_from_db()
+    assert byoa.state == ConnectionState.MISCONFIGURED
