@@ -33,6 +33,7 @@ PROVIDER_ERROR = "provider-error"
 NO_REFRESH_TOKEN = "no-refresh-token"  # noqa: S105 (an anchor, not a secret)
 REDIRECT_URI_MISMATCH = "redirect-uri-mismatch"
 ACCESS_DENIED = "access-denied"
+SECRET_UNREADABLE = "secret-unreadable"  # noqa: S105 (an anchor, not a secret)
 ERROR_KINDS = (
     REJECTED_CREDENTIALS,
     INVALID_CLIENT,
@@ -44,6 +45,7 @@ ERROR_KINDS = (
     NO_REFRESH_TOKEN,
     REDIRECT_URI_MISMATCH,
     ACCESS_DENIED,
+    SECRET_UNREADABLE,
 )
 
 GUIDE_PATH = Path(settings.BASE_DIR) / "docs" / "troubleshooting.md"
@@ -52,6 +54,7 @@ GUIDE_PATH = Path(settings.BASE_DIR) / "docs" / "troubleshooting.md"
 # refresh.py, egress.py), lower-cased, in the order they are tried: the most
 # specific first. The tests feed these functions' real messages through here.
 _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (SECRET_UNREADABLE, ("secret cannot be read",)),
     (INVALID_CLIENT, ("invalid client or secret", "invalid_client", "unauthorized_client")),
     (REDIRECT_URI_MISMATCH, ("redirect uri mismatch", "redirect_uri_mismatch")),
     (NO_REFRESH_TOKEN, ("no refresh token", "token expiring frequently")),
@@ -87,7 +90,18 @@ _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         UNREACHABLE,
-        ("could not reach", "timed out", "no answer within", "cut off or could not be decoded"),
+        (
+            "could not reach",
+            "timed out",
+            "no answer within",
+            "reset the connection",
+            "closed the connection",
+            "stopped sending",
+            "not valid http",
+            "more than the length it announced",
+            "could not be decoded",
+            "larger than",
+        ),
     ),
 )
 

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import charts, health, oauth, troubleshooting, vault
+from connections import charts, health, oauth, troubleshooting, unreadable, vault
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from connections.tasks import check_connection_task
@@ -539,6 +539,29 @@ def test_refresh_messages_map_to_their_entries():
     assert troubleshooting.error_kind(state="degraded", error=transient) == "rate-limited"
     down = "Will try again: Sandbox's token endpoint answered 503: try again later."
     assert troubleshooting.error_kind(state="degraded", error=down) == "provider-error"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "api.example.com reset the connection before its answer was complete.",
+        "api.example.com closed the connection before its answer was complete.",
+        "api.example.com answered with something that is not valid HTTP.",
+        "api.example.com sent more than the length it announced (Content-Length).",
+        "api.example.com sent an answer that could not be decoded.",
+        "api.example.com sent an answer larger than 10 MiB; the portal stops reading there.",
+        "api.example.com stopped sending for 20 s before its answer was complete.",
+        "Could not reach api.example.com: no complete answer within 30 s.",
+    ],
+)
+def test_network_failures_map_to_unreachable(message):
+    assert troubleshooting.error_kind(state="degraded", error=message) == "unreachable"
+
+
+def test_an_unreadable_secret_maps_to_its_entry():
+    assert troubleshooting.error_kind(state="misconfigured", error=unreadable.MESSAGE) == (
+        "secret-unreadable"
+    )
 
 
 @pytest.mark.parametrize(
