@@ -133,15 +133,14 @@ def test_another_call_that_meets_an_unreadable_secret_answers_json(
     dev, api, tree, fakehub, settings, caplog
 ):
     """Changing a connection's fields checks them with the stored secret:
-    unreadable, the API still answers in its JSON shape, and changes nothing."""
+    unreadable, the API still answers in its JSON shape, changes nothing but
+    marks the connection, as the credentials read does."""
     robot = make_connection(tree["finance"], auth_type="basic", fields={"email": "a@example.com"})
     ciphertext = break_credential(robot, "altered", settings, {"api_token": "basic-secret-0001"})
     response = api.patch(f"{API}/connections/{robot.pk}", {"fields": {"email": "b@example.com"}})
     assert response.status_code == 409, response.content[:300]
-    assert body(response) == {
-        "detail": "A stored secret cannot be read: re-enter it, or ask an operator to restore "
-        "the encryption key it was sealed with."
-    }
+    assert body(response) == {"detail": DETAIL}
     robot.refresh_from_db()
     assert robot.fields == {"email": "a@example.com"}
+    assert robot.state == ConnectionState.MISCONFIGURED
     assert ciphertext not in caplog.text
