@@ -8,6 +8,7 @@ stops with a message naming the variable.
 """
 
 import logging
+import re
 from pathlib import Path
 
 import environ
@@ -92,6 +93,12 @@ PORTAL_API_RATE_LIMIT = env.str("PORTAL_API_RATE_LIMIT", default="600/m")
 # Refused API keys per client address per window; beyond it the address gets
 # 429 without a database query until the window ends (N/s, N/m, N/h, N/5m...).
 PORTAL_API_REFUSED_RATE_LIMIT = env.str("PORTAL_API_REFUSED_RATE_LIMIT", default="30/m")
+for _name in ("PORTAL_API_RATE_LIMIT", "PORTAL_API_REFUSED_RATE_LIMIT"):
+    if not re.fullmatch(r"[1-9]\d*/[1-9]?\d*[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(
+            f"{_name} is {globals()[_name]!r}: write requests per window, as 600/m, 20/s "
+            "or 100/5m (s, m, h or d)."
+        )
 PORTAL_API_KEY_DAYS = env.int("PORTAL_API_KEY_DAYS", default=90)
 PORTAL_API_KEY_MAX_DAYS = env.int("PORTAL_API_KEY_MAX_DAYS", default=365)
 PORTAL_API_KEY_TOUCH_SECONDS = env.int("PORTAL_API_KEY_TOUCH_SECONDS", default=60)

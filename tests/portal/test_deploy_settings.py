@@ -176,3 +176,11 @@ def test_wsgi_application_refuses_to_load_without_a_secret_key(tmp_path):
     result = run(env, "-c", "import portal.wsgi")
     assert result.returncode != 0
     assert "PORTAL_SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["PORTAL_API_RATE_LIMIT", "PORTAL_API_REFUSED_RATE_LIMIT"])
+def test_a_rate_limit_that_is_not_a_rate_stops_start_up(tmp_path, name):
+    result = run(production_env(tmp_path, **{name: "30 per minute"}), "manage.py", "check")
+    assert result.returncode != 0
+    assert f"{name} is '30 per minute': write requests per window" in result.stderr
+    assert run(production_env(tmp_path, **{name: "100/5m"}), "manage.py", "check").returncode == 0
