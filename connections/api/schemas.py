@@ -88,6 +88,10 @@ class ConnectionOut(Schema):
     polling_interval_seconds: int
     fields: dict[str, str]
     token_expires_at: datetime | None
+    refresh_failing_since: datetime | None = Field(
+        description="Since when token refreshes fail transiently (retried with backoff); "
+        "null when they do not."
+    )
     secret_expires_at: datetime | None
     last_checked_at: datetime | None
     last_success_at: datetime | None
@@ -116,6 +120,7 @@ class ConnectionOut(Schema):
             "polling_interval_seconds": connection.polling_interval_seconds,
             "fields": connection.fields,
             "token_expires_at": connection.token_expires_at,
+            "refresh_failing_since": connection.refresh_failing_since,
             "secret_expires_at": connection.secret_expires_at,
             "last_checked_at": connection.last_checked_at,
             "last_success_at": connection.last_success_at,

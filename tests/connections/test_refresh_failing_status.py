@@ -102,3 +102,17 @@ def test_a_refused_refresh_replaces_the_failing_mark(due, answer):
     due.refresh_from_db()
     assert due.state == ConnectionState.NEEDS_RECONNECT
     assert due.refresh_failing_since is None
+
+
+def test_the_api_says_since_when_refresh_fails(tree, make_user, due, answer):
+    from portal import api_keys
+    from tests.api.conftest import ApiClient
+
+    user = make_user("ada")
+    assign(user, tree["finance"], "Automation Developer")
+    api = ApiClient(api_keys.issue(owner=user, name="k", actor=user).raw)
+    _fails(due)
+    due.refresh_from_db()
+    answer_body = api.get(f"/api/v1/connections/{due.pk}").json()
+    assert answer_body["refresh_failing_since"].startswith(f"{due.refresh_failing_since:%Y-%m-%d}")
+    assert answer_body["state"] == "connected"
