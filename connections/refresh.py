@@ -345,11 +345,6 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     if dequeue:
         params.append(None)
     params += [connection.pk, owner, connection.token_version]
-    event = {
-        "connection_id": connection.pk,
-        "kind": ConnectionEvent.Kind.REFRESHED.value,
-        "detail": _expiry_detail(secret),
-    }
     with transaction.atomic():
         # The row stays locked until the commit, as select_for_update would.
         if statements.execute(_stored_sql(dequeue), params) != 1:
@@ -364,7 +359,11 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
             )
         if not vault.update_secret(connection.pk, secret):
             vault.store_secret(connection, secret)
-        statements.insert_row(ConnectionEvent, event)
+        ConnectionEvent.objects.create(
+            connection_id=connection.pk,
+            kind=ConnectionEvent.Kind.REFRESHED,
+            detail=_expiry_detail(secret),
+        )
 
 
 def _expiry_detail(secret: dict) -> str:

@@ -184,6 +184,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         server_side_binding=True, prepare_threshold=5
     )
+# Audit records of credential reads (portal/audit.py) are committed
+# asynchronously on PostgreSQL: through a connection of their own that opens
+# with synchronous_commit off, so a read is answered without waiting for its
+# record's WAL flush (no extra round trip). The record survives any crash of
+# the portal's processes; a crash of the database server itself can lose the
+# records of the last 3 x wal_writer_delay (600 ms by default) of reads
+# (docs/security.md, "Audit log"). PORTAL_AUDIT_SYNCHRONOUS=1 makes every
+# read durable before it is answered. SQLite: one connection, no change.
+PORTAL_AUDIT_SYNCHRONOUS = env.bool("PORTAL_AUDIT_SYNCHRONOUS", default=False)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not (
+    PORTAL_AUDIT_SYNCHRONOUS
+):
+    DATABASES["audit"] = {
+        **DATABASES["default"],
+        "OPTIONS": {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "options": "-c synchronous_commit=off",
+        },
+        # The test database is default's; no second one is made.
+        "TEST": {"MIRROR": "default"},
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Concurrent web and worker processes share the file: wait for locks
@@ -198,11 +219,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    # django-redis keeps one pooled client per process (Django's own Redis
+    # cache builds a client per operation): every API call's rate limit is
+    # one round trip on a kept connection.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("PORTAL_CACHE_PREFIX", default="portal"),
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
         }
     }
 else:

@@ -1,6 +1,6 @@
 """SQL written once from the models' own names, for the few hot paths where
 composing a statement through the ORM costs more than running it: handing
-out credentials, refreshing a token, writing the audit log.
+out credentials and refreshing a token.
 
 Only table and column names from the models and ``%s`` placeholders go
 into the text, so no value can change a statement (ruff's S608 is moot
@@ -11,12 +11,11 @@ are counted, logged in debug and wrapped like any other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache, cached_property
+from functools import cached_property
 
 from django.db import connection as db
-from django.db.models import Field, Model, signals
+from django.db.models import Model, signals
 from django.db.models.base import ModelState
-from django.utils import timezone
 
 
 def table(model: type[Model]) -> str:
@@ -46,55 +45,6 @@ def id_list(expr: str) -> str:
 def ids(value: str | None) -> list[int]:
     """The ids of an ``id_list`` column."""
     return [int(part) for part in value.split(",")] if value else []
-
-
-@cache
-def _insert_sql(model: type[Model]) -> tuple[str, tuple[Field, ...]]:
-    fields = tuple(field for field in model._meta.concrete_fields if not field.primary_key)
-    columns = ", ".join(db.ops.quote_name(field.column) for field in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {table(model)} ({columns}) VALUES ({marks})", fields  # noqa: S608
-
-
-# Fields whose database value is the Python value itself (a str, an int, a
-# bool, or None), once it is of the field's type: ``insert_row`` hands those
-# over as they are.
-_AS_IS = frozenset(
-    {"CharField", "TextField", "IntegerField", "BigIntegerField", "PositiveIntegerField",
-     "SmallIntegerField", "BooleanField", "AutoField", "BigAutoField"}
-)  # fmt: skip
-
-
-@cache
-def _row_preparers(model: type[Model]) -> tuple:
-    """Per column of ``_insert_sql``: the field, and whether its value needs
-    preparing for the database (a date, an address, JSON...)."""
-    _, fields = _insert_sql(model)
-    return tuple(
-        (
-            field,
-            (field.target_field if field.is_relation else field).get_internal_type() not in _AS_IS,
-        )
-        for field in fields
-    )
-
-
-def _missing(field: Field):
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return timezone.now()
-    return field.get_default()
-
-
-def insert_row(model: type[Model], values: dict) -> None:
-    """INSERT one row from ``values`` (by attname, each already of its
-    field's type and length; a column left out takes its default, or now for
-    ``auto_now(_add)``) without building a model instance: the cheapest
-    write of an append-only row."""
-    row = []
-    for field, prepare in _row_preparers(model):
-        value = values[field.attname] if field.attname in values else _missing(field)
-        row.append(field.get_db_prep_save(value, db) if prepare else value)
-    execute(_insert_sql(model)[0], row)
 
 
 class Columns:

@@ -13,6 +13,10 @@ os.environ.setdefault("PORTAL_VAR_DIR", tempfile.mkdtemp(prefix="portal-test-var
 os.environ.setdefault("PORTAL_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 # A fixed vault key for the suite (tests that rotate keys set their own).
 os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy1vayE=")
+# One database alias: a test may query only the aliases it names, and the
+# asynchronous audit connection (portal/settings.py) would be a second one.
+# tests/portal/test_audit_commit.py proves that connection in a process of its own.
+os.environ.setdefault("PORTAL_AUDIT_SYNCHRONOUS", "1")
 
 from portal.settings import *  # noqa: F403
 
