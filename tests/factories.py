@@ -4,6 +4,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from connections import vault
+from connections.models import Connection, ConnectionState
 from portal.models import Folder, Role, RoleAssignment
 
 PASSWORD = "correct-horse-battery-9"
@@ -40,6 +42,31 @@ class FolderFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Folder {n}")
     kind = Folder.Kind.SHARED
     parent = None
+
+
+class ConnectionFactory(factory.django.DjangoModelFactory):
+    """A connection as the wizard leaves one: Connected, in a folder of its own
+    unless given one. ``secret={...}`` seals that secret as its credential;
+    without it the connection has none."""
+
+    class Meta:
+        model = Connection
+        skip_postgeneration_save = True
+
+    folder = factory.SubFactory(FolderFactory)
+    connector_key = "fakehub"
+    auth_type = "pat"
+    name = factory.Sequence(lambda n: f"Connection {n}")
+    state = ConnectionState.CONNECTED
+
+    class Params:
+        # The Sandbox connector, served by the portal itself (PORTAL_SANDBOX_ENABLED).
+        sandbox = factory.Trait(connector_key="sandbox")
+
+    @factory.post_generation
+    def secret(obj, create, extracted, **kwargs):
+        if create and extracted is not None:
+            vault.store_secret(obj, extracted)
 
 
 def assign(principal, folder: Folder, role_name: str) -> RoleAssignment:

@@ -12,12 +12,7 @@ def test_guard_finds_a_leaked_secret(monkeypatch):
 
 
 def test_guard_records_what_the_vault_stores(db):
-    from connections import vault
-    from connections.models import Connection
-    from tests.factories import FolderFactory
+    from tests.factories import ConnectionFactory
 
-    connection = Connection.objects.create(
-        folder=FolderFactory(), connector_key="x", name="n", auth_type="pat"
-    )
-    vault.store_secret(connection, {"token": "recorded-secret-value"})
+    ConnectionFactory(secret={"token": "recorded-secret-value"})
     assert "recorded-secret-value" in leak_guard.secrets

@@ -7,8 +7,9 @@ from datetime import timedelta
 from django.utils import timezone
 
 from connections import vault
-from connections.models import Connection, ConnectionEvent, ConnectionState, Credential, HealthCheck
+from connections.models import Connection, ConnectionEvent, Credential, HealthCheck
 from portal.models import ApiKey, AuditRecord, Folder
+from tests.factories import ConnectionFactory
 
 API = "/api/v1"
 # The secret every prepared connection starts with (the fake provider refuses it).
@@ -32,17 +33,17 @@ def make_connection(
     name: str = "Robot",
     *,
     connector: str = "fakehub",
-    auth_type: str = "pat",
     secret: dict | None = None,
     **extra,
 ) -> Connection:
-    """A connected connection with a stored secret, as the wizard leaves one."""
-    extra.setdefault("state", ConnectionState.CONNECTED)
-    connection = Connection.objects.create(
-        folder=folder, connector_key=connector, auth_type=auth_type, name=name, **extra
+    """A connected connection named Robot holding the secret every API test starts with."""
+    return ConnectionFactory(
+        folder=folder,
+        name=name,
+        connector_key=connector,
+        secret=secret or {"token": ORIGINAL_TOKEN},
+        **extra,
     )
-    vault.store_secret(connection, secret or {"token": ORIGINAL_TOKEN})
-    return connection
 
 
 def snapshot(*folders: Folder) -> dict:

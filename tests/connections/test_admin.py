@@ -3,18 +3,14 @@
 from django.contrib import admin
 from django.urls import reverse
 
-from connections import vault
-from connections.models import Connection, Credential
-from tests.factories import FolderFactory
+from connections.models import Credential
+from tests.factories import ConnectionFactory
 
 SECRET = "admin-visible-secret-never-1234"
 
 
 def test_admin_pages_never_show_the_secret(client, tenant_admin):
-    connection = Connection.objects.create(
-        folder=FolderFactory(), connector_key="github", name="Robot", auth_type="pat"
-    )
-    vault.store_secret(connection, {"token": SECRET})
+    connection = ConnectionFactory(connector_key="github", name="Robot", secret={"token": SECRET})
     client.force_login(tenant_admin)
     pages = [
         reverse("admin:connections_connection_changelist"),

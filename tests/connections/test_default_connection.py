@@ -10,7 +10,7 @@ from django.urls import reverse
 from connections.models import Connection, ConnectionEvent
 from portal import audit
 from portal.models import AuditRecord
-from tests.factories import assign
+from tests.factories import ConnectionFactory, assign
 
 ROLES = {
     "Folder Administrator": True,
@@ -26,9 +26,8 @@ def _sandbox(settings):
 
 
 def make_connection(folder, name="Production", connector_key="sandbox"):
-    return Connection.objects.create(
-        folder=folder, connector_key=connector_key, name=name, auth_type="pat"
-    )
+    """A Sandbox connection named Production, unless told otherwise."""
+    return ConnectionFactory(folder=folder, name=name, connector_key=connector_key)
 
 
 def default_url(connection) -> str:

@@ -27,13 +27,13 @@ from connections import egress, vault
 from connections.actions import check_connection
 from connections.catalog import get_catalog
 from connections.egress import EgressError, EgressPolicy
-from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
+from connections.models import ConnectionEvent, ConnectionState, HealthCheck
 from portal import api_keys
 from tests.connections.raw_listener import RawListener, read_request, reset, trickle
 
 # A throwaway CA and a certificate for secure.test; names mapped to addresses.
 from tests.connections.test_egress import dns, tls_files  # noqa: F401
-from tests.factories import assign
+from tests.factories import ConnectionFactory, assign
 
 HOST = "127.0.0.1"
 SECRET = "query-secret-value"
@@ -325,15 +325,13 @@ def test_the_deadline_holds_over_tls(slow, tls_context, tls_files, limits):  # n
 def test_a_health_check_records_the_failure(failing, tree, settings):
     listener, message, _ = failing
     settings.PORTAL_HEALTH_DEGRADED_AFTER = 1
-    connection = Connection.objects.create(
+    connection = ConnectionFactory(
         folder=tree["finance"],
         connector_key="generic_http",
-        auth_type="pat",
         name="Internal API",
-        state=ConnectionState.CONNECTED,
         fields={"base_url": f"{listener.url}/v1", "check_path": f"/me?token={SECRET}"},
+        secret={"token": SECRET},
     )
-    vault.store_secret(connection, {"token": SECRET})
     started = time.monotonic()
     result = check_connection(connection=connection)
     _timed(listener.kind, started)
@@ -372,15 +370,6 @@ def test_a_refresh_through_the_failure_is_transient(failing, tree, make_user, sa
     user = make_user("dev")
     assign(user, tree["finance"], "Automation Developer")
     expired = timezone.now() - timedelta(minutes=1)
-    connection = Connection.objects.create(
-        folder=tree["finance"],
-        connector_key="sandbox",
-        auth_type="oauth2_authorization_code",
-        name="Sandbox",
-        state=ConnectionState.CONNECTED,
-        own_app=True,
-        token_expires_at=expired,
-    )
     secret = {
         "access_token": "old-access-token",
         "refresh_token": "the-refresh-token",
@@ -389,7 +378,15 @@ def test_a_refresh_through_the_failure_is_transient(failing, tree, make_user, sa
         "client_id": "client-id",
         "client_secret": "client-secret-value",
     }
-    vault.store_secret(connection, secret)
+    connection = ConnectionFactory(
+        folder=tree["finance"],
+        sandbox=True,
+        auth_type="oauth2_authorization_code",
+        name="Sandbox",
+        own_app=True,
+        token_expires_at=expired,
+        secret=secret,
+    )
     key = api_keys.issue(owner=user, name="robot", actor=user)
     client = Client(headers={"Authorization": f"Bearer {key.raw}"})
     # The first API call of a process imports and builds the API: not timed.

@@ -16,14 +16,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import charts, health, oauth, troubleshooting, unreadable, vault
+from connections import charts, health, oauth, troubleshooting, unreadable
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from connections.tasks import check_connection_task
 from tests.connections.fake_provider import GOOD_TOKEN, WEAK_TOKEN
-from tests.factories import FolderFactory, assign
+from tests.factories import ConnectionFactory, FolderFactory, assign
 
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "check-status"}
 
 
 @pytest.fixture(autouse=True)
@@ -32,16 +32,10 @@ def _sandbox(settings):
 
 
 def make_connection(folder, name="Robot", **fields) -> Connection:
-    connection = Connection.objects.create(
-        folder=folder,
-        connector_key="sandbox",
-        name=name,
-        auth_type="pat",
-        state=fields.pop("state", ConnectionState.CONNECTED),
-        **fields,
+    """A connected Sandbox connection whose token the Sandbox does not know."""
+    return ConnectionFactory(
+        folder=folder, name=name, sandbox=True, secret={"token": "sbx_health_view_secret"}, **fields
     )
-    vault.store_secret(connection, {"token": "sbx_health_view_secret"})
-    return connection
 
 
 def add_check(connection, *, ok=True, latency_ms=40, status_code=200, error="", at=None):
@@ -235,10 +229,12 @@ def test_the_queued_task_records_a_check_the_progress_then_finds(
 ):
     """The whole path with the worker's part run here: Check now, the task
     (as a worker runs it), the fragment with the result."""
-    connection = Connection.objects.create(
-        folder=tree["finance"], connector_key="fakehub", name="Hub", auth_type="pat"
+    connection = ConnectionFactory(
+        folder=tree["finance"],
+        name="Hub",
+        state=ConnectionState.NOT_CONNECTED,
+        secret={"token": GOOD_TOKEN},
     )
-    vault.store_secret(connection, {"token": GOOD_TOKEN})
     client.force_login(user_with_use)
     with django_capture_on_commit_callbacks(execute=True):
         spinner = client.post(urls(connection)["check"], **HTMX).content.decode()

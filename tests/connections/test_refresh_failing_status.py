@@ -12,9 +12,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import oauth, refresh, vault
+from connections import oauth, refresh
 from connections.models import Connection, ConnectionState
-from tests.factories import assign
+from tests.factories import ConnectionFactory, assign
 
 pytestmark = pytest.mark.django_db
 
@@ -40,16 +40,14 @@ def answer(monkeypatch):
 
 @pytest.fixture
 def due(tree) -> Connection:
-    connection = Connection.objects.create(
+    return ConnectionFactory(
         folder=tree["finance"],
-        connector_key="sandbox",
+        sandbox=True,
         auth_type="oauth2_authorization_code",
         name="Flaky",
-        state=ConnectionState.CONNECTED,
         token_expires_at=timezone.now() + timedelta(seconds=90),
+        secret={"access_token": "a", "refresh_token": "r"},
     )
-    vault.store_secret(connection, {"access_token": "a", "refresh_token": "r"})
-    return connection
 
 
 def _fails(connection: Connection) -> None:

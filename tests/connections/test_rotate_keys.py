@@ -10,19 +10,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from connections import vault
-from connections.models import Connection, Credential
-from tests.factories import FolderFactory
+from connections.models import Credential
+from tests.factories import ConnectionFactory
 
 KEY_A = base64.urlsafe_b64encode(b"rotation-test-key-A-32-bytes-ok!").decode()
 KEY_B = base64.urlsafe_b64encode(b"rotation-test-key-B-32-bytes-ok!").decode()
 ID_A = vault.key_id_for(base64.urlsafe_b64decode(KEY_A))
 ID_B = vault.key_id_for(base64.urlsafe_b64decode(KEY_B))
-
-
-def make_connection(name: str) -> Connection:
-    return Connection.objects.create(
-        folder=FolderFactory(), connector_key="x", name=name, auth_type="pat"
-    )
 
 
 def rotate(**options) -> str:
@@ -37,9 +31,9 @@ def rows_under_a(db, settings):
     settings.PORTAL_ENCRYPTION_KEYS = [KEY_A]
     secrets = {}
     for i in range(5):
-        conn = make_connection(f"conn {i}")
-        secrets[conn.pk] = {"token": f"secret-token-{i}", "i": i}
-        vault.store_secret(conn, secrets[conn.pk])
+        secret = {"token": f"secret-token-{i}", "i": i}
+        conn = ConnectionFactory(name=f"conn {i}", secret=secret)
+        secrets[conn.pk] = secret
     assert set(Credential.objects.values_list("key_id", flat=True)) == {ID_A}
     return secrets
 

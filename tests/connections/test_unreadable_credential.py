@@ -23,7 +23,7 @@ from tests.connections.broken_credentials import (
     break_credential,
 )
 from tests.connections.fake_provider import GOOD_TOKEN
-from tests.factories import assign
+from tests.factories import ConnectionFactory, assign
 
 
 @pytest.fixture
@@ -34,12 +34,11 @@ def developer(make_user, tree):
 
 
 def _connection(folder, developer) -> Connection:
-    return Connection.objects.create(
+    return ConnectionFactory(
         folder=folder,
         connector_key="fakehub",
         name="Robot",
         auth_type="pat",
-        state=ConnectionState.CONNECTED,
         authenticated_by=developer,
     )
 
@@ -116,12 +115,11 @@ def test_the_refresh_task_marks_it_and_ends_its_chain(how, tree, settings, caplo
     becomes Misconfigured with the reason (nothing is sent to the provider),
     no retry is scheduled and its queued mark is cleared."""
     settings.PORTAL_SANDBOX_ENABLED = True
-    connection = Connection.objects.create(
+    connection = ConnectionFactory(
         folder=tree["finance"],
         connector_key="sandbox",
         auth_type="oauth2_authorization_code",
         name="Sealed",
-        state=ConnectionState.CONNECTED,
         token_expires_at=timezone.now() + timedelta(seconds=30),
         refresh_queued_until=timezone.now() + timedelta(minutes=3),
     )
@@ -146,13 +144,12 @@ def test_changes_that_build_on_the_stored_secret_say_so_on_the_page(
     settings.PORTAL_SANDBOX_ENABLED = True
     client.force_login(developer)
     folder = tree["finance"]
-    robot = Connection.objects.create(
+    robot = ConnectionFactory(
         folder=folder,
         connector_key="fakehub",
         name="Basic",
         auth_type="basic",
         fields={"email": "robot@example.com"},
-        state=ConnectionState.CONNECTED,
     )
     break_credential(robot, "altered", settings, {"api_token": "t"})
     edited = client.post(
@@ -171,13 +168,12 @@ def test_changes_that_build_on_the_stored_secret_say_so_on_the_page(
     assert robot.state == ConnectionState.MISCONFIGURED and robot.fields["email"] != "other"
     assert provider.requests == []
 
-    byoa = Connection.objects.create(
+    byoa = ConnectionFactory(
         folder=folder,
         connector_key="sandbox",
         name="Own app",
         auth_type="oauth2_authorization_code",
         own_app=True,
-        state=ConnectionState.CONNECTED,
     )
     break_credential(byoa, "copied", settings, {"client_id": "app", "client_secret": "s"})
     args = [folder.pk, byoa.pk]

@@ -18,18 +18,12 @@ from django.test.utils import CaptureQueriesContext
 from connections import vault
 from connections.checks import check_encryption_keys, check_sealed_rows
 from connections.models import Connection, Credential
-from tests.factories import FolderFactory
+from tests.factories import ConnectionFactory
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 KEY_A = base64.urlsafe_b64encode(b"A" * 32).decode()
 KEY_B = base64.urlsafe_b64encode(b"B" * 32).decode()
 SECRET = "ghp_Zq7uniqueSecretMarker9Xv2Lw4"
-
-
-def make_connection(name: str = "n") -> Connection:
-    return Connection.objects.create(
-        folder=FolderFactory(), connector_key="x", name=name, auth_type="pat"
-    )
 
 
 @pytest.fixture
@@ -65,7 +59,7 @@ def test_key_id_is_a_stable_fingerprint_not_the_key(keys_a):
 
 
 def test_store_and_read_secret(db, keys_a):
-    conn = make_connection()
+    conn = ConnectionFactory()
     credential = vault.store_secret(conn, {"token": SECRET})
     assert credential.pk == conn.pk
     assert credential.key_id == vault.current_key_id()
@@ -81,11 +75,11 @@ def test_store_and_read_secret(db, keys_a):
 
 def test_read_secret_without_credential(db, keys_a):
     with pytest.raises(Credential.DoesNotExist):
-        vault.read_secret(make_connection())
+        vault.read_secret(ConnectionFactory())
 
 
 def test_update_secret_replaces_an_existing_credential_in_one_statement(db, keys_a):
-    conn = make_connection()
+    conn = ConnectionFactory()
     assert vault.update_secret(conn.pk, {"token": SECRET}) is False  # none to replace
     assert not Credential.objects.filter(pk=conn.pk).exists()
     vault.store_secret(conn, {"token": "first-secret-0001"})
@@ -98,9 +92,9 @@ def test_update_secret_replaces_an_existing_credential_in_one_statement(db, keys
 
 
 def test_open_credential_read_with_its_connection(db, keys_a):
-    conn = make_connection()
+    conn = ConnectionFactory()
     vault.store_secret(conn, {"token": SECRET})
-    other = make_connection("other")
+    other = ConnectionFactory(name="other")
     vault.store_secret(other, {"token": "other-secret-0002"})
     with CaptureQueriesContext(db_connection) as queries:
         read = Connection.objects.select_related("credential").get(pk=conn.pk)
@@ -155,7 +149,7 @@ def _database_bytes() -> bytes:
 
 
 def test_raw_database_never_contains_the_secret(transactional_db, keys_a):
-    conn = make_connection("clear-text probe")
+    conn = ConnectionFactory(name="clear-text probe")
     vault.store_secret(conn, {"token": SECRET, "password": SECRET + "-pw"})
 
     with db_connection.cursor() as cursor:
@@ -194,8 +188,8 @@ def test_raw_database_never_contains_the_secret(transactional_db, keys_a):
 
 
 def test_ciphertext_copied_to_another_row_fails(db, keys_a):
-    victim = make_connection("victim")
-    attacker = make_connection("attacker")
+    victim = ConnectionFactory(name="victim")
+    attacker = ConnectionFactory(name="attacker")
     vault.store_secret(victim, {"token": SECRET})
     vault.store_secret(attacker, {"token": "mine"})
     stolen = Credential.objects.get(pk=victim.pk)
@@ -301,7 +295,7 @@ def test_malformed_key_raises_without_echoing_it(settings):
 
 
 def test_no_repr_reveals_secrets_or_keys(db, keys_a):
-    conn = make_connection()
+    conn = ConnectionFactory()
     credential = vault.store_secret(conn, {"token": SECRET})
     shown = " ".join([repr(credential), str(credential), repr(conn), repr(vault._get_keyring())])
     assert SECRET not in shown
@@ -361,7 +355,7 @@ def test_check_in_debug_without_key_says_how_to_fix(settings):
 def test_database_check_reports_rows_under_a_removed_key(db, settings):
     settings.PORTAL_ENCRYPTION_KEYS = [KEY_A]
     for i in range(3):
-        vault.store_secret(make_connection(f"c{i}"), {"token": SECRET})
+        vault.store_secret(ConnectionFactory(name=f"c{i}"), {"token": SECRET})
     assert check_sealed_rows(databases=["default"]) == []
 
     settings.PORTAL_ENCRYPTION_KEYS = [KEY_B, KEY_A]
