@@ -68,18 +68,27 @@ class Endpoint:
     params: dict | None = None  # values may hold {folder}, {connection}, {path}
     body: dict | None = None
     setup: dict = field(default_factory=dict)  # how the connection acted on starts
+    url_name: str = ""  # the operation's URL name, for the walk of the URLconf
 
 
 ENDPOINTS = [
-    Endpoint("list", "GET", "/folders/{folder}/connections", "view"),
-    Endpoint("get", "GET", "/connections/{connection}", "view"),
-    Endpoint("resolve-id", "GET", "/connections/resolve", "view", params={"id": "{connection}"}),
+    Endpoint("list", "GET", "/folders/{folder}/connections", "view", url_name="list_connections"),
+    Endpoint("get", "GET", "/connections/{connection}", "view", url_name="get_connection"),
+    Endpoint(
+        "resolve-id",
+        "GET",
+        "/connections/resolve",
+        "view",
+        params={"id": "{connection}"},
+        url_name="resolve_connection",
+    ),
     Endpoint(
         "resolve-path",
         "GET",
         "/connections/resolve",
         "view",
         params={"folder": "{path}", "connector": "fakehub", "name": "Robot"},
+        url_name="resolve_connection",
     ),
     Endpoint(
         "resolve-folder-id",
@@ -87,15 +96,30 @@ ENDPOINTS = [
         "/connections/resolve",
         "view",
         params={"folder_id": "{folder}", "connector": "fakehub"},
+        url_name="resolve_connection",
     ),
-    Endpoint("credentials", "GET", "/connections/{connection}/credentials", "use"),
-    Endpoint("credentials-id", "GET", "/credentials", "use", params={"id": "{connection}"}),
+    Endpoint(
+        "credentials",
+        "GET",
+        "/connections/{connection}/credentials",
+        "use",
+        url_name="connection_credentials",
+    ),
+    Endpoint(
+        "credentials-id",
+        "GET",
+        "/credentials",
+        "use",
+        params={"id": "{connection}"},
+        url_name="named_credentials",
+    ),
     Endpoint(
         "credentials-path",
         "GET",
         "/credentials",
         "use",
         params={"folder": "{path}", "connector": "fakehub", "name": "Robot"},
+        url_name="named_credentials",
     ),
     Endpoint(
         "create",
@@ -109,6 +133,7 @@ ENDPOINTS = [
             "name": NEW_NAME,
             "secret": {"token": GOOD_TOKEN},
         },
+        url_name="create_connection",
     ),
     Endpoint(
         "edit",
@@ -116,6 +141,7 @@ ENDPOINTS = [
         "/connections/{connection}",
         "edit",
         body={"description": "Changed through the API"},
+        url_name="edit_connection",
     ),
     Endpoint(
         "secret",
@@ -123,22 +149,50 @@ ENDPOINTS = [
         "/connections/{connection}/secret",
         "edit",
         body={"secret": {"token": GOOD_TOKEN}},
+        url_name="replace_secret",
     ),
-    Endpoint("check", "POST", "/connections/{connection}/check", "use"),
-    Endpoint("disable", "POST", "/connections/{connection}/disable", "edit"),
     Endpoint(
-        "enable", "POST", "/connections/{connection}/enable", "edit", setup={"is_enabled": False}
+        "check", "POST", "/connections/{connection}/check", "use", url_name="check_connection"
     ),
-    Endpoint("delete", "DELETE", "/connections/{connection}", "delete", ok=204),
-    Endpoint("make-default", "PUT", "/connections/{connection}/default", "edit"),
+    Endpoint(
+        "disable",
+        "POST",
+        "/connections/{connection}/disable",
+        "edit",
+        url_name="disable_connection",
+    ),
+    Endpoint(
+        "enable",
+        "POST",
+        "/connections/{connection}/enable",
+        "edit",
+        setup={"is_enabled": False},
+        url_name="enable_connection",
+    ),
+    Endpoint(
+        "delete",
+        "DELETE",
+        "/connections/{connection}",
+        "delete",
+        ok=204,
+        url_name="delete_connection",
+    ),
+    Endpoint(
+        "make-default", "PUT", "/connections/{connection}/default", "edit", url_name="make_default"
+    ),
     Endpoint(
         "clear-default",
         "DELETE",
         "/connections/{connection}/default",
         "edit",
         setup={"is_default": True},
+        url_name="clear_default",
     ),
 ]
+
+# Every URL name of the API the matrix asks: its endpoints, and what test_matrix
+# asks of every key first (who am I, which folders).
+API_URL_NAMES = {endpoint.url_name for endpoint in ENDPOINTS} | {"me", "list_folders"}
 
 
 def _fill(value, values: dict):
@@ -391,7 +445,7 @@ def test_keys_that_do_not_authenticate(tree, make_user, fakehub, kind):
     assign(user, tree["finance"], "Folder Administrator")
     api, says = _refused_key(kind, user)
     folder = tree["finance"]
-    for endpoint in [Endpoint("me", "GET", "/me", "view"), *ENDPOINTS]:
+    for endpoint in [Endpoint("me", "GET", "/me", "view", url_name="me"), *ENDPOINTS]:
         connection = make_connection(folder, **endpoint.setup)
         before = snapshot(folder)
         response = call(api, endpoint, folder, connection, PATHS["finance"])
@@ -410,7 +464,7 @@ def test_a_signed_in_browser_without_a_key_gets_401(tree, make_user, fakehub):
     browser.client.force_login(user)
     assert browser.client.get(f"/folders/{tree['finance'].pk}/connections/").status_code == 200
     folder = tree["finance"]
-    for endpoint in [Endpoint("me", "GET", "/me", "view"), *ENDPOINTS]:
+    for endpoint in [Endpoint("me", "GET", "/me", "view", url_name="me"), *ENDPOINTS]:
         connection = make_connection(folder, **endpoint.setup)
         before = snapshot(folder)
         response = call(browser, endpoint, folder, connection, PATHS["finance"])

@@ -1,21 +1,36 @@
-"""Every role x every folder action x where the folder stands, through HTTP.
+"""Every page x every role x where the folder stands, through HTTP: one
+exact status per row. A walk of the URLconf fails for any page (or API
+endpoint) that no row covers.
 
 The expected answers come from the role definitions in the issue, written out
 here rather than derived from the code under test.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
 import pytest
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from portal.models import TenantSettings
+from connections import sandbox, sandbox_provider, vault
+from connections.models import Connection, OAuthFlow
+from portal import api_keys
+from portal.models import Invitation, TenantSettings
 from portal.permissions import Action, can
-from tests.factories import FolderFactory, assign
+from tests.api.test_permission_matrix import API_URL_NAMES
+from tests.factories import ConnectionFactory, FolderFactory, assign
 
+TENANT_ADMIN = "Tenant administrator"
 ROLE_ACTIONS = {
-    "Folder Administrator": {"view", "create", "edit", "delete", "manage"},
-    "Automation Developer": {"view", "create", "edit", "delete"},
-    "Automation User": {"view"},
+    "Folder Administrator": {"view", "use", "create", "edit", "delete", "manage"},
+    "Automation Developer": {"view", "use", "create", "edit", "delete"},
+    "Automation User": {"view", "use"},
     "Viewer": {"view"},
+    # A superuser: everything in the shared folders, nothing in a workspace.
+    TENANT_ADMIN: {"view", "use", "create", "edit", "delete", "manage"},
     None: set(),
 }
 ACTION_CODENAMES = {
@@ -24,7 +39,65 @@ ACTION_CODENAMES = {
     "delete": Action.DELETE_CONNECTIONS,
     "manage": Action.MANAGE_FOLDER_ACCESS,
 }
+# Where the folder stands, relative to the role given on Finance.
 PLACES = ["assigned", "subfolder", "unrelated", "other_workspace"]
+SECRET = {"token": "sbx_matrix_secret"}
+OWN_APP_SECRET = {
+    "client_id": "matrix-app",
+    "client_secret": "matrix-app-secret",
+    "access_token": "matrix-access",
+    "refresh_token": "matrix-refresh",
+}
+
+
+@dataclass(frozen=True)
+class FolderPage:
+    """A page in a folder: 404 where the folder (or its connection) is not
+    visible, ``ok`` where the role holds ``needs``, 403 otherwise."""
+
+    url_name: str
+    method: str
+    needs: str  # view, use, create, edit, delete or manage
+    ok: int
+    target: str = "folder"  # folder, connection, own_app, flow, assignment
+    data: dict = field(default_factory=dict)
+
+
+FOLDER_PAGES = [
+    FolderPage("folder_detail", "get", "view", 302),
+    FolderPage("folder_subfolders", "get", "view", 200),
+    FolderPage("folder_subfolders", "post", "manage", 400),
+    FolderPage("folder_access", "get", "manage", 200),
+    FolderPage("folder_access", "post", "manage", 400),
+    FolderPage("assignment_remove", "get", "manage", 200, "assignment"),
+    FolderPage("assignment_remove", "post", "manage", 302, "assignment"),
+    FolderPage("folder_connections", "get", "view", 200),
+    FolderPage("connection_add", "get", "create", 200),
+    FolderPage("connection_add_auth", "get", "create", 200),
+    FolderPage("connection_add_details", "get", "create", 200),
+    FolderPage("connection_add_details", "post", "create", 400),
+    FolderPage("connection_detail", "get", "view", 200, "connection"),
+    FolderPage("connection_edit", "get", "edit", 200, "connection"),
+    FolderPage("connection_edit", "post", "edit", 400, "connection"),
+    FolderPage("connection_replace_secret", "get", "edit", 200, "connection"),
+    FolderPage("connection_replace_secret", "post", "edit", 400, "connection"),
+    FolderPage("connection_check", "post", "use", 302, "connection"),
+    # Asked outside htmx it sends to the page, after the same check.
+    FolderPage("connection_check_progress", "get", "use", 302, "connection"),
+    FolderPage("connection_set_enabled", "post", "edit", 302, "connection"),
+    FolderPage("connection_set_default", "post", "edit", 302, "connection", {"default": "1"}),
+    FolderPage("connection_delete", "get", "delete", 200, "connection"),
+    FolderPage("connection_delete", "post", "delete", 302, "connection"),
+    FolderPage("connection_reconnect", "get", "edit", 200, "own_app"),
+    # Without htmx, a page that links to the provider.
+    FolderPage("connection_reconnect", "post", "edit", 200, "own_app"),
+    FolderPage("connection_replace_client_secret", "get", "edit", 200, "own_app"),
+    FolderPage("connection_replace_client_secret", "post", "edit", 400, "own_app"),
+    # The user's own sign-in that came back as another account: to confirm
+    # it replaces the connection's credentials, so it needs Edit there.
+    FolderPage("oauth_confirm_identity", "get", "edit", 200, "flow"),
+    FolderPage("oauth_confirm_identity", "post", "edit", 302, "flow"),
+]
 
 
 def _place(name, tree, other_user):
@@ -37,7 +110,10 @@ def _place(name, tree, other_user):
 
 
 def _expected(role, place, governance_on):
-    allowed = set(ROLE_ACTIONS[role]) if place in {"assigned", "subfolder"} else set()
+    if role == TENANT_ADMIN:
+        allowed = set(ROLE_ACTIONS[role]) if place != "other_workspace" else set()
+    else:
+        allowed = set(ROLE_ACTIONS[role]) if place in {"assigned", "subfolder"} else set()
     if not governance_on and "manage" not in allowed:
         allowed.discard("create")
     return allowed
@@ -56,6 +132,61 @@ def _http_status(client, action, folder):
     raise AssertionError(action)
 
 
+def _flow(user, connection) -> OAuthFlow:
+    """``user``'s sign-in to reconnect ``connection`` that came back as
+    another account and waits for confirmation."""
+    return OAuthFlow.objects.create(
+        state=f"matrix-{connection.pk}-{user.pk}",
+        user=user,
+        session_binding="matrix",
+        folder=connection.folder,
+        connection=connection,
+        connector_key=connection.connector_key,
+        auth_type=connection.auth_type,
+        own_app=connection.own_app,
+        name=connection.name,
+        client_id="matrix-app",
+        redirect_uri="http://testserver/oauth/callback/",
+        issuer="http://testserver/sandbox/oauth/",
+        pending_identity="someone.else@example.com",
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
+
+
+def _request(client, page: FolderPage, folder, user, make_user):
+    """Ask for ``page`` in ``folder``; the response and the connection it acted on."""
+    connection = None
+    args = [folder.pk]
+    if page.target == "connection":
+        connection = ConnectionFactory(folder=folder, sandbox=True, name="Robot", secret=SECRET)
+    elif page.target in {"own_app", "flow"}:
+        connection = ConnectionFactory(
+            folder=folder,
+            sandbox=True,
+            auth_type="oauth2_authorization_code",
+            own_app=True,
+            name="Own app",
+            secret=OWN_APP_SECRET,
+        )
+    if page.url_name == "connection_add_auth":
+        args.append("sandbox")
+    elif page.url_name == "connection_add_details":
+        args += ["sandbox", "pat"]
+    elif page.target == "assignment":
+        args.append(assign(make_user(), folder, "Viewer").pk)
+    if page.target == "flow":
+        args = [_flow(user, connection).pk]
+    elif connection is not None:
+        args.append(connection.pk)
+    response = getattr(client, page.method)(reverse(page.url_name, args=args), page.data)
+    return response, connection
+
+
+@pytest.fixture(autouse=True)
+def _sandbox(settings):
+    settings.PORTAL_SANDBOX_ENABLED = True
+
+
 @pytest.mark.parametrize("governance_on", [True, False], ids=["governance-on", "governance-off"])
 @pytest.mark.parametrize("place", PLACES)
 @pytest.mark.parametrize("role", list(ROLE_ACTIONS), ids=lambda r: r or "no-role")
@@ -63,26 +194,194 @@ def test_role_matrix(client, tree, make_user, role, place, governance_on):
     TenantSettings.objects.update_or_create(
         pk=1, defaults={"allow_shared_connection_creation": governance_on}
     )
-    user = make_user("member")
     other = make_user("someone-else")
-    if role:
-        assign(user, tree["finance"], role)
+    if role == TENANT_ADMIN:
+        user = make_user("member", is_superuser=True, is_staff=True)
+    else:
+        user = make_user("member")
+        if role:
+            assign(user, tree["finance"], role)
     folder = _place(place, tree, other)
-    expected = _expected(role, place, governance_on)
-    visible = bool(expected) or (role and place in {"assigned", "subfolder"})
+    held = _expected(role, place, governance_on)
+    # Every role sees the folders it is given and below; a tenant
+    # administrator every shared folder; nobody another's workspace.
+    visible = bool(role) and place in {"assigned", "subfolder"}
+    visible = visible or (role == TENANT_ADMIN and place != "other_workspace")
     client.force_login(user)
 
-    # Visibility: a folder the user cannot see answers 404, never 403.
-    assert _http_status(client, "view_folder", folder) == (200 if visible else 404)
-    for action in ("view", "create", "manage"):
-        status = _http_status(client, action, folder)
-        if not visible:
-            assert status == 404, action
-        else:
-            assert status == (200 if action in expected else 403), action
-    # Edit and delete have no page of their own yet: ask the permission module.
+    problems = []
+    for page in FOLDER_PAGES:
+        response, connection = _request(client, page, folder, user, make_user)
+        expected = (page.ok if page.needs in held else 403) if visible else 404
+        row = f"{page.method.upper()} {page.url_name}"
+        if response.status_code != expected:
+            problems.append(f"{row}: {response.status_code} (expected {expected})")
+        if connection is not None and expected in {403, 404}:
+            # A refusal changes nothing.
+            stored = Connection.objects.filter(pk=connection.pk).first()
+            wanted = SECRET if page.target == "connection" else OWN_APP_SECRET
+            if stored is None or vault.read_secret(stored) != wanted:
+                problems.append(f"{row}: refused, but the connection changed")
+        Connection.objects.filter(folder=folder).delete()
+    assert not problems, "\n".join(problems)
+    # Edit and delete are also asked of the permission module.
     for action in ("create", "edit", "delete", "manage"):
-        assert can(user, ACTION_CODENAMES[action], folder) == (action in expected), action
+        assert can(user, ACTION_CODENAMES[action], folder) == (action in held), action
+
+
+# --- Pages outside a folder -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of the tenant or of one's own account: one status for a tenant
+    administrator, one for everyone else (whatever role they hold on a folder)."""
+
+    url_name: str
+    method: str
+    tenant_admin: int
+    member: int
+    target: str = ""  # what the URL names; "another's ..." belongs to someone else
+
+
+PAGES = [
+    Page("home", "get", 302, 302),
+    Page("help_troubleshooting", "get", 200, 200),
+    Page("tenant_governance", "get", 200, 403),
+    Page("tenant_folders", "get", 200, 403),
+    Page("tenant_invitations", "get", 200, 403),
+    Page("invitation_revoke", "post", 302, 403, "invitation"),
+    Page("tenant_workspaces", "get", 200, 403),
+    Page("tenant_robots", "get", 200, 403),
+    Page("tenant_robot", "get", 200, 403, "robot"),
+    Page("tenant_robot_key_revoke", "get", 200, 403, "robot key"),
+    Page("tenant_audit", "get", 200, 403),
+    Page("tenant_health", "get", 200, 403),
+    Page("api_keys", "get", 200, 200),
+    Page("api_key_revoke", "get", 200, 200, "own key"),
+    Page("api_key_revoke", "get", 404, 404, "another's key"),
+    # A signed-in person who follows an invitation is sent home.
+    Page("invitation_accept", "get", 302, 302, "invitation token"),
+    # Reached from the provider; without a state it is refused, signed in or not.
+    Page("oauth_callback", "get", 400, 400),
+    Page("oauth_flow_cancel", "post", 302, 302, "own flow"),
+    Page("oauth_flow_cancel", "post", 404, 404, "another's flow"),
+    Page("sandbox_tokens", "get", 200, 200),
+    Page("sandbox_tokens", "post", 302, 302),
+    Page("sandbox_token_revoke", "post", 302, 302, "own token"),
+    Page("sandbox_token_revoke", "post", 404, 404, "another's token"),
+    Page("sandbox_apps", "get", 200, 200),
+    Page("sandbox_app_delete", "get", 200, 200, "own app"),
+    Page("sandbox_app_delete", "get", 404, 404, "another's app"),
+    # The Sandbox's resource API takes its own tokens; a session lends nothing.
+    Page("sandbox_api_me", "get", 401, 401),
+    Page("sandbox_api_records", "get", 401, 401),
+]
+
+
+def _args(target: str, user, stranger, tenant_admin, tree) -> list:
+    owner = stranger if target.startswith("another's") else user
+    if target == "invitation":
+        return [Invitation.issue(email="new@example.com", invited_by=tenant_admin)[0].pk]
+    if target == "invitation token":
+        return [Invitation.issue(email="new@example.com", invited_by=tenant_admin)[1]]
+    if target.startswith("robot"):
+        robot = api_keys.create_robot(
+            name=target.replace(" ", "-"), description="", actor=tenant_admin
+        )
+        if target == "robot":
+            return [robot.pk]
+        key = api_keys.issue(owner=robot.user, name="robot key", actor=tenant_admin).key
+        return [robot.pk, key.pk]
+    if target.endswith("key"):
+        return [api_keys.issue(owner=owner, name="a key", actor=owner).key.pk]
+    if target.endswith("flow"):
+        connection = ConnectionFactory(folder=owner.personal_workspace, sandbox=True)
+        return [_flow(owner, connection).pk]
+    if target.endswith("token"):
+        return [sandbox.issue_token(user=owner, name="a token")[0].pk]
+    if target.endswith("app"):
+        return [sandbox_provider.register_user_app(user=owner, name="An app").application.pk]
+    assert not target, target
+    return []
+
+
+@pytest.mark.parametrize("role", list(ROLE_ACTIONS), ids=lambda r: r or "no-role")
+def test_pages_outside_a_folder(client, tree, make_user, tenant_admin, role):
+    stranger = make_user("stranger")
+    if role == TENANT_ADMIN:
+        user = tenant_admin
+    else:
+        user = make_user("member")
+        if role:
+            assign(user, tree["finance"], role)
+    problems = []
+    for page in PAGES:
+        args = _args(page.target, user, stranger, tenant_admin, tree)
+        client.force_login(user)
+        response = getattr(client, page.method)(reverse(page.url_name, args=args))
+        expected = page.tenant_admin if role == TENANT_ADMIN else page.member
+        if response.status_code != expected:
+            row = f"{page.method.upper()} {page.url_name} {page.target}".strip()
+            problems.append(f"{row}: {response.status_code} (expected {expected})")
+    assert not problems, "\n".join(problems)
+
+
+# --- Every URL name is a row --------------------------------------------------------
+
+# Named URLs the matrices leave out, each with its reason (a route prefix, or
+# a namespaced URL name).
+NOT_IN_THE_MATRICES = {
+    "admin/": "Django's admin: its own staff checks, tested in tests/connections/test_admin.py",
+    "accounts/": "allauth's sign-in, sign-up and second-factor pages, for people not "
+    "signed in yet: tests/portal/test_login_security.py and test_mfa.py",
+    "sandbox/oauth/": "the Sandbox provider's own OAuth 2.0 server (django-oauth-toolkit), "
+    "which plays the third party: tests/connections/test_oauth_flows.py",
+    "healthz": "a probe: answers anyone, holds no data (test_run_environment.py)",
+    "readyz": "a probe: answers anyone, holds no data (test_run_environment.py)",
+    "api-v1:openapi-json": "the API's description, the same for everyone: test_openapi.py",
+    "api-v1:openapi-view": "the API's documentation page, the same for everyone: test_openapi.py",
+    "api-v1:api-root": "Ninja's root of the API, no operation of its own",
+}
+
+
+def _named_urls(resolver=None, prefix="", namespace=""):
+    """(route, namespaced name) of every named URL, walking included URLconfs."""
+    resolver = resolver or get_resolver()
+    for pattern in resolver.url_patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            inner = ":".join(n for n in (namespace, pattern.namespace or "") if n)
+            yield from _named_urls(pattern, route, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield route.lstrip("^"), f"{namespace}:{pattern.name}" if namespace else pattern.name
+
+
+def _excluded(route: str, name: str) -> str | None:
+    for prefix_or_name in NOT_IN_THE_MATRICES:
+        if name == prefix_or_name or (
+            prefix_or_name.endswith("/") and route.startswith(prefix_or_name)
+        ):
+            return prefix_or_name
+    return None
+
+
+def test_every_url_name_is_a_row_of_a_matrix():
+    covered = {page.url_name for page in FOLDER_PAGES + PAGES}
+    covered |= {f"api-v1:{name}" for name in API_URL_NAMES}
+    uncovered, used = [], set()
+    for route, name in _named_urls():
+        exclusion = _excluded(route, name)
+        if exclusion:
+            used.add(exclusion)
+        elif name not in covered:
+            uncovered.append(f"{name} ({route})")
+    assert not uncovered, "URL names no permission matrix covers:\n" + "\n".join(uncovered)
+    # An exclusion that matches nothing any more goes.
+    assert used == set(NOT_IN_THE_MATRICES), set(NOT_IN_THE_MATRICES) - used
+    # A row for a URL name that is gone goes too.
+    names = {name for _, name in _named_urls()}
+    assert covered <= names, covered - names
 
 
 def test_assignment_to_group_applies_to_members(client, tree, make_user):
