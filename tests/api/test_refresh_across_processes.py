@@ -30,7 +30,7 @@ from connections.models import Connection, ConnectionState
 from connections.oauth_apps import set_portal_app
 from portal import api_keys
 from tests.connections.strict_provider import StrictProvider
-from tests.factories import assign
+from tests.factories import ConnectionFactory, assign
 from tests.servers import free_port, needs_a_shared_database, servers
 
 CALLERS = 30
@@ -56,17 +56,16 @@ def _due_connection(provider: StrictProvider, folder) -> Connection:
     set_portal_app("sandbox", client_id="portal", client_secret="portal-secret")
     token = provider.issue()
     expires = timezone.now() + timedelta(seconds=provider.lifetime / 4)
-    connection = Connection.objects.create(
+    secret = {**token, "expires_at": int(expires.timestamp()), "scope": "profile"}
+    connection = ConnectionFactory(
         folder=folder,
-        connector_key="sandbox",
+        sandbox=True,
         auth_type="oauth2_authorization_code",
         name="Strict",
-        state=ConnectionState.CONNECTED,
         token_expires_at=expires,
         token_lifetime_seconds=provider.lifetime,
+        secret=secret,
     )
-    secret = {**token, "expires_at": int(expires.timestamp()), "scope": "profile"}
-    vault.store_secret(connection, secret)
     assert not refresh.is_fresh(connection)
     return connection
 

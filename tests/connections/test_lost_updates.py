@@ -20,7 +20,7 @@ from connections import actions, oauth, refresh, vault
 from connections.models import Connection, ConnectionState
 from tests.at_once import at_once, needs_a_server_database, together
 from tests.connections.fake_provider import GOOD_TOKEN
-from tests.factories import FolderFactory
+from tests.factories import ConnectionFactory, FolderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,20 +28,17 @@ REFRESH_SECONDS = 0.6
 
 
 def _due_oauth_connection(*, own_app: bool = False) -> Connection:
-    connection = Connection.objects.create(
-        folder=FolderFactory(),
-        connector_key="sandbox",
-        auth_type="oauth2_authorization_code",
-        name="Busy",
-        own_app=own_app,
-        state=ConnectionState.CONNECTED,
-        token_expires_at=timezone.now() + timedelta(seconds=30),
-    )
     secret = {"access_token": "old-access", "refresh_token": "old-refresh", "token_type": "Bearer"}
     if own_app:
         secret.update(client_id="their-app", client_secret="old-client-secret")
-    vault.store_secret(connection, secret)
-    return connection
+    return ConnectionFactory(
+        sandbox=True,
+        auth_type="oauth2_authorization_code",
+        name="Busy",
+        own_app=own_app,
+        token_expires_at=timezone.now() + timedelta(seconds=30),
+        secret=secret,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from connections import oauth, refresh, tasks, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState, OAuthApp
 from connections.oauth_apps import set_portal_app
-from tests.factories import FolderFactory
+from tests.factories import ConnectionFactory, FolderFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,16 +26,14 @@ TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 def _due(name: str = "c", folder=None, seconds: int = 30) -> Connection:
-    connection = Connection.objects.create(
+    return ConnectionFactory(
         folder=folder or FolderFactory(),
-        connector_key="sandbox",
+        sandbox=True,
         name=name,
         auth_type="oauth2_authorization_code",
-        state=ConnectionState.CONNECTED,
         token_expires_at=timezone.now() + timedelta(seconds=seconds),
+        secret={**OLD, "refresh_token": f"old-refresh-{name}"},
     )
-    vault.store_secret(connection, {**OLD, "refresh_token": f"old-refresh-{name}"})
-    return connection
 
 
 def _answer(connection: Connection) -> dict:
