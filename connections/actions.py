@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ from portal.models import (
     Folder,
     TenantSettings,
 )
-from portal.permissions import Action, can
+from portal.permissions import require_may_change_fields
 
 log = logging.getLogger(__name__)
 
@@ -501,13 +501,6 @@ def check_connection(*, connection: Connection, actor=None) -> CheckResult:
     return result
 
 
-FIELDS_NEED_USE = (
-    "Changing the connection fields checks them with the stored credential, which goes to "
-    "the address they name: that needs Connections - Use on this folder as well as Edit. "
-    "Ask a folder administrator, or change only the name, description or polling interval."
-)
-
-
 def edit_connection(
     *,
     connection: Connection,
@@ -520,9 +513,8 @@ def edit_connection(
     """Change the details; changed connection fields are checked with the
     stored credential first and refused if the check fails. Returns what changed.
 
-    The check sends the stored credential to where the new fields point, so
-    changing them needs Connections - Use as well as Edit (as running a
-    check does): Edit alone must not be a way to send a secret elsewhere."""
+    The check sends the stored credential to where the new fields point:
+    ``portal.permissions.may_change_fields`` decides who may change them."""
     connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     name = clean_name(connection.folder, name, exclude_pk=connection.pk)
@@ -530,8 +522,7 @@ def edit_connection(
     new_fields = clean_fields(connector, auth, fields)
     result = None
     if new_fields != connection.fields:
-        if not can(actor, Action.USE_CONNECTIONS, connection.folder):
-            raise PermissionDenied(FIELDS_NEED_USE)
+        require_may_change_fields(actor, connection.folder)
         result = run_check(connector, auth, new_fields, unreadable.read_for_use(connection))
         if not result.ok:
             raise ConnectError(f"The new settings were not saved: {result.error}")

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from portal import audit, statements
 from portal.models import ApiKey, AuditRecord, Folder, RobotAccount
-from portal.permissions import Action, can, is_tenant_admin
+from portal.permissions import Action, can
 
 PREFIX = "cpk_"
 HINT_LENGTH = 8
@@ -78,13 +78,6 @@ def clean_scope(owner, folder: Folder | None) -> Folder | None:
     return folder
 
 
-def may_manage_keys_of(actor, owner) -> bool:
-    """People manage their own keys; tenant administrators those of robots."""
-    if actor.pk == owner.pk:
-        return not hasattr(owner, "robot")
-    return is_tenant_admin(actor) and hasattr(owner, "robot")
-
-
 def issue(
     *,
     owner,
@@ -94,7 +87,8 @@ def issue(
     actor,
     ip: str | None = None,
 ) -> IssuedKey:
-    """Make a key for ``owner``; the caller checks ``may_manage_keys_of`` first.
+    """Make a key for ``owner``; the caller checks
+    ``portal.permissions.may_manage_keys_of`` first.
     Keys of one owner are made one at a time (the owner's row is locked), so
     that two requests cannot both find a name free."""
     raw = PREFIX + secrets.token_urlsafe(32)

@@ -13,7 +13,14 @@ without recursion. On top of the grants:
 * with governance "Allow users to create connections in shared folders" off,
   Connections - Create in a shared folder is kept only by folder
   administrators (those who may manage the folder's access); a refusal for
-  that reason says so (``GovernanceRefusal``), not that the role lacks it.
+  that reason says so (``GovernanceRefusal``), not that the role lacks it;
+* changing a connection's fields needs Connections - Use as well as Edit
+  (``may_change_fields``): the check sends the stored credential to them;
+* people manage their own API keys, tenant administrators those of robot
+  accounts (``may_manage_keys_of``).
+
+Lists ask ``folders_where`` (``visible_folders``; connections through
+``Connection.objects.visible_to``), the same rule as one query.
 
 A folder the user may not see answers 404 (``get_folder_or_404``); a visible
 folder where the action is not allowed answers 403 (``require``).
@@ -286,16 +293,47 @@ def can(user, action: Action | str, folder: Folder) -> bool:
 def visible_folders(user) -> FolderQuerySet:
     """Folders the user may open, in tree order, in one query (two for a
     tenant administrator, whose role is read once per request)."""
+    return folders_where(user, Action.VIEW_FOLDER)
+
+
+def folders_where(user, action: Action) -> FolderQuerySet:
+    """The folders where the user may do ``action`` (``VIEW_FOLDER``: open
+    them), the rule of ``folder_permissions`` as one query, for lists (e.g.
+    ``Connection.objects.visible_to``, which asks it for Connections - View):
+    their own personal workspace (every action but managing access); every
+    shared folder for tenant administrators; a shared folder on or below
+    one where a role with the permission was given to the user or one of
+    their groups. Not for Connections - Create, which governance may
+    withhold: ask ``can`` per folder."""
+    if action == Action.CREATE_CONNECTIONS:
+        raise ValueError("Governance may withhold Connections - Create: ask can() per folder.")
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return Folder.objects.none()
+    own = Q(owner=user) if action != Action.MANAGE_FOLDER_ACCESS else Q(pk__in=[])
     if is_tenant_admin(user):
-        return Folder.objects.filter(Q(kind=Folder.Kind.SHARED) | Q(owner=user))
+        return Folder.objects.filter(Q(kind=Folder.Kind.SHARED) | own)
+    user_grants = FolderUserGrant.objects.filter(user=user)
+    group_grants = FolderGroupGrant.objects.filter(group__user=user)
+    if action != Action.VIEW_FOLDER:
+        permission = _permission_id(action)
+        user_grants = user_grants.filter(permission_id=permission)
+        group_grants = group_grants.filter(permission_id=permission)
     granted_roots = Folder.objects.filter(
-        Q(pk__in=FolderUserGrant.objects.filter(user=user).values("content_object_id"))
-        | Q(pk__in=FolderGroupGrant.objects.filter(group__user=user).values("content_object_id"))
+        Q(pk__in=user_grants.values("content_object_id"))
+        | Q(pk__in=group_grants.values("content_object_id"))
     )
     under_a_grant = Exists(granted_roots.filter(StartsWith(OuterRef("path"), F("path"))))
-    return Folder.objects.filter(Q(owner=user) | Q(under_a_grant, kind=Folder.Kind.SHARED))
+    return Folder.objects.filter(own | Q(under_a_grant, kind=Folder.Kind.SHARED))
+
+
+def _permission_id(codename: str) -> int:
+    """The id of a portal permission (read once per process, as the grants'
+    codenames are; 0, which no grant names, for one that does not exist)."""
+    ids = {name: pk for pk, name in _portal_permissions().items()}
+    if codename not in ids:
+        clear_permission_cache()
+        ids = {name: pk for pk, name in _portal_permissions().items()}
+    return ids.get(codename, 0)
 
 
 def listable_personal_workspaces(user) -> FolderQuerySet:
@@ -339,6 +377,45 @@ def require(
 def require_tenant_admin(user) -> None:
     if not is_tenant_admin(user):
         raise PermissionDenied("Only tenant administrators may do this.")
+
+
+# Changing a connection's fields checks them with the stored credential,
+# which goes to the address they name: Edit alone must not be a way to send
+# a secret elsewhere. The same words on the pages and in the API's 403.
+FIELDS_NEED_USE = (
+    "Changing the connection fields checks them with the stored credential, which goes to "
+    "the address they name: that needs Connections - Use on this folder as well as Edit. "
+    "Ask a folder administrator, or change only the name, description or polling interval."
+)
+
+
+def may_change_fields(user, folder: Folder) -> bool:
+    """Whether the user may change the connection fields of a connection in
+    the folder: Connections - Edit and Use (as running a check needs)."""
+    perms = folder_permissions(user, folder)
+    return Action.EDIT_CONNECTIONS in perms and Action.USE_CONNECTIONS in perms
+
+
+def require_may_change_fields(user, folder: Folder) -> None:
+    if not may_change_fields(user, folder):
+        raise PermissionDenied(FIELDS_NEED_USE)
+
+
+# --- API keys --------------------------------------------------------------
+
+MANAGE_KEYS_REFUSED = "You may not manage this account's API keys."
+
+
+def may_manage_keys_of(actor, owner) -> bool:
+    """People manage their own keys; tenant administrators those of robots."""
+    if actor.pk == owner.pk:
+        return not hasattr(owner, "robot")
+    return is_tenant_admin(actor) and hasattr(owner, "robot")
+
+
+def require_may_manage_keys_of(actor, owner) -> None:
+    if not may_manage_keys_of(actor, owner):
+        raise PermissionDenied(MANAGE_KEYS_REFUSED)
 
 
 def permission_label(codename: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,6 +24,7 @@ from portal import api_keys
 from portal.client_ip import client_ip
 from portal.folder_tree import folder_name_paths
 from portal.forms import ApiKeyForm
+from portal.permissions import require_may_manage_keys_of
 
 PAGE_SIZE = 50
 
@@ -49,15 +50,10 @@ class KeyOwner:
         return reverse(self.revoke_url_name, args=[*self.url_args, key.pk])
 
 
-def _require_may_manage(actor, owner: KeyOwner) -> None:
-    if not api_keys.may_manage_keys_of(actor, owner.user):
-        raise PermissionDenied("You may not manage this account's API keys.")
-
-
 def manage_keys(request: HttpRequest, owner: KeyOwner, *, template: str) -> HttpResponse:
     """List the owner's keys and make a new one (POST). The caller has
     already decided who may open the page; this asks the domain too."""
-    _require_may_manage(request.user, owner)
+    require_may_manage_keys_of(request.user, owner.user)
     form = ApiKeyForm(owner=owner.user)
     issued = None
     if request.method == "POST":
@@ -102,7 +98,7 @@ def manage_keys(request: HttpRequest, owner: KeyOwner, *, template: str) -> Http
 
 def confirm_revoke(request: HttpRequest, owner: KeyOwner, key_id: int) -> HttpResponse:
     """GET asks for confirmation, POST revokes. A key of anyone else is 404."""
-    _require_may_manage(request.user, owner)
+    require_may_manage_keys_of(request.user, owner.user)
     key = get_object_or_404(owner.user.api_keys.select_related("user"), pk=key_id)
     if key.revoked_at:
         messages.info(request, f"The key {key.name} was already revoked.")

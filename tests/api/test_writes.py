@@ -454,7 +454,7 @@ def test_edit_alone_cannot_send_the_stored_secret_elsewhere(
     where they point: without Connections - Use that is refused before any
     request leaves, on the API and on the page (which keeps what was typed);
     the name, description and interval may still change."""
-    from connections.actions import FIELDS_NEED_USE
+    from portal.permissions import FIELDS_NEED_USE
 
     mail = _basic(tree)
     api = api_for(editor)
