@@ -13,16 +13,16 @@ def sandbox(request: HttpRequest) -> dict:
 
 def needs_reconnect(request: HttpRequest) -> dict:
     """The banner: connections the signed-in user authenticated that need
-    reconnecting (one query, only on pages that show the banner)."""
+    reconnecting, of those they may still see (one query, only on pages
+    that show the banner)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
 
     def mine():
         return list(
-            Connection.objects.filter(
-                authenticated_by=user, is_enabled=True, state=ConnectionState.NEEDS_RECONNECT
-            )
+            Connection.objects.visible_to(user)
+            .filter(authenticated_by=user, is_enabled=True, state=ConnectionState.NEEDS_RECONNECT)
             .only("pk", "name", "folder_id")
             .order_by("name")[: BANNER_LIMIT + 1]
         )

@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from portal import statements
 from portal.models import Folder
+from portal.permissions import Action, folders_where
 
 
 class ConnectionState(models.TextChoices):
@@ -23,6 +24,17 @@ class ConnectionState(models.TextChoices):
 class ConnectionQuerySet(models.QuerySet):
     def in_folder(self, folder: Folder) -> ConnectionQuerySet:
         return self.filter(folder=folder)
+
+    def visible_to(self, user) -> ConnectionQuerySet:
+        """The connections the user may see: those in a folder where they
+        hold Connections - View (``portal.permissions.folders_where``, the
+        rule as a subquery, so any list built on this stays one query). An
+        API key's folder scope narrows this further; that is the API's to
+        apply."""
+        return self.filter(folder__in=folders_where(user, Action.VIEW_CONNECTIONS).values("pk"))
+
+    def in_shared_folders(self) -> ConnectionQuerySet:
+        return self.filter(folder__kind=Folder.Kind.SHARED)
 
 
 class Connection(models.Model):

@@ -60,7 +60,11 @@ def list_folders(request: HttpRequest, query: Query[PageQuery]) -> dict:
 )
 def list_connections(request: HttpRequest, folder_id: int, query: Query[ConnectionFilter]) -> dict:
     folder, _ = scoped_folder(request, folder_id, Action.VIEW_CONNECTIONS)
-    connections = Connection.objects.filter(folder=folder).select_related("authenticated_by")
+    connections = (
+        Connection.objects.visible_to(request.user)
+        .filter(folder=folder)
+        .select_related("authenticated_by")
+    )
     if query.connector:
         connections = connections.filter(connector_key=query.connector)
     if query.state:

@@ -25,7 +25,7 @@ from connections.models import Connection, ConnectionEvent, ConnectionState, Hea
 from connections.tasks import check_connection_task
 from connections.troubleshooting import error_kind
 from portal.folder_tree import folder_name_paths
-from portal.permissions import Action, require_tenant_admin, visible_folders
+from portal.permissions import Action, require_tenant_admin
 
 # How many checks the chart draws, how many rows the table lists.
 CHART_LENGTH = 50
@@ -211,7 +211,7 @@ def tenant_health(request: HttpRequest) -> HttpResponse:
     """Counts by status across the shared folders, and the connections that
     need attention, worst first. Personal workspaces are not looked into."""
     require_tenant_admin(request.user)
-    shared = Connection.objects.filter(folder__in=visible_folders(request.user).shared())
+    shared = Connection.objects.visible_to(request.user).in_shared_folders()
     state = request.GET.get("state", "")
     if state == DISABLED:
         listed = shared.filter(is_enabled=False)
