@@ -3,12 +3,17 @@ and here asks ``portal.permissions``."""
 
 from collections.abc import Callable
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from connections.models import Connection
 from portal.models import Folder
-from portal.permissions import Action, folder_for, permission_label, require
+from portal.permissions import (
+    Action,
+    folder_for,
+    require,
+    require_connections_visible,
+    require_on_connection,
+)
 
 
 def connection_for(user, folder_id: int, connection_id: int, action: Action):
@@ -18,16 +23,14 @@ def connection_for(user, folder_id: int, connection_id: int, action: Action):
     Connections - View), 403 when visible but the action is not allowed.
     """
     folder, perms = folder_for(user, folder_id, Action.VIEW_FOLDER)
-    if Action.VIEW_CONNECTIONS not in perms:
-        raise Http404("No such connection.")
+    require_connections_visible(perms)
     try:
         connection = Connection.objects.select_related(
             "folder", "created_by", "authenticated_by"
         ).get(pk=connection_id, folder=folder)
     except Connection.DoesNotExist:
         raise Http404("No such connection.") from None
-    if action not in perms:
-        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+    require_on_connection(perms, action)
     return connection, perms
 
 
@@ -59,8 +62,6 @@ def connection_by_id(
     if within is not None and not within(connection.folder):
         raise Http404("No such connection.")
     perms = require(user, Action.VIEW_FOLDER, connection.folder, granted=granted)
-    if Action.VIEW_CONNECTIONS not in perms:
-        raise Http404("No such connection.")
-    if action not in perms:
-        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+    require_connections_visible(perms)
+    require_on_connection(perms, action)
     return connection, perms

@@ -23,7 +23,10 @@ Lists ask ``folders_where`` (``visible_folders``; connections through
 ``Connection.objects.visible_to``), the same rule as one query.
 
 A folder the user may not see answers 404 (``get_folder_or_404``); a visible
-folder where the action is not allowed answers 403 (``require``).
+folder where the action is not allowed answers 403 (``require``). So does a
+connection: 404 without Connections - View on its folder
+(``require_connections_visible``), 403 without the action
+(``require_on_connection``).
 """
 
 from __future__ import annotations
@@ -370,8 +373,27 @@ def require(
     if action != Action.VIEW_FOLDER and action not in perms:
         if action == Action.CREATE_CONNECTIONS and withheld_by_governance(user, folder):
             raise GovernanceRefusal()
-        raise PermissionDenied(f"You do not have {permission_label(action)} in this folder.")
+        raise PermissionDenied(_lacking(action))
     return perms
+
+
+def _lacking(action: Action) -> str:
+    return f"You do not have {permission_label(action)} in this folder."
+
+
+def require_connections_visible(perms: frozenset[str]) -> None:
+    """A folder's connections are seen with Connections - View: without it
+    (in a folder the user may open, ``perms`` being theirs there) a
+    connection answers as one that does not exist, 404."""
+    if Action.VIEW_CONNECTIONS not in perms:
+        raise Http404("No such connection.")
+
+
+def require_on_connection(perms: frozenset[str], action: Action) -> None:
+    """403, naming the permission missing, when the user may see a
+    connection (``require_connections_visible``) but not do ``action`` on it."""
+    if action not in perms:
+        raise PermissionDenied(_lacking(action))
 
 
 def require_tenant_admin(user) -> None:
