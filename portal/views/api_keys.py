@@ -24,6 +24,7 @@ from portal import api_keys
 from portal.client_ip import client_ip
 from portal.folder_tree import folder_name_paths
 from portal.forms import ApiKeyForm
+from portal.htmx import render_page
 from portal.permissions import require_may_manage_keys_of
 
 PAGE_SIZE = 50
@@ -90,10 +91,14 @@ def manage_keys(request: HttpRequest, owner: KeyOwner, *, template: str) -> Http
         "keys_url": owner.list_url(),
         "key_prefix": api_keys.PREFIX,
     }
-    # An htmx POST gets the keys fragment; the page around it does not change.
-    if request.htmx and request.method == "POST":
-        template = "portal/_api_keys.html"
-    return render(request, template, context, status=400 if form.errors else 200)
+    # The form's htmx POST gets the keys (the page's api-keys partial) alone.
+    return render_page(
+        request,
+        template,
+        context,
+        partials=("api-keys",),
+        status=400 if form.errors else 200,
+    )
 
 
 def confirm_revoke(request: HttpRequest, owner: KeyOwner, key_id: int) -> HttpResponse:

@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from portal import actions
 from portal.forms import AssignmentForm, FolderForm
+from portal.htmx import render_page, vary_on_htmx
 from portal.models import RoleAssignment
 from portal.permissions import Action, folder_for, get_folder_or_404, require
 from portal.workspaces import ensure_personal_workspace
@@ -97,15 +98,13 @@ def folder_access(request: HttpRequest, folder_id: int) -> HttpResponse:
             else:
                 messages.success(request, f"{assignment.principal_name} is now {assignment.role}.")
                 if request.htmx:
-                    return HttpResponseClientRedirect(request.path)
-                return redirect("folder_access", folder_id=folder.pk)
-    template = "portal/folder_access.html"
-    if request.htmx and request.method == "POST":
-        template += "#assignment-form"
-    return render(
+                    return vary_on_htmx(HttpResponseClientRedirect(request.path))
+                return vary_on_htmx(redirect("folder_access", folder_id=folder.pk))
+    return render_page(
         request,
-        template,
+        "portal/folder_access.html",
         _access_context(folder, perms, form),
+        partials=("assignment-form",),
         status=400 if form.errors else 200,
     )
 

@@ -19,7 +19,7 @@ from tests.factories import FolderFactory, assign
 OWN_KEYS = "/account/api-keys/"
 ROBOTS = "/tenant/robots/"
 AUDIT = "/tenant/audit/"
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "api-keys"}
 
 
 def own_revoke_url(key) -> str:
