@@ -13,9 +13,7 @@ from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
-from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
 
 from connections.access import connection_for
@@ -25,6 +23,7 @@ from connections.models import Connection, ConnectionEvent, ConnectionState, Hea
 from connections.tasks import check_connection_task
 from connections.troubleshooting import error_kind
 from portal.folder_tree import folder_name_paths
+from portal.htmx import render_page, requested_partial, vary_on_htmx
 from portal.permissions import Action, require_tenant_admin
 
 # How many checks the chart draws, how many rows the table lists.
@@ -35,6 +34,8 @@ EVENT_HISTORY_LENGTH = 50
 # After this long without a result, the page stops waiting for a queued check.
 CHECK_WAIT_SECONDS = 60
 POLL_EVERY = "1s"
+# The connection page's element that Check now and its polling swap into.
+CHECK_STATUS = ("check-status",)
 PAGE_SIZE = 50
 
 REFRESH_KINDS = (ConnectionEvent.Kind.REFRESHED, ConnectionEvent.Kind.REFRESH_FAILED)
@@ -115,44 +116,54 @@ def _latest_check_id(connection: Connection) -> int:
     ) or 0
 
 
-def _status(request: HttpRequest, connection: Connection, **context) -> str:
-    return render_to_string(
-        "connections/_check_status.html",
+def _status(
+    request: HttpRequest,
+    connection: Connection,
+    response_class: type[HttpResponse] = HttpResponse,
+    **context,
+) -> HttpResponse:
+    """The connection page's check-status partial (the views answer it only
+    to htmx aiming at it; anything else goes to the page)."""
+    return render_page(
+        request,
+        "connections/detail.html",
         {"connection": connection, "folder": connection.folder, **context},
-        request=request,
+        partials=CHECK_STATUS,
+        response_class=response_class,
     )
+
+
+def _to_the_page(connection: Connection) -> HttpResponse:
+    return vary_on_htmx(redirect("connection_detail", connection.folder_id, connection.pk))
 
 
 @require_POST
 @login_required
-@vary_on_headers("HX-Request")
 def check_now(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
     """Queue a health check. With htmx, answer a spinner that polls for the
     result; without, go back to the page with a message."""
     connection, _ = connection_for(request.user, folder_id, connection_id, Action.USE_CONNECTIONS)
+    fragment = requested_partial(request, CHECK_STATUS)
     if not connection.is_enabled:
         error = "This connection is disabled: enable it before checking it."
-        if request.htmx:
-            return HttpResponse(_status(request, connection, error=error))
+        if fragment:
+            return _status(request, connection, error=error)
         messages.error(request, error)
-        return redirect("connection_detail", folder_id, connection.pk)
+        return _to_the_page(connection)
     after = _latest_check_id(connection)
     check_connection_task.delay_on_commit(connection.pk, actor_id=request.user.pk)
-    if request.htmx:
-        return HttpResponse(
-            _status(request, connection, waiting=True, after=after, started=int(time.time()))
-        )
+    if fragment:
+        return _status(request, connection, waiting=True, after=after, started=int(time.time()))
     messages.info(
         request,
         "Check queued: it runs in the background. Reload this page in a few seconds to see "
         "its result.",
     )
-    return redirect("connection_detail", folder_id, connection.pk)
+    return _to_the_page(connection)
 
 
 @require_GET
 @login_required
-@vary_on_headers("HX-Request")
 def check_progress(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
     """Polled by the spinner: the spinner again until a check newer than
     ``after`` is recorded, then its result (and the redrawn health panel,
@@ -160,30 +171,29 @@ def check_progress(request: HttpRequest, folder_id: int, connection_id: int) -> 
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.USE_CONNECTIONS
     )
-    if not request.htmx:
-        return redirect("connection_detail", folder_id, connection.pk)
+    if not requested_partial(request, CHECK_STATUS):
+        return _to_the_page(connection)
     try:
         after = int(request.GET["after"])
         started = int(request.GET["started"])
     except (KeyError, ValueError):
-        return HttpResponseBadRequest("after and started must be whole numbers.")
+        return vary_on_htmx(HttpResponseBadRequest("after and started must be whole numbers."))
     result = connection.health_checks.filter(pk__gt=after).order_by("-pk").first()
     if result is None:
         if time.time() - started > CHECK_WAIT_SECONDS:
-            return HttpResponseStopPolling(_status(request, connection, timed_out=True))
-        response = HttpResponse(
-            _status(request, connection, waiting=True, after=after, started=started)
-        )
+            return _status(
+                request, connection, response_class=HttpResponseStopPolling, timed_out=True
+            )
+        response = _status(request, connection, waiting=True, after=after, started=started)
         response["Cache-Control"] = "no-store"
         return response
-    return HttpResponseStopPolling(
-        _status(
-            request,
-            connection,
-            result=result,
-            perms_here=perms,
-            **health_context(connection),
-        )
+    return _status(
+        request,
+        connection,
+        response_class=HttpResponseStopPolling,
+        result=result,
+        perms_here=perms,
+        **health_context(connection),
     )
 
 

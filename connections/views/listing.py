@@ -4,17 +4,19 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from connections import oauth
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionState
 from connections.views.oauth_views import abandoned_flows
+from portal.htmx import render_page, requested_partial
 from portal.permissions import Action, folder_for, withheld_by_governance
 from portal.workspaces import ensure_personal_workspace
 
 PAGE_SIZE = 50
+# What the filters swap in as one types.
+PARTIALS = ("connection-table",)
 SORTS = {
     "name": ("name", "pk"),
     "-name": ("-name", "-pk"),
@@ -55,15 +57,11 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
         connection.connector = catalog.get(connection.connector_key)
 
     filtered = bool(query or connector or state)
-    template = "connections/list.html"
-    notices = {}
-    if request.htmx and request.htmx.target == "connection-table":
-        template += "#connection-table"
-    else:
-        notices = _notices(request, folder, perms)
-    response = render(
+    # The table alone (the filters' swap) shows no notices: skip their queries.
+    notices = {} if requested_partial(request, PARTIALS) else _notices(request, folder, perms)
+    return render_page(
         request,
-        template,
+        "connections/list.html",
         {
             "folder": folder,
             "perms_here": perms,
@@ -78,9 +76,8 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
             "states": ConnectionState.choices,
             **notices,
         },
+        partials=PARTIALS,
     )
-    response["Vary"] = "HX-Request"
-    return response
 
 
 def _notices(request: HttpRequest, folder, perms: frozenset[str]) -> dict:

@@ -29,6 +29,7 @@ from connections.forms import (
 )
 from connections.models import Connection, OAuthFlow
 from connections.oauth_apps import ClientCredentials, portal_app
+from portal.htmx import render_page, vary_on_htmx
 from portal.models import Folder
 from portal.permissions import Action
 
@@ -176,8 +177,10 @@ def _go_to_provider(request: HttpRequest, url: str, connector: ConnectorSpec) ->
     server redirect after a form post is bound by CSP form-action 'self');
     without JavaScript a page with the link."""
     if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return render(request, "connections/oauth_continue.html", {"url": url, "connector": connector})
+        return vary_on_htmx(HttpResponseClientRedirect(url))
+    return vary_on_htmx(
+        render(request, "connections/oauth_continue.html", {"url": url, "connector": connector})
+    )
 
 
 def _client_from(form, own_app: bool, connector: ConnectorSpec) -> ClientCredentials | None:
@@ -290,7 +293,7 @@ def connect_with_oauth(
             connect_error = str(error)
         else:
             return _after_outcome(request, outcome)
-    return render(
+    return render_page(
         request,
         "connections/wizard_connect.html",
         {
@@ -301,6 +304,8 @@ def connect_with_oauth(
             "known_scopes": auth.oauth2.available_scopes or auth.oauth2.default_scopes,
             "reconnect": connection,
         },
+        # The authorization code form is posted by htmx; a refusal redraws it.
+        partials=("connect-panel",),
         status=400 if request.method == "POST" else 200,
     )
 
@@ -431,7 +436,10 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
             secret = unreadable.read_for_use(connection)
         except unreadable.CredentialUnreadable as error:
             messages.error(request, str(error))
-            return redirect("connection_detail", folder_id, connection.pk)
+            detail = reverse("connection_detail", args=[folder_id, connection.pk])
+            if request.htmx:  # htmx would follow a plain redirect and swap the page in
+                return vary_on_htmx(HttpResponseClientRedirect(detail))
+            return vary_on_htmx(redirect(detail))
         client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
         url = oauth.start_authorization(
             request,

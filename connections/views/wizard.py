@@ -23,6 +23,7 @@ from connections.catalog.schema import AuthKind
 from connections.forms import ConnectForm, add_errors
 from connections.oauth_apps import portal_app
 from connections.views import oauth_views
+from portal.htmx import render_page
 from portal.models import Folder
 from portal.permissions import Action, GovernanceRefusal, folder_for, folder_permissions
 from portal.workspaces import ensure_personal_workspace
@@ -109,12 +110,9 @@ def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.CREATE_CONNECTIONS)
     query = request.GET.get("q", "").strip()
     connectors = get_catalog().search(query)
-    template = "connections/wizard_choose_connector.html"
-    if request.htmx and request.htmx.target == "connector-list":
-        template += "#connector-list"
-    response = render(
+    return render_page(
         request,
-        template,
+        "connections/wizard_choose_connector.html",
         {
             "folder": folder,
             "perms_here": perms,
@@ -122,9 +120,8 @@ def choose_connector(request: HttpRequest, folder_id: int) -> HttpResponse:
             "connectors": connectors,
             "query": query,
         },
+        partials=("connector-list",),
     )
-    response["Vary"] = "HX-Request"
-    return response
 
 
 @require_GET

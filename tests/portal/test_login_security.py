@@ -461,6 +461,11 @@ def test_lockout_page_sends_security_headers(client, alice, limit):
 def test_security_headers_on_htmx_partials(client, alice, tree):
     assign(alice, tree["finance"], "Viewer")
     client.force_login(alice)
-    response = client.get(f"/folders/{tree['finance'].pk}/connections/", HTTP_HX_REQUEST="true")
+    response = client.get(
+        f"/folders/{tree['finance'].pk}/connections/",
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="connection-table",
+    )
     assert response.status_code == 200
+    assert b"<html" not in response.content
     assert_security_headers(response, "htmx partial")
