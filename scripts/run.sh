@@ -70,13 +70,23 @@ if [ "$DEV" = 0 ]; then
   wait "$collecting"
 fi
 
+# Ctrl-C reaches every process here; this script then sends TERM to each
+# server. A server still running 20 s later is killed: when the whole process
+# group is sent TERM (`timeout`, `kill -- -PGID`), Celery's pool processes die
+# at once and the worker can hang on its pool's lock as it exits.
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
-  kill "${pids[@]}" 2>/dev/null || true
-  wait 2>/dev/null || true
+  trap - INT TERM HUP EXIT
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  (
+    sleep 20
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  ) < /dev/null > /dev/null 2>&1 &
+  local watchdog=$!
+  wait "${pids[@]}" 2>/dev/null || true
+  kill "$watchdog" 2>/dev/null || true
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 $BIN/celery -A portal worker --beat --loglevel=INFO --concurrency=2 \
   --schedule "$VAR_DIR/celery/beat-schedule" > "$VAR_DIR/celery-worker.log" 2>&1 &
