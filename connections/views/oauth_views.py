@@ -434,24 +434,27 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
         # BYOA: the user's app as stored with the connection; nothing to type.
         try:
             secret = unreadable.read_for_use(connection)
-        except unreadable.CredentialUnreadable as error:
+            client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
+            stored_scopes = oauth.split_scopes(secret.get("scope", ""))
+            url = oauth.start_authorization(
+                request,
+                folder=connection.folder,
+                connector=connector,
+                name=connection.name,
+                description=connection.description,
+                fields=connection.fields,
+                client=client,
+                scopes=stored_scopes or list(auth.oauth2.default_scopes),
+                connection=connection,
+            )
+        except (unreadable.CredentialUnreadable, oauth.OAuthFlowError) as error:
+            # Nothing to sign in with, or the stored app or scopes no longer
+            # do (e.g. the connector now requires another scope): say so.
             messages.error(request, str(error))
             detail = reverse("connection_detail", args=[folder_id, connection.pk])
             if request.htmx:  # htmx would follow a plain redirect and swap the page in
                 return vary_on_htmx(HttpResponseClientRedirect(detail))
             return vary_on_htmx(redirect(detail))
-        client = ClientCredentials(secret["client_id"], secret.get("client_secret", ""), True)
-        url = oauth.start_authorization(
-            request,
-            folder=connection.folder,
-            connector=connector,
-            name=connection.name,
-            description=connection.description,
-            fields=connection.fields,
-            client=client,
-            scopes=oauth.split_scopes(secret.get("scope", "")) or list(auth.oauth2.default_scopes),
-            connection=connection,
-        )
         _retried(request, retry)
         return _go_to_provider(request, url, connector)
     if byoa:

@@ -287,3 +287,24 @@ def test_client_credentials_token_is_renewed(client, developer, tree, sandbox_oa
     assert after["access_token"] != before["access_token"]
     page = client.get(f"/folders/{tree['finance'].pk}/connections/{connection.pk}/")
     assert "OAuth 2.0 Client credentials" in page.content.decode()
+
+
+def test_byoa_reconnect_whose_stored_scopes_no_longer_do_says_so(client, developer, tree, settings):
+    """The stored scopes lack one the connector now requires: the reconnect
+    says which, on the connection's page, instead of failing."""
+    settings.PORTAL_SANDBOX_ENABLED = True
+    connection = Connection.objects.create(
+        folder=tree["finance"],
+        connector_key="sandbox",
+        auth_type="oauth2_authorization_code",
+        name="Own app",
+        own_app=True,
+        state=ConnectionState.CONNECTED,
+    )
+    stored = {"client_id": "app", "client_secret": "s", "scope": "records.read"}
+    vault.store_secret(connection, {"access_token": "a", "refresh_token": "r", **stored})
+    args = [tree["finance"].pk, connection.pk]
+    done = client.post(f"/folders/{args[0]}/connections/{args[1]}/reconnect/", follow=True)
+    assert done.redirect_chain[-1][0] == f"/folders/{args[0]}/connections/{args[1]}/"
+    assert "Insufficient scopes: the connector needs profile" in done.content.decode()
+    assert not OAuthFlow.objects.exists()
