@@ -108,6 +108,14 @@ def test_500_without_a_manifest(client, no_manifest):
 
 
 @pytest.mark.django_db
+@pytest.mark.urls(ERROR_URLS)
+def test_400_without_a_manifest(client, no_manifest):
+    response = client.get("/test-errors/bad-request/")
+    page = assert_portal_page(response, 400, "Bad request")
+    assert "internal detail" not in page
+
+
+@pytest.mark.django_db
 def test_a_page_that_needs_static_files_fails_into_the_500_page(client, no_manifest):
     """The sign-in page names the stylesheet: without a manifest it fails,
     and what the person sees is still the portal's 500 page."""
