@@ -400,8 +400,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 # With debug off, WhiteNoise serves collectstatic's output (hashed names from
 # its manifest; `make run` collects first). A page naming a file the manifest
-# lacks fails, so the error pages (templates/403.html, 404.html, 500.html)
-# name no static file at all.
+# lacks fails, so the error pages (templates/_error_page.html and the 400,
+# 403, 404 and 500 pages that extend it) name no static file at all.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
