@@ -2,6 +2,7 @@ import pytest
 
 from connections.catalog import get_catalog
 from tests.connections.fake_provider import DEFINITION, FakeProvider
+from tests.factories import assign
 
 
 @pytest.fixture
@@ -50,3 +51,12 @@ def token_requests(monkeypatch):
 
     monkeypatch.setattr(views.TokenView, "post", counting)
     return calls
+
+
+@pytest.fixture
+def developer(make_user, tree, client):
+    """ada, Automation Developer on Finance (and so on Payables), signed in."""
+    user = make_user("ada", email="ada@example.com")
+    assign(user, tree["finance"], "Automation Developer")
+    client.force_login(user)
+    return user

@@ -28,14 +28,6 @@ def governance_off(db):
     )
 
 
-@pytest.fixture
-def developer(make_user, tree, client):
-    user = make_user("ada")
-    assign(user, tree["finance"], "Automation Developer")
-    client.force_login(user)
-    return user
-
-
 def _text(response) -> str:
     return re.sub(r"\s+", " ", unescape(response.content.decode()))
 

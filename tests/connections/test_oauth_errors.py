@@ -27,14 +27,6 @@ from tests.factories import assign
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def developer(make_user, tree, client):
-    user = make_user("ada")
-    assign(user, tree["finance"], "Automation Developer")
-    client.force_login(user)
-    return user
-
-
 def _byoa(client, folder, *, secret=OWN_CLIENT_SECRET, scopes="profile records.read"):
     return start(
         client,

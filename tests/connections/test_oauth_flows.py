@@ -20,14 +20,6 @@ from tests.factories import PASSWORD, assign
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def developer(make_user, tree, client):
-    user = make_user("ada", email="ada@example.com")
-    assign(user, tree["finance"], "Automation Developer")
-    client.force_login(user)
-    return user
-
-
 def _authorization_code(client, folder, data=None, auth_type="oauth2_authorization_code"):
     response = start(client, folder, auth_type, {"name": "Sandbox OAuth", **(data or {})})
     authorize_url = continue_url(response)

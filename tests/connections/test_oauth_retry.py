@@ -34,14 +34,6 @@ from tests.factories import assign
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def developer(make_user, tree, client):
-    user = make_user("ada")
-    assign(user, tree["finance"], "Automation Developer")
-    client.force_login(user)
-    return user
-
-
 BYOA_DATA = {
     "name": "Finance own app",
     "description": "Payables robot",
