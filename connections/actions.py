@@ -6,53 +6,33 @@ whose credential failed its check is never stored."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db import transaction
 
-from connections import egress, refresh, unreadable, vault
+from connections import refresh, unreadable, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
-from connections.health import CheckResult, egress_policy, parse_expiry, run_check
+from connections.health import (
+    CheckResult,
+    apply_result,
+    run_check,
+    schedule_next_check,
+    update_expiry_warning,
+)
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
+from connections.validation import (
+    clean_fields,
+    clean_name,
+    clean_polling_interval,
+    clean_secret,
+    default_polling_interval,
+    name_kept,
+)
 from portal.models import (
-    MAX_POLLING_INTERVAL_SECONDS,
-    MIN_POLLING_INTERVAL_SECONDS,
     Folder,
-    TenantSettings,
 )
 from portal.permissions import require_may_change_fields
 
 log = logging.getLogger(__name__)
-
-# The absolute bounds; the tenant-wide minimum (TenantSettings) may raise the lower one.
-MIN_POLLING_SECONDS = MIN_POLLING_INTERVAL_SECONDS
-MAX_POLLING_SECONDS = MAX_POLLING_INTERVAL_SECONDS
-
-# What a failed check says about the connection. Transient failures (the
-# provider unreachable, 5xx, 429) turn a connection Degraded only after
-# PORTAL_HEALTH_DEGRADED_AFTER of them in a row; the others change the state
-# at once: the credential was refused (Needs reconnect) or the connection is
-# set up wrong (Misconfigured: 403, 404, missing scopes, no refresh token).
-FAILURE_STATES = {
-    "rejected": ConnectionState.NEEDS_RECONNECT,
-    "forbidden": ConnectionState.MISCONFIGURED,
-    "not_found": ConnectionState.MISCONFIGURED,
-    "misconfigured": ConnectionState.MISCONFIGURED,
-    "unreachable": ConnectionState.DEGRADED,
-    "provider": ConnectionState.DEGRADED,
-}
-TRANSIENT_STATUS = {408, 425, 429}
-BROKEN_STATES = {ConnectionState.NEEDS_RECONNECT, ConnectionState.MISCONFIGURED}
-
-# Connection fields that may say when a PAT or client secret expires (a
-# connector declares one of them as a field, e.g. for a client secret).
-SECRET_EXPIRY_FIELDS = ("secret_expires_on", "secret_expires_at")
-SECRET_EXPIRY_WARNING_ENDS = ("replace it before then.", "replace it now.")
 
 
 class ConnectError(Exception):
@@ -66,244 +46,6 @@ def connector_of(connection: Connection) -> ConnectorSpec:
             f"The connector {connection.connector_key!r} is no longer in the catalog."
         )
     return connector
-
-
-def clean_fields(connector: ConnectorSpec, auth: AuthTypeSpec, raw: dict) -> dict[str, str]:
-    """Validated connection fields, or ValidationError naming each bad field."""
-    cleaned, errors = {}, {}
-    for spec in (*connector.fields, *auth.fields):
-        try:
-            cleaned[spec.key] = spec.clean(raw.get(spec.key))
-            if spec.type == "url" and cleaned[spec.key]:
-                # Say early and plainly when an address is private, loopback or
-                # metadata; the connect-time check of the resolved address still applies.
-                egress.check_url(cleaned[spec.key], egress_policy(connector))
-        except ValidationError as error:
-            errors[spec.key] = error.messages
-        except egress.EgressDenied as error:
-            errors[spec.key] = [str(error)]
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-def clean_secret(auth: AuthTypeSpec, raw: dict) -> dict[str, str]:
-    """The auth type's secrets, trimmed. Each is required, and none may hold
-    a line break or another control character (a tab aside): secrets travel
-    in request headers, where a line break would start another header."""
-    cleaned, errors = {}, {}
-    for spec in auth.secrets:
-        value = (raw.get(spec.key) or "").strip()
-        if not value:
-            errors[spec.key] = [f"{spec.label} is required."]
-        elif any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
-            errors[spec.key] = [
-                f"{spec.label} must not contain line breaks or other control characters."
-            ]
-        cleaned[spec.key] = value
-    if errors:
-        raise ValidationError(errors)
-    return cleaned
-
-
-# The messages of the checks below; the pages' forms say the same.
-NAME_MAX_LENGTH = 120
-NAME_REQUIRED = "Give the connection a name."
-NAME_TOO_LONG = f"The name is longer than {NAME_MAX_LENGTH} characters."
-POLLING_NOT_A_NUMBER = "Enter the polling interval in seconds."
-
-
-def _name_taken(folder: Folder, name: str) -> ValidationError:
-    return ValidationError(
-        {"name": [f"A connection named {name!r} already exists in {folder.name}."]}
-    )
-
-
-def clean_name(folder: Folder, name: str, *, exclude_pk: int | None = None) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise ValidationError({"name": [NAME_REQUIRED]})
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": [NAME_TOO_LONG]})
-    clash = Connection.objects.filter(folder=folder, name__iexact=name)
-    if exclude_pk:
-        clash = clash.exclude(pk=exclude_pk)
-    if clash.exists():
-        raise _name_taken(folder, name)
-    return name
-
-
-@contextmanager
-def name_kept(folder: Folder, name: str) -> Iterator[None]:
-    """Around the transaction that saves a connection under ``name``
-    (``clean_name`` found it free): when another request took the name in
-    between, the database refuses the row, and the caller gets the same
-    message as if it had asked after the other (nothing is saved)."""
-    try:
-        yield
-    except IntegrityError:
-        if Connection.objects.filter(folder=folder, name=name).exists():
-            raise _name_taken(folder, name) from None
-        raise
-
-
-def tenant_min_polling_seconds() -> int:
-    return max(MIN_POLLING_SECONDS, TenantSettings.load().min_polling_interval_seconds)
-
-
-def _duration(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        hours = seconds // 3600
-        return f"{hours} hour" + ("s" if hours != 1 else "")
-    if seconds % 60 == 0:
-        minutes = seconds // 60
-        return f"{minutes} minute" + ("s" if minutes != 1 else "")
-    return f"{seconds} seconds"
-
-
-def clean_polling_interval(value, *, minimum: int | None = None) -> int:
-    """Seconds between checks, at least the tenant-wide minimum, at most a day."""
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError({"polling_interval_seconds": [POLLING_NOT_A_NUMBER]}) from None
-    minimum = tenant_min_polling_seconds() if minimum is None else minimum
-    if seconds < minimum:
-        raise ValidationError(
-            {
-                "polling_interval_seconds": [
-                    f"The polling interval must be at least {minimum} seconds "
-                    f"({_duration(minimum)}), the tenant-wide minimum."
-                ]
-            }
-        )
-    if seconds > MAX_POLLING_SECONDS:
-        raise ValidationError(
-            {
-                "polling_interval_seconds": [
-                    f"The polling interval must be at most {MAX_POLLING_SECONDS} seconds "
-                    f"({_duration(MAX_POLLING_SECONDS)})."
-                ]
-            }
-        )
-    return seconds
-
-
-def default_polling_interval(connector: ConnectorSpec) -> int:
-    """The connector's default, raised to the tenant-wide minimum."""
-    return min(
-        MAX_POLLING_SECONDS, max(connector.polling_interval_seconds, tenant_min_polling_seconds())
-    )
-
-
-def effective_polling_interval(connection: Connection, minimum: int | None = None) -> int:
-    """The connection's interval, never below the tenant-wide minimum (which
-    may have been raised after the interval was chosen)."""
-    minimum = tenant_min_polling_seconds() if minimum is None else minimum
-    return max(connection.polling_interval_seconds, minimum)
-
-
-def schedule_next_check(connection: Connection, *, minimum: int | None = None) -> None:
-    """next_check_at = last check + polling interval; None while the
-    connection is disabled or not yet connected (never checked by the sweep)."""
-    if not connection.is_enabled or connection.state == ConnectionState.NOT_CONNECTED:
-        connection.next_check_at = None
-        return
-    last = connection.last_checked_at or timezone.now()
-    connection.next_check_at = last + timedelta(
-        seconds=effective_polling_interval(connection, minimum)
-    )
-
-
-def is_transient(result: CheckResult) -> bool:
-    if result.failure == "unreachable":
-        return True
-    if result.failure == "provider":
-        code = result.status_code
-        return code is None or code >= 500 or code in TRANSIENT_STATUS
-    return False
-
-
-def failure_state(result: CheckResult) -> str:
-    if is_transient(result):
-        return ConnectionState.DEGRADED
-    # Any other refusal of the health request (400, 405, 410, 422...): the
-    # request the connection makes is wrong, which retrying will not fix.
-    return FAILURE_STATES.get(result.failure, ConnectionState.MISCONFIGURED)
-
-
-def _apply_result(connection: Connection, result: CheckResult) -> None:
-    """The health state machine, on the connection in memory (callers save).
-
-    Success: Connected, failures reset. Credentials refused: Needs reconnect.
-    403 / 404 / missing scopes / no refresh token: Misconfigured. Transient
-    failures count, and turn a connection Degraded only after
-    PORTAL_HEALTH_DEGRADED_AFTER in a row (one timeout does not flip a healthy
-    connection); they never hide a Needs reconnect or Misconfigured state."""
-    now = timezone.now()
-    connection.last_checked_at = now
-    if result.ok:
-        connection.state = ConnectionState.CONNECTED
-        connection.last_success_at = now
-        connection.consecutive_failures = 0
-        connection.last_error = ""
-        if result.identity:
-            connection.account_identity = result.identity
-        if result.secret_expires_at:
-            connection.secret_expires_at = result.secret_expires_at
-    else:
-        connection.consecutive_failures += 1
-        connection.last_error = result.error[:500]
-        if not is_transient(result):
-            connection.state = failure_state(result)
-        elif connection.state in BROKEN_STATES or connection.state == ConnectionState.NOT_CONNECTED:
-            pass  # still broken (or never connected): a timeout says nothing new
-        elif connection.consecutive_failures >= settings.PORTAL_HEALTH_DEGRADED_AFTER:
-            connection.state = ConnectionState.DEGRADED
-    _update_expiry_warning(connection)
-    schedule_next_check(connection)
-
-
-def _field_expiry(connection: Connection) -> datetime | None:
-    for key in SECRET_EXPIRY_FIELDS:
-        value = (connection.fields or {}).get(key)
-        if value:
-            return parse_expiry(str(value))
-    return None
-
-
-def _secret_label(connection: Connection) -> str:
-    connector = get_catalog().get(connection.connector_key)
-    auth = connector.auth_type(connection.auth_type) if connector else None
-    if auth and auth.secrets:
-        return auth.secrets[0].label
-    if connection.own_app:
-        return "Client secret"
-    return "Secret"
-
-
-def _update_expiry_warning(connection: Connection) -> None:
-    """Warn ahead of a known PAT or client secret expiry; clear our own
-    warning (never another one) when it no longer applies."""
-    expires = _field_expiry(connection) or connection.secret_expires_at
-    connection.secret_expires_at = expires
-    ours = connection.warning.endswith(SECRET_EXPIRY_WARNING_ENDS)
-    lead = timedelta(days=settings.PORTAL_SECRET_EXPIRY_WARNING_DAYS)
-    now = timezone.now()
-    if expires is None or expires - now > lead:
-        if ours:
-            connection.warning = ""
-        return
-    if connection.warning and not ours:
-        return  # a standing warning of another kind stays
-    label = _secret_label(connection)
-    day = expires.astimezone(UTC).strftime("%Y-%m-%d")
-    if expires <= now:
-        connection.warning = f"{label} expired on {day} UTC: replace it now."
-        return
-    days = (expires - now).days
-    when = "today" if days == 0 else f"in {days} day" + ("s" if days != 1 else "")
-    connection.warning = f"{label} expires on {day} UTC ({when}): replace it before then."
 
 
 def _record(connection: Connection, result: CheckResult, actor) -> None:
@@ -392,7 +134,7 @@ def create_secret_connection(
             authenticated_by=created_by,
             polling_interval_seconds=default_polling_interval(connector),
         )
-        _apply_result(connection, result)
+        apply_result(connection, result)
         connection.save()
         vault.store_secret(connection, secret)
         ConnectionEvent.objects.create(
@@ -492,7 +234,7 @@ def check_connection(*, connection: Connection, actor=None) -> CheckResult:
             # The refresh brought it back without telling anyone; the check
             # now says whether it really recovered.
             previous = initial_state
-        _apply_result(locked, result)
+        apply_result(locked, result)
         locked.save(update_fields=CHECK_FIELDS)
         _record(locked, result, actor)
         _state_changed(locked, previous, actor)
@@ -551,9 +293,9 @@ def edit_connection(
         locked.polling_interval_seconds = interval
         locked.fields = new_fields
         if result is not None:
-            _apply_result(locked, result)
+            apply_result(locked, result)
         else:
-            _update_expiry_warning(locked)
+            update_expiry_warning(locked)
             schedule_next_check(locked)
         locked.save(update_fields=saved)
         ConnectionEvent.objects.create(
@@ -604,7 +346,7 @@ def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResul
         locked.authenticated_by = actor
         # The old secret's expiry goes with it; the provider's answer may give the new one.
         locked.secret_expires_at = None
-        _apply_result(locked, result)
+        apply_result(locked, result)
         locked.save(update_fields=saved)
         ConnectionEvent.objects.create(
             connection=locked, kind=ConnectionEvent.Kind.SECRET_REPLACED, actor=actor

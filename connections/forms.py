@@ -3,13 +3,13 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from connections.actions import (
+from connections.catalog import AuthTypeSpec, ConnectorSpec, FieldSpec
+from connections.validation import (
     NAME_MAX_LENGTH,
     NAME_REQUIRED,
     NAME_TOO_LONG,
     POLLING_NOT_A_NUMBER,
 )
-from connections.catalog import AuthTypeSpec, ConnectorSpec, FieldSpec
 
 
 def _form_field(spec: FieldSpec) -> forms.Field:
@@ -35,7 +35,7 @@ def _form_field(spec: FieldSpec) -> forms.Field:
 
 
 def name_field() -> forms.CharField:
-    """A connection's name, refused in the words of ``actions.clean_name``."""
+    """A connection's name, refused in the words of ``validation.clean_name``."""
     return forms.CharField(
         max_length=NAME_MAX_LENGTH,
         error_messages={"required": NAME_REQUIRED, "max_length": NAME_TOO_LONG},
@@ -101,7 +101,7 @@ class ConnectForm(DefinitionFieldsMixin, SecretFieldsMixin, forms.Form):
 class EditForm(DefinitionFieldsMixin, forms.Form):
     name = name_field()
     description = forms.CharField(max_length=500, required=False)
-    # Bounds are checked by actions.clean_polling_interval (the tenant-wide
+    # Bounds are checked by validation.clean_polling_interval (the tenant-wide
     # minimum included), in the same words as through the API.
     polling_interval_seconds = forms.IntegerField(
         label="Polling interval (seconds)",

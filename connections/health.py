@@ -10,13 +10,17 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils import timezone
 
 from connections import egress
+from connections.catalog import get_catalog
 from connections.catalog.schema import AuthTypeSpec, ConnectorSpec
+from connections.models import Connection, ConnectionState
+from portal.models import MAX_POLLING_INTERVAL_SECONDS, MIN_POLLING_INTERVAL_SECONDS, TenantSettings
 
 # Answer headers in which a provider says when the credential expires
 # (GitHub: "github-authentication-token-expiration: 2026-01-31 12:00:00 UTC").
@@ -200,3 +204,146 @@ def run_check(
     return CheckResult(
         ok=False, error=error + said, status_code=status, latency_ms=latency, failure=failure
     )
+
+
+# --- The state machine the checks drive -------------------------------------
+
+# The absolute bounds; the tenant-wide minimum (TenantSettings) may raise the lower one.
+MIN_POLLING_SECONDS = MIN_POLLING_INTERVAL_SECONDS
+MAX_POLLING_SECONDS = MAX_POLLING_INTERVAL_SECONDS
+
+
+def tenant_min_polling_seconds() -> int:
+    return max(MIN_POLLING_SECONDS, TenantSettings.load().min_polling_interval_seconds)
+
+
+# What a failed check says about the connection. Transient failures (the
+# provider unreachable, 5xx, 429) turn a connection Degraded only after
+# PORTAL_HEALTH_DEGRADED_AFTER of them in a row; the others change the state
+# at once: the credential was refused (Needs reconnect) or the connection is
+# set up wrong (Misconfigured: 403, 404, missing scopes, no refresh token).
+FAILURE_STATES = {
+    "rejected": ConnectionState.NEEDS_RECONNECT,
+    "forbidden": ConnectionState.MISCONFIGURED,
+    "not_found": ConnectionState.MISCONFIGURED,
+    "misconfigured": ConnectionState.MISCONFIGURED,
+    "unreachable": ConnectionState.DEGRADED,
+    "provider": ConnectionState.DEGRADED,
+}
+TRANSIENT_STATUS = {408, 425, 429}
+BROKEN_STATES = {ConnectionState.NEEDS_RECONNECT, ConnectionState.MISCONFIGURED}
+
+# Connection fields that may say when a PAT or client secret expires (a
+# connector declares one of them as a field, e.g. for a client secret).
+SECRET_EXPIRY_FIELDS = ("secret_expires_on", "secret_expires_at")
+SECRET_EXPIRY_WARNING_ENDS = ("replace it before then.", "replace it now.")
+
+
+def effective_polling_interval(connection: Connection, minimum: int | None = None) -> int:
+    """The connection's interval, never below the tenant-wide minimum (which
+    may have been raised after the interval was chosen)."""
+    minimum = tenant_min_polling_seconds() if minimum is None else minimum
+    return max(connection.polling_interval_seconds, minimum)
+
+
+def schedule_next_check(connection: Connection, *, minimum: int | None = None) -> None:
+    """next_check_at = last check + polling interval; None while the
+    connection is disabled or not yet connected (never checked by the sweep)."""
+    if not connection.is_enabled or connection.state == ConnectionState.NOT_CONNECTED:
+        connection.next_check_at = None
+        return
+    last = connection.last_checked_at or timezone.now()
+    connection.next_check_at = last + timedelta(
+        seconds=effective_polling_interval(connection, minimum)
+    )
+
+
+def is_transient(result: CheckResult) -> bool:
+    if result.failure == "unreachable":
+        return True
+    if result.failure == "provider":
+        code = result.status_code
+        return code is None or code >= 500 or code in TRANSIENT_STATUS
+    return False
+
+
+def failure_state(result: CheckResult) -> str:
+    if is_transient(result):
+        return ConnectionState.DEGRADED
+    # Any other refusal of the health request (400, 405, 410, 422...): the
+    # request the connection makes is wrong, which retrying will not fix.
+    return FAILURE_STATES.get(result.failure, ConnectionState.MISCONFIGURED)
+
+
+def apply_result(connection: Connection, result: CheckResult) -> None:
+    """The health state machine, on the connection in memory (callers save).
+
+    Success: Connected, failures reset. Credentials refused: Needs reconnect.
+    403 / 404 / missing scopes / no refresh token: Misconfigured. Transient
+    failures count, and turn a connection Degraded only after
+    PORTAL_HEALTH_DEGRADED_AFTER in a row (one timeout does not flip a healthy
+    connection); they never hide a Needs reconnect or Misconfigured state."""
+    now = timezone.now()
+    connection.last_checked_at = now
+    if result.ok:
+        connection.state = ConnectionState.CONNECTED
+        connection.last_success_at = now
+        connection.consecutive_failures = 0
+        connection.last_error = ""
+        if result.identity:
+            connection.account_identity = result.identity
+        if result.secret_expires_at:
+            connection.secret_expires_at = result.secret_expires_at
+    else:
+        connection.consecutive_failures += 1
+        connection.last_error = result.error[:500]
+        if not is_transient(result):
+            connection.state = failure_state(result)
+        elif connection.state in BROKEN_STATES or connection.state == ConnectionState.NOT_CONNECTED:
+            pass  # still broken (or never connected): a timeout says nothing new
+        elif connection.consecutive_failures >= settings.PORTAL_HEALTH_DEGRADED_AFTER:
+            connection.state = ConnectionState.DEGRADED
+    update_expiry_warning(connection)
+    schedule_next_check(connection)
+
+
+def _field_expiry(connection: Connection) -> datetime | None:
+    for key in SECRET_EXPIRY_FIELDS:
+        value = (connection.fields or {}).get(key)
+        if value:
+            return parse_expiry(str(value))
+    return None
+
+
+def _secret_label(connection: Connection) -> str:
+    connector = get_catalog().get(connection.connector_key)
+    auth = connector.auth_type(connection.auth_type) if connector else None
+    if auth and auth.secrets:
+        return auth.secrets[0].label
+    if connection.own_app:
+        return "Client secret"
+    return "Secret"
+
+
+def update_expiry_warning(connection: Connection) -> None:
+    """Warn ahead of a known PAT or client secret expiry; clear our own
+    warning (never another one) when it no longer applies."""
+    expires = _field_expiry(connection) or connection.secret_expires_at
+    connection.secret_expires_at = expires
+    ours = connection.warning.endswith(SECRET_EXPIRY_WARNING_ENDS)
+    lead = timedelta(days=settings.PORTAL_SECRET_EXPIRY_WARNING_DAYS)
+    now = timezone.now()
+    if expires is None or expires - now > lead:
+        if ours:
+            connection.warning = ""
+        return
+    if connection.warning and not ours:
+        return  # a standing warning of another kind stays
+    label = _secret_label(connection)
+    day = expires.astimezone(UTC).strftime("%Y-%m-%d")
+    if expires <= now:
+        connection.warning = f"{label} expired on {day} UTC: replace it now."
+        return
+    days = (expires - now).days
+    when = "today" if days == 0 else f"in {days} day" + ("s" if days != 1 else "")
+    connection.warning = f"{label} expires on {day} UTC ({when}): replace it before then."

@@ -34,7 +34,13 @@ from django.utils import timezone
 from connections import egress, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.catalog.schema import render
-from connections.health import CheckResult, egress_policy, mask_secrets, run_check
+from connections.health import (
+    CheckResult,
+    apply_result,
+    egress_policy,
+    mask_secrets,
+    run_check,
+)
 from connections.models import (
     Connection,
     ConnectionEvent,
@@ -42,6 +48,7 @@ from connections.models import (
     OAuthFlow,
 )
 from connections.oauth_apps import ClientCredentials, portal_app
+from connections.validation import clean_name, name_kept
 from portal.models import Folder
 
 SESSION_BINDING_KEY = "oauth_binding"
@@ -678,8 +685,6 @@ def store_oauth_connection(
 ) -> Connection:
     """Create the connection, or replace the credentials of an existing one
     (same id, name and folder) on reconnect and first authentication."""
-    from connections.actions import _apply_result, clean_name, name_kept
-
     with name_kept(folder, (name or "").strip()), transaction.atomic():
         if connection is None:
             connection = Connection(
@@ -708,7 +713,7 @@ def store_oauth_connection(
         connection.refresh_failing_since = None
         if token:
             connection.warning = _lifetime_warning(token)
-        _apply_result(connection, result)
+        apply_result(connection, result)
         connection.save()
         vault.store_secret(connection, secret)
         ConnectionEvent.objects.create(

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from connections import actions, oauth, runtime
+from connections import actions, oauth, runtime, validation
 from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     CheckOut,
@@ -83,8 +83,8 @@ def _client(secret: dict[str, str], connector_key: str, *, needed: bool) -> Clie
 def _direct_grant(request: HttpRequest, folder, connector, auth, data: ConnectionCreate):
     """OAuth 2.0 grants with no browser: client credentials, and the
     password grant (the password is used once and never kept)."""
-    name = actions.clean_name(folder, data.name)
-    fields = actions.clean_fields(connector, auth, data.fields)
+    name = validation.clean_name(folder, data.name)
+    fields = validation.clean_fields(connector, auth, data.fields)
     common = {
         "actor": request.user,
         "folder": folder,

@@ -296,7 +296,7 @@ class SecretSpec(Model):
 class CredentialNotSendable(ValueError):
     """A credential or field that cannot travel in a request header: it holds
     a line break, so a header built from it could carry a second header.
-    ``connections.actions.clean_secret`` refuses such a secret before it is
+    ``connections.validation.clean_secret`` refuses such a secret before it is
     stored; one stored before is refused here, when it would be sent."""
 
 

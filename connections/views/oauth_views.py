@@ -17,7 +17,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from connections import actions, oauth, refresh, unreadable
+from connections import actions, oauth, refresh, unreadable, validation
 from connections.access import connection_for
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.forms import (
@@ -252,11 +252,11 @@ def connect_with_oauth(
     if request.method == "POST" and form.is_valid():
         try:
             if connection is None:
-                name = actions.clean_name(folder, form.cleaned_data["name"])
+                name = validation.clean_name(folder, form.cleaned_data["name"])
                 description = form.cleaned_data["description"]
             else:
                 name, description = connection.name, connection.description
-            fields = actions.clean_fields(connector, auth, form.definition_values())
+            fields = validation.clean_fields(connector, auth, form.definition_values())
             client = _client_from(form, own_app, connector)
             common = {
                 "folder": folder,

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import actions, tasks, vault
+from connections import actions, tasks, validation, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from portal.celery import app
 from portal.models import TenantSettings
@@ -326,14 +326,14 @@ def test_personal_workspace_tells_only_its_authenticator(fakehub, developer, fol
 
 
 def test_polling_interval_has_a_tenant_wide_minimum(robot):
-    assert actions.clean_polling_interval(60) == 60
+    assert validation.clean_polling_interval(60) == 60
     set_minimum(600)
     with pytest.raises(ValidationError) as raised:
-        actions.clean_polling_interval(300)
+        validation.clean_polling_interval(300)
     message = raised.value.message_dict["polling_interval_seconds"][0]
     assert "at least 600 seconds (10 minutes)" in message and "tenant-wide minimum" in message
     with pytest.raises(ValidationError, match="at most 86400 seconds"):
-        actions.clean_polling_interval(86_401)
+        validation.clean_polling_interval(86_401)
     with pytest.raises(ValidationError):
         actions.edit_connection(
             connection=robot,
