@@ -13,7 +13,7 @@ from django.urls import reverse
 from portal import api_keys
 from portal.models import TenantSettings
 from portal.permissions import GOVERNANCE_CREATE_REFUSED
-from tests.api.conftest import ApiClient
+from tests.connections.api.conftest import ApiClient
 from tests.factories import assign
 
 pytestmark = pytest.mark.django_db

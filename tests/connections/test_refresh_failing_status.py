@@ -104,7 +104,7 @@ def test_a_refused_refresh_replaces_the_failing_mark(due, answer):
 
 def test_the_api_says_since_when_refresh_fails(tree, make_user, due, answer):
     from portal import api_keys
-    from tests.api.conftest import ApiClient
+    from tests.connections.api.conftest import ApiClient
 
     user = make_user("ada")
     assign(user, tree["finance"], "Automation Developer")

@@ -20,7 +20,7 @@ from connections.models import Connection, OAuthFlow
 from portal import api_keys
 from portal.models import Invitation, TenantSettings
 from portal.permissions import Action, can
-from tests.api.test_permission_matrix import API_URL_NAMES
+from tests.connections.api.test_permission_matrix import API_URL_NAMES
 from tests.factories import ConnectionFactory, FolderFactory, assign
 
 TENANT_ADMIN = "Tenant administrator"
@@ -579,7 +579,7 @@ def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(
     statement that reads a connection for use."""
     from connections.runtime import connection_for_use
     from portal.permissions import folder_permissions
-    from tests.api.helpers import make_connection
+    from tests.connections.api.helpers import make_connection
     from tests.factories import GroupFactory
 
     granted = _folder(A)
@@ -617,7 +617,7 @@ def test_grants_on_a_random_tree_are_those_on_the_folder_and_its_ancestors(make_
     from connections.runtime import connection_for_use
     from portal.models import Role
     from portal.permissions import _granted_codenames
-    from tests.api.helpers import make_connection
+    from tests.connections.api.helpers import make_connection
 
     rng = random.Random(seed)
     # Ids with others that begin or end with them: 9001234, 90012347, 79001234.

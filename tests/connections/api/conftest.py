@@ -7,9 +7,6 @@ from django.test import Client, override_settings
 
 from connections.catalog import get_catalog
 from portal import api_keys
-
-# The Sandbox OAuth 2.0 server in the live server (tests/connections/conftest.py).
-from tests.connections.conftest import sandbox_oauth, token_requests  # noqa: F401
 from tests.connections.fake_provider import DEFINITION, FakeProvider
 from tests.factories import assign
 

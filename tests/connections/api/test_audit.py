@@ -9,7 +9,7 @@ from django.forms.models import model_to_dict
 
 from connections.models import ConnectionState
 from portal.models import AuditRecord
-from tests.api.helpers import API, ORIGINAL_TOKEN, make_connection
+from tests.connections.api.helpers import API, ORIGINAL_TOKEN, make_connection
 from tests.factories import assign
 
 READ = AuditRecord.Action.CREDENTIALS_READ

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from connections import vault
 from connections.models import Connection
-from tests.api.helpers import API, body, make_connection, snapshot
+from tests.connections.api.helpers import API, body, make_connection, snapshot
 from tests.connections.fake_provider import GOOD_TOKEN
 
 

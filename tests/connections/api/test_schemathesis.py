@@ -25,7 +25,7 @@ import schemathesis
 
 from connections.models import Connection, ConnectionState
 from portal import api_keys
-from tests.api.helpers import make_connection
+from tests.connections.api.helpers import make_connection
 from tests.connections.fake_provider import GOOD_API_KEY, GOOD_BASIC, GOOD_TOKEN
 from tests.factories import assign
 

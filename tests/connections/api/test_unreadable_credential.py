@@ -13,7 +13,7 @@ from django.utils import timezone
 from connections import vault
 from connections.models import Connection, ConnectionEvent, ConnectionState
 from portal.models import AuditRecord
-from tests.api.helpers import API, body, make_connection
+from tests.connections.api.helpers import API, body, make_connection
 from tests.connections.broken_credentials import (
     KINDS,
     MESSAGE,

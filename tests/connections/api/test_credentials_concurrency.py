@@ -7,7 +7,7 @@ healthy connection, one audit record per read. Without it (the same test,
 guard bypassed): several token requests.
 
 On SQLite the live server's threads share the in-memory test database's one
-connection; tests/api/shared_database.py makes them take turns as threads
+connection; tests/connections/api/shared_database.py makes them take turns as threads
 with their own connections to a database file would."""
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from connections import refresh, tasks, vault
 from connections.models import Connection, ConnectionState
 from portal import api_keys
 from portal.models import AuditRecord
-from tests.api.shared_database import one_transaction_at_a_time, shared_in_memory_databases
+from tests.connections.api.shared_database import (
+    one_transaction_at_a_time,
+    shared_in_memory_databases,
+)
 from tests.connections.oauth_helpers import approve, continue_url, local, start
 from tests.factories import assign
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from connections import vault
 from connections.models import Connection, ConnectionState
 from portal.models import AuditRecord
-from tests.api.helpers import API, make_connection
+from tests.connections.api.helpers import API, make_connection
 from tests.connections.fake_provider import GOOD_API_KEY, GOOD_BASIC, GOOD_TOKEN
 from tests.factories import assign
 

@@ -5,7 +5,7 @@ grow with the folder."""
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
-from tests.api.helpers import API, make_connection
+from tests.connections.api.helpers import API, make_connection
 from tests.factories import assign
 
 

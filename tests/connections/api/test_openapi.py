@@ -9,7 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from connections.api.site import api
-from tests.api.helpers import API
+from tests.connections.api.helpers import API
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

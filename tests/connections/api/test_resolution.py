@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from connections.models import Connection
-from tests.api.helpers import API, make_connection
+from tests.connections.api.helpers import API, make_connection
 from tests.factories import assign
 
 RESOLVE = f"{API}/connections/resolve"

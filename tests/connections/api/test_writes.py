@@ -22,8 +22,8 @@ from connections.models import (
     HealthCheck,
 )
 from portal.models import TenantSettings
-from tests.api.helpers import API, ORIGINAL_TOKEN, make_connection, snapshot
 from tests.at_once import at_once, needs_a_server_database, together
+from tests.connections.api.helpers import API, ORIGINAL_TOKEN, make_connection, snapshot
 from tests.connections.fake_provider import GOOD_BASIC, GOOD_TOKEN, WEAK_TOKEN
 
 WRONG_TOKEN = "ghp_wrong_token_value_5555555555"

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from portal import api_keys
-from tests.api.helpers import API, body
+from tests.connections.api.helpers import API, body
 
 
 def _bad_key() -> str:

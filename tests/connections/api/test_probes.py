@@ -10,7 +10,7 @@ from django.db import OperationalError
 from connections import vault
 from portal import readiness
 from portal.views import probes
-from tests.api.helpers import make_connection
+from tests.connections.api.helpers import make_connection
 from tests.connections.broken_credentials import OLD_KEY
 
 pytestmark = pytest.mark.django_db

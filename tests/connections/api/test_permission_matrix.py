@@ -21,8 +21,8 @@ from connections.models import Connection, ConnectionState, HealthCheck
 from portal import api_keys
 from portal.models import ApiKey, AuditRecord, TenantSettings
 from portal.permissions import GOVERNANCE_CREATE_REFUSED
-from tests.api.conftest import ApiClient
-from tests.api.helpers import (
+from tests.connections.api.conftest import ApiClient
+from tests.connections.api.helpers import (
     API,
     ORIGINAL_TOKEN,
     body,

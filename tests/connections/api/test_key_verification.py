@@ -14,7 +14,7 @@ from django.utils import timezone
 from connections.runtime import for_use_along
 from portal import api_keys
 from portal.models import ApiKey
-from tests.api.helpers import API, make_connection
+from tests.connections.api.helpers import API, make_connection
 from tests.factories import assign
 
 IP = "198.51.100.7"
