@@ -10,18 +10,17 @@ from datetime import UTC, datetime
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from connections import status
 from connections.access import connection_for
 from connections.catalog import get_catalog
 from connections.charts import health_timeline
-from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
+from connections.models import Connection, ConnectionEvent, HealthCheck
 from connections.tasks import check_connection_task
-from connections.troubleshooting import error_kind
 from portal.folder_tree import folder_name_paths
 from portal.htmx import render_page, requested_partial, vary_on_htmx
 from portal.permissions import Action, require_tenant_admin
@@ -40,12 +39,6 @@ PAGE_SIZE = 50
 
 REFRESH_KINDS = (ConnectionEvent.Kind.REFRESHED, ConnectionEvent.Kind.REFRESH_FAILED)
 _EXPIRY = re.compile(r"valid until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
-ATTENTION_STATES = (
-    ConnectionState.NEEDS_RECONNECT,
-    ConnectionState.MISCONFIGURED,
-    ConnectionState.DEGRADED,
-)
-DISABLED = "disabled"
 
 
 # --- The connection page's health panel ------------------------------------
@@ -72,20 +65,6 @@ def refresh_history(connection: Connection) -> list[dict]:
     ]
 
 
-def trouble_anchor(connection: Connection, latest: HealthCheck | None) -> str:
-    """The troubleshooting entry for a failing connection ("" when healthy)."""
-    if not connection.is_enabled:
-        return ""
-    if connection.state not in ATTENTION_STATES:
-        return ""
-    return error_kind(
-        state=connection.state,
-        error=connection.last_error,
-        status_code=latest.status_code if latest else None,
-        ok=latest.ok if latest else False,
-    )
-
-
 def health_context(connection: Connection) -> dict:
     """What the health panel (and the parts a finished check redraws) shows."""
     connector = get_catalog().get(connection.connector_key)
@@ -99,7 +78,11 @@ def health_context(connection: Connection) -> dict:
         "chart": health_timeline(checks),
         "checks": checks[:CHECK_TABLE_LENGTH],
         "refreshes": refresh_history(connection),
-        "trouble_anchor": trouble_anchor(connection, latest),
+        "trouble_anchor": status.trouble_anchor(
+            connection,
+            status_code=latest.status_code if latest else None,
+            ok=latest.ok if latest else False,
+        ),
         "events": connection.events.select_related("actor")[:EVENT_HISTORY_LENGTH],
     }
 
@@ -200,78 +183,35 @@ def check_progress(request: HttpRequest, folder_id: int, connection_id: int) -> 
 # --- The tenant's health overview ---------------------------------------------
 
 
-def _status_counts(connections) -> list[dict]:
-    """Connections per status in one query; disabled ones count apart."""
-    aggregates = {
-        state: Count("pk", filter=Q(is_enabled=True, state=state))
-        for state in ConnectionState.values
-    }
-    aggregates[DISABLED] = Count("pk", filter=Q(is_enabled=False))
-    counts = connections.aggregate(**aggregates)
-    order = [*ATTENTION_STATES, ConnectionState.CONNECTED, ConnectionState.NOT_CONNECTED]
-    labels = dict(ConnectionState.choices)
-    rows = [{"state": state, "label": labels[state], "count": counts[state]} for state in order]
-    rows.append({"state": DISABLED, "label": "Disabled", "count": counts[DISABLED]})
-    return rows
-
-
 @require_GET
 @login_required
 def tenant_health(request: HttpRequest) -> HttpResponse:
     """Counts by status across the shared folders, and the connections that
     need attention, worst first. Personal workspaces are not looked into."""
     require_tenant_admin(request.user)
-    shared = Connection.objects.visible_to(request.user).in_shared_folders()
-    state = request.GET.get("state", "")
-    if state == DISABLED:
-        listed = shared.filter(is_enabled=False)
-    elif state in ConnectionState.values:
-        listed = shared.filter(is_enabled=True, state=state)
-    else:
-        state = ""
-        listed = shared.filter(is_enabled=True, state__in=ATTENTION_STATES)
-    latest = HealthCheck.objects.filter(connection=OuterRef("pk")).order_by("-checked_at", "-pk")
-    listed = (
-        listed.select_related("folder")
-        .annotate(
-            severity=Case(
-                *(
-                    When(state=value, then=Value(rank))
-                    for rank, value in enumerate(ATTENTION_STATES)
-                ),
-                default=Value(len(ATTENTION_STATES)),
-                output_field=IntegerField(),
-            ),
-            last_status_code=Subquery(latest.values("status_code")[:1]),
-            last_ok=Subquery(latest.values("ok")[:1]),
-        )
-        .order_by("severity", "-consecutive_failures", "name", "pk")
+    overview = status.health_overview(
+        Connection.objects.visible_to(request.user).in_shared_folders(),
+        request.GET.get("state", ""),
     )
-    page = Paginator(listed, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(overview.listed.select_related("folder"), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
     catalog = get_catalog()
     paths = folder_name_paths([connection.folder for connection in page.object_list])
     for connection in page.object_list:
         connection.connector = catalog.get(connection.connector_key)
         connection.folder_path = paths[connection.folder_id]
-        connection.trouble_anchor = (
-            error_kind(
-                state=connection.state,
-                error=connection.last_error,
-                status_code=connection.last_status_code,
-                ok=bool(connection.last_ok),
-            )
-            if connection.is_enabled and connection.state in ATTENTION_STATES
-            else ""
+        connection.trouble_anchor = status.trouble_anchor(
+            connection, status_code=connection.last_status_code, ok=bool(connection.last_ok)
         )
-    labels = {**dict(ConnectionState.choices), DISABLED: "Disabled"}
     return render(
         request,
         "connections/health_overview.html",
         {
             "tenant_tab": "health",
-            "counts": _status_counts(shared),
+            "counts": overview.counts,
             "page": page,
-            "state_filter": state,
-            "state_label": labels.get(state, ""),
+            "state_filter": overview.status,
+            "state_label": overview.label,
         },
     )

@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from connections import oauth
+from connections import oauth, status
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionState
 from connections.views.oauth_views import abandoned_flows
@@ -46,10 +46,7 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
         )
     if connector:
         connections = connections.filter(connector_key=connector)
-    if state == "disabled":
-        connections = connections.filter(is_enabled=False)
-    elif state in ConnectionState.values:
-        connections = connections.filter(state=state, is_enabled=True)
+    connections = status.with_status(connections, state)
     page = Paginator(connections.order_by(*SORTS[sort]), PAGE_SIZE).get_page(
         request.GET.get("page")
     )
