@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from connections import vault
-from connections.models import Connection, ConnectionState
+from connections.models import Connection, ConnectionState, Credential
 from portal.models import Folder, Role, RoleAssignment
 
 PASSWORD = "correct-horse-battery-9"
@@ -44,10 +44,26 @@ class FolderFactory(factory.django.DjangoModelFactory):
     parent = None
 
 
+class CredentialFactory(factory.django.DjangoModelFactory):
+    """A connection's credential, sealed by the vault as the portal seals one
+    (under the newest key, bound to its connection): ``secret`` is what it
+    holds, a token no provider knows unless given."""
+
+    class Meta:
+        model = Credential
+
+    connection = factory.SubFactory("tests.factories.ConnectionFactory")
+    secret = factory.Dict({"token": factory.Sequence(lambda n: f"sealed-by-a-factory-{n:04d}")})
+
+    @classmethod
+    def _create(cls, model_class, *args, connection: Connection, secret: dict, **kwargs):
+        return vault.store_secret(connection, secret)
+
+
 class ConnectionFactory(factory.django.DjangoModelFactory):
     """A connection as the wizard leaves one: Connected, in a folder of its own
-    unless given one. ``secret={...}`` seals that secret as its credential;
-    without it the connection has none."""
+    unless given one. ``secret={...}`` seals that secret as its credential,
+    ``sealed=True`` a secret of no matter; without either it has none."""
 
     class Meta:
         model = Connection
@@ -62,11 +78,14 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     class Params:
         # The Sandbox connector, served by the portal itself (PORTAL_SANDBOX_ENABLED).
         sandbox = factory.Trait(connector_key="sandbox")
+        sealed = factory.Trait(
+            credential=factory.RelatedFactory(CredentialFactory, factory_related_name="connection")
+        )
 
     @factory.post_generation
     def secret(obj, create, extracted, **kwargs):
         if create and extracted is not None:
-            vault.store_secret(obj, extracted)
+            CredentialFactory(connection=obj, secret=extracted)
 
 
 def assign(principal, folder: Folder, role_name: str) -> RoleAssignment:

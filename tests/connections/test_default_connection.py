@@ -25,11 +25,6 @@ def _sandbox(settings):
     settings.PORTAL_SANDBOX_ENABLED = True
 
 
-def make_connection(folder, name="Production", connector_key="sandbox"):
-    """A Sandbox connection named Production, unless told otherwise."""
-    return ConnectionFactory(folder=folder, name=name, connector_key=connector_key)
-
-
 def default_url(connection) -> str:
     return reverse("connection_set_default", args=[connection.folder_id, connection.pk])
 
@@ -43,7 +38,7 @@ def test_make_default_needs_connections_edit(client, tree, make_user, role):
     user = make_user("member")
     if role:
         assign(user, tree["finance"], role)
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
     client.force_login(user)
     response = client.post(default_url(connection), {"default": "1"})
     expected = 302 if ROLES.get(role) else 403 if role else 404
@@ -60,7 +55,7 @@ def test_make_default_needs_connections_edit(client, tree, make_user, role):
 
 
 def test_make_default_is_post_only(client, tree, tenant_admin):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
     client.force_login(tenant_admin)
     assert client.get(default_url(connection)).status_code == 405
     connection.refresh_from_db()
@@ -70,7 +65,7 @@ def test_make_default_is_post_only(client, tree, tenant_admin):
 def test_a_connection_in_another_folder_is_404(client, tree, make_user):
     user = make_user("member")
     assign(user, tree["finance"], "Folder Administrator")
-    elsewhere = make_connection(tree["hr"])
+    elsewhere = ConnectionFactory(folder=tree["hr"], sandbox=True)
     client.force_login(user)
     url = reverse("connection_set_default", args=[tree["finance"].pk, elsewhere.pk])
     assert client.post(url, {"default": "1"}).status_code == 404
@@ -80,7 +75,7 @@ def test_a_connection_in_another_folder_is_404(client, tree, make_user):
 
 def test_someone_elses_workspace_is_404_even_for_a_tenant_admin(client, make_user, tenant_admin):
     owner = make_user("owner")
-    connection = make_connection(owner.personal_workspace)
+    connection = ConnectionFactory(folder=owner.personal_workspace, sandbox=True)
     client.force_login(tenant_admin)
     assert client.post(default_url(connection), {"default": "1"}).status_code == 404
     client.force_login(owner)
@@ -90,9 +85,11 @@ def test_someone_elses_workspace_is_404_even_for_a_tenant_admin(client, make_use
 
 
 def test_making_another_default_moves_the_badge(client, tree, tenant_admin):
-    first = make_connection(tree["finance"], "First")
-    second = make_connection(tree["finance"], "Second")
-    other_connector = make_connection(tree["finance"], "Other", connector_key="github")
+    first = ConnectionFactory(folder=tree["finance"], name="First", sandbox=True)
+    second = ConnectionFactory(folder=tree["finance"], name="Second", sandbox=True)
+    other_connector = ConnectionFactory(
+        folder=tree["finance"], name="Other", connector_key="github"
+    )
     client.force_login(tenant_admin)
     for connection in (first, other_connector, second):
         response = client.post(default_url(connection), {"default": "1"})
@@ -124,7 +121,7 @@ def test_making_another_default_moves_the_badge(client, tree, tenant_admin):
 def test_button_only_for_those_who_may_edit(client, tree, make_user, role):
     user = make_user("member")
     assign(user, tree["finance"], role)
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
     Connection.objects.filter(pk=connection.pk).update(is_default=True)
     client.force_login(user)
     page = client.get(detail_url(connection)).content.decode()
@@ -150,8 +147,8 @@ def test_credential_reads_lists_the_last_ten_of_this_connection(client, tree, ma
     viewer = make_user("viewer")
     robot = make_user("robot")
     assign(viewer, tree["finance"], "Viewer")
-    connection = make_connection(tree["finance"])
-    other = make_connection(tree["finance"], "Other")
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
+    other = ConnectionFactory(folder=tree["finance"], name="Other", sandbox=True)
     client.force_login(viewer)
     empty = client.get(detail_url(connection)).content.decode()
     assert 'data-testid="no-credential-reads"' in empty
@@ -173,7 +170,7 @@ def test_credential_reads_lists_the_last_ten_of_this_connection(client, tree, ma
 
 
 def test_credential_reads_cost_one_query_whatever_their_number(client, tree, tenant_admin):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
     client.force_login(tenant_admin)
     read(connection, tenant_admin)
     with CaptureQueriesContext(db_connection) as one:
@@ -189,7 +186,7 @@ def test_credential_reads_cost_one_query_whatever_their_number(client, tree, ten
 def test_credential_reads_are_not_shown_to_who_cannot_see_the_connection(client, tree, make_user):
     stranger = make_user("stranger")
     assign(stranger, tree["hr"], "Folder Administrator")
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True)
     read(connection, stranger, job_id="job-secret")
     client.force_login(stranger)
     response = client.get(detail_url(connection))

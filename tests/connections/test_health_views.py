@@ -31,13 +31,6 @@ def _sandbox(settings):
     settings.PORTAL_SANDBOX_ENABLED = True
 
 
-def make_connection(folder, name="Robot", **fields) -> Connection:
-    """A connected Sandbox connection whose token the Sandbox does not know."""
-    return ConnectionFactory(
-        folder=folder, name=name, sandbox=True, secret={"token": "sbx_health_view_secret"}, **fields
-    )
-
-
 def add_check(connection, *, ok=True, latency_ms=40, status_code=200, error="", at=None):
     check = HealthCheck.objects.create(
         connection=connection,
@@ -82,7 +75,7 @@ def queued(monkeypatch) -> list[int]:
 def test_check_now_queues_a_check_after_commit_and_answers_a_spinner(
     client, tree, user_with_use, queued, django_capture_on_commit_callbacks
 ):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     before = add_check(connection)
     client.force_login(user_with_use)
     with django_capture_on_commit_callbacks() as callbacks:
@@ -104,7 +97,7 @@ def test_check_now_queues_a_check_after_commit_and_answers_a_spinner(
 def test_check_now_without_htmx_queues_and_returns_to_the_page(
     client, tree, user_with_use, queued, django_capture_on_commit_callbacks
 ):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     client.force_login(user_with_use)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(urls(connection)["check"])
@@ -119,7 +112,9 @@ def test_check_now_without_htmx_queues_and_returns_to_the_page(
 def test_a_disabled_connection_is_not_queued(
     client, tree, user_with_use, queued, django_capture_on_commit_callbacks
 ):
-    connection = make_connection(tree["finance"], is_enabled=False)
+    connection = ConnectionFactory(
+        folder=tree["finance"], is_enabled=False, sandbox=True, sealed=True
+    )
     client.force_login(user_with_use)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = client.post(urls(connection)["check"], **HTMX)
@@ -138,7 +133,7 @@ def test_a_disabled_connection_is_not_queued(
 def test_check_now_and_its_progress_need_connections_use(
     client, tree, make_user, queued, django_capture_on_commit_callbacks, role, status
 ):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     user = make_user("vera")
     if role:
         assign(user, tree["finance"], role)
@@ -152,7 +147,7 @@ def test_check_now_and_its_progress_need_connections_use(
 
 
 def test_a_connection_in_another_folder_answers_404(client, tree, user_with_use, queued):
-    elsewhere = make_connection(tree["hr"])
+    elsewhere = ConnectionFactory(folder=tree["hr"], sandbox=True, sealed=True)
     client.force_login(user_with_use)
     assert client.post(urls(elsewhere)["check"], **HTMX).status_code == 404
     # Its id under a folder the user may use: still not found.
@@ -161,7 +156,7 @@ def test_a_connection_in_another_folder_answers_404(client, tree, user_with_use,
 
 
 def test_progress_answers_the_spinner_until_a_newer_check_exists(client, tree, user_with_use):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     old = add_check(connection, ok=False, latency_ms=None, status_code=None, error="Timed out.")
     client.force_login(user_with_use)
     params = {"after": old.pk, "started": int(time.time())}
@@ -192,7 +187,7 @@ def test_progress_answers_the_spinner_until_a_newer_check_exists(client, tree, u
 
 
 def test_progress_of_a_failed_check_links_to_its_troubleshooting_entry(client, tree, user_with_use):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     client.force_login(user_with_use)
     error = "Sandbox refused the credentials (401 Unauthorized): the token is wrong."
     add_check(connection, ok=False, status_code=401, error=error)
@@ -207,7 +202,7 @@ def test_progress_of_a_failed_check_links_to_its_troubleshooting_entry(client, t
 
 
 def test_progress_stops_waiting_after_a_while(client, tree, user_with_use):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     client.force_login(user_with_use)
     long_ago = int(time.time()) - 3600
     response = client.get(urls(connection)["progress"], {"after": 0, "started": long_ago}, **HTMX)
@@ -216,7 +211,7 @@ def test_progress_stops_waiting_after_a_while(client, tree, user_with_use):
 
 
 def test_progress_outside_htmx_and_bad_parameters(client, tree, user_with_use):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     client.force_login(user_with_use)
     plain = client.get(urls(connection)["progress"], {"after": 0, "started": 0})
     assert plain.status_code == 302 and plain["Location"] == urls(connection)["detail"]
@@ -255,7 +250,7 @@ def test_the_queued_task_records_a_check_the_progress_then_finds(
 
 
 def test_detail_page_draws_the_chart_and_the_refresh_history(client, tree, user_with_use):
-    connection = make_connection(tree["finance"])
+    connection = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True)
     start = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     for minute, ok in enumerate([True, True, False, True]):
         add_check(
@@ -290,7 +285,9 @@ def test_detail_page_draws_the_chart_and_the_refresh_history(client, tree, user_
 
 
 def test_detail_page_without_checks(client, tree, user_with_use):
-    connection = make_connection(tree["finance"], state=ConnectionState.NOT_CONNECTED)
+    connection = ConnectionFactory(
+        folder=tree["finance"], state=ConnectionState.NOT_CONNECTED, sandbox=True, sealed=True
+    )
     client.force_login(user_with_use)
     page = client.get(urls(connection)["detail"]).content.decode()
     assert 'data-testid="no-checks"' in page
@@ -319,7 +316,9 @@ def test_detail_page_without_checks(client, tree, user_with_use):
 def test_a_failing_connection_links_to_the_guide(
     client, tree, user_with_use, state, error, status_code, anchor
 ):
-    connection = make_connection(tree["finance"], state=state, last_error=error)
+    connection = ConnectionFactory(
+        folder=tree["finance"], state=state, last_error=error, sandbox=True, sealed=True
+    )
     add_check(connection, ok=False, status_code=status_code, latency_ms=None, error=error)
     client.force_login(user_with_use)
     page = client.get(urls(connection)["detail"]).content.decode()
@@ -327,14 +326,16 @@ def test_a_failing_connection_links_to_the_guide(
 
 
 def test_a_healthy_or_disabled_connection_has_no_trouble_link(client, tree, user_with_use):
-    healthy = make_connection(tree["finance"], name="Fine")
+    healthy = ConnectionFactory(folder=tree["finance"], name="Fine", sandbox=True, sealed=True)
     add_check(healthy)
-    disabled = make_connection(
-        tree["finance"],
+    disabled = ConnectionFactory(
+        folder=tree["finance"],
         name="Off",
         is_enabled=False,
         state=ConnectionState.NEEDS_RECONNECT,
         last_error="refused",
+        sandbox=True,
+        sealed=True,
     )
     client.force_login(user_with_use)
     for connection in (healthy, disabled):
@@ -346,7 +347,9 @@ def test_detail_page_shows_the_next_check_and_a_deactivated_authenticator(
     client, tree, user_with_use, make_user
 ):
     leaver = make_user("leaver")
-    connection = make_connection(tree["finance"], authenticated_by=leaver)
+    connection = ConnectionFactory(
+        folder=tree["finance"], authenticated_by=leaver, sandbox=True, sealed=True
+    )
     Connection.objects.filter(pk=connection.pk).update(
         next_check_at=datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
     )
@@ -607,31 +610,54 @@ def estate(tree, make_user):
     """Connections in every state across shared folders, and some in a
     personal workspace that the overview must not count."""
     finance, payables, hr = tree["finance"], tree["payables"], tree["hr"]
-    make_connection(finance, "Ledger", state=ConnectionState.CONNECTED)
-    make_connection(
-        finance,
-        "Bank",
+    ConnectionFactory(
+        folder=finance, name="Ledger", state=ConnectionState.CONNECTED, sandbox=True, sealed=True
+    )
+    ConnectionFactory(
+        folder=finance,
+        name="Bank",
         state=ConnectionState.DEGRADED,
         consecutive_failures=2,
         last_error="Could not reach bank: connection timed out after 5 s.",
+        sandbox=True,
+        sealed=True,
     )
-    make_connection(
-        payables,
-        "Invoices",
+    ConnectionFactory(
+        folder=payables,
+        name="Invoices",
         state=ConnectionState.NEEDS_RECONNECT,
         last_error="Sandbox refused the grant. Reconnect the connection.",
+        sandbox=True,
+        sealed=True,
     )
-    make_connection(
-        hr,
-        "Payroll",
+    ConnectionFactory(
+        folder=hr,
+        name="Payroll",
         state=ConnectionState.MISCONFIGURED,
         last_error="Sandbox accepted the credentials but they lack permission.",
+        sandbox=True,
+        sealed=True,
     )
-    make_connection(hr, "Old", state=ConnectionState.NEEDS_RECONNECT, is_enabled=False)
-    make_connection(hr, "New", state=ConnectionState.NOT_CONNECTED)
+    ConnectionFactory(
+        folder=hr,
+        name="Old",
+        state=ConnectionState.NEEDS_RECONNECT,
+        is_enabled=False,
+        sandbox=True,
+        sealed=True,
+    )
+    ConnectionFactory(
+        folder=hr, name="New", state=ConnectionState.NOT_CONNECTED, sandbox=True, sealed=True
+    )
     owner = make_user("priya")
     for state in (ConnectionState.NEEDS_RECONNECT, ConnectionState.CONNECTED):
-        make_connection(owner.personal_workspace, f"Private {state}", state=state)
+        ConnectionFactory(
+            folder=owner.personal_workspace,
+            name=f"Private {state}",
+            state=state,
+            sandbox=True,
+            sealed=True,
+        )
     return tree
 
 
@@ -688,7 +714,7 @@ def test_overview_is_for_tenant_administrators_only(client, tree, make_user):
 
 
 def test_overview_when_nothing_needs_attention(client, tenant_admin, tree):
-    make_connection(tree["finance"], "Ledger")
+    ConnectionFactory(folder=tree["finance"], name="Ledger", sandbox=True, sealed=True)
     client.force_login(tenant_admin)
     page = client.get(reverse("tenant_health")).content.decode()
     assert 'data-testid="all-healthy"' in page
@@ -696,7 +722,13 @@ def test_overview_when_nothing_needs_attention(client, tenant_admin, tree):
 
 def test_overview_queries_stay_constant_and_pages(client, tenant_admin, tree):
     client.force_login(tenant_admin)
-    make_connection(tree["payables"], "First", state=ConnectionState.DEGRADED)
+    ConnectionFactory(
+        folder=tree["payables"],
+        name="First",
+        state=ConnectionState.DEGRADED,
+        sandbox=True,
+        sealed=True,
+    )
 
     def queries(**params) -> tuple[int, str]:
         with CaptureQueriesContext(db) as captured:
@@ -707,11 +739,13 @@ def test_overview_queries_stay_constant_and_pages(client, tenant_admin, tree):
     few, _ = queries()
     folders = [FolderFactory(name=f"Team {i}", parent=tree["shared"]) for i in range(12)]
     for i in range(120):
-        connection = make_connection(
-            folders[i % 12],
-            f"Robot {i:03d}",
+        connection = ConnectionFactory(
+            folder=folders[i % 12],
+            name=f"Robot {i:03d}",
             state=[ConnectionState.NEEDS_RECONNECT, ConnectionState.DEGRADED][i % 2],
             consecutive_failures=i % 7,
+            sandbox=True,
+            sealed=True,
         )
         add_check(connection, ok=False, status_code=401 if i % 2 == 0 else 503)
     many, page = queries()
