@@ -23,11 +23,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
+import jmespath
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
+from jmespath.exceptions import JMESPathError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -548,6 +551,233 @@ class AuthTypeSpec(Model):
         return self.oauth2.discovered_names() if self.oauth2 else set()
 
 
+def scope_granted(scope: str, granted: set[str] | frozenset[str] | tuple[str, ...]) -> bool:
+    """Whether ``scope`` is among the ``granted`` scopes. A granted scope may
+    come back qualified by its resource (Microsoft answers
+    https://graph.microsoft.com/Mail.Read for Mail.Read)."""
+    return scope in granted or any(name.endswith("/" + scope) for name in granted)
+
+
+# -- events ------------------------------------------------------------------
+#
+# What a trigger polls for (see docs/connectors.md, "Events", and
+# connections/catalog/events.py, which builds the requests and reads the
+# answers). Values are picked out of JSON answers with JMESPath expressions,
+# compiled when the catalog loads.
+
+# Names the cursor fills in request templates: {since} (the timestamp cursor
+# less the overlap window, written in cursor.format) and {token} (a token the
+# provider gave, in token_request only).
+SINCE = "since"
+TOKEN = "token"  # noqa: S105 (a placeholder name)
+EVENT_RESERVED_NAMES = {SINCE, TOKEN, PORTAL_BASE_URL}
+# How {since} is written: ISO 8601 in UTC to the second (2024-05-02T10:31:05Z),
+# epoch seconds (1714645865), epoch seconds with microseconds as Slack's ts
+# (1714645865.123456), or a strftime pattern ("%Y/%m/%d %H:%M"), written in the
+# UTC offset of the provider's own timestamp the cursor came from.
+CURSOR_FORMATS = {"iso8601", "epoch", "epoch_decimal"}
+
+
+def _scope_alternatives(value: Any) -> Any:
+    """``[api, [Mail.Read, Mail.ReadWrite]]``: each entry is a scope, or a list
+    of scopes any one of which will do."""
+    if isinstance(value, (list, tuple)):
+        return tuple((entry,) if isinstance(entry, str) else entry for entry in value)
+    return value
+
+
+class EventRequestSpec(Model):
+    """One request of a poll. ``path`` is relative to the connector's API base;
+    its placeholders are percent-encoded. ``query`` and ``body`` values are
+    filled as they are (the HTTP client encodes them); a query parameter that
+    comes out empty is left out, so an optional filter may be one."""
+
+    method: Literal["GET", "POST"] = "GET"
+    path: str
+    query: dict[str, str] = {}
+    # A JSON body (POST only); its string values are templates.
+    body: dict[str, Any] | None = None
+    # Static headers of this request, added to the connector's (Salesforce's
+    # Sforce-Query-Options, Microsoft Graph's Prefer: odata.maxpagesize=50).
+    headers: dict[str, str] = {}
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if not value.startswith("/") or "://" in value or "?" in value:
+            raise ValueError(
+                "must be a path relative to the API base, starting with /, "
+                "its query parameters in query"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _static_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not HEADER_NAME.match(name) or name.lower() in FORBIDDEN_HEADERS:
+                raise ValueError(f"{name!r} is not a header a connector may set")
+            if name.lower() == "authorization":
+                raise ValueError("Authorization comes from the auth type, not from headers")
+            if "\r" in text or "\n" in text or PLACEHOLDER.search(text):
+                raise ValueError(f"header {name!r}: a static value, without line breaks or {{}}")
+        return value
+
+    @model_validator(mode="after")
+    def _body_with_post(self) -> EventRequestSpec:
+        if self.body is not None and self.method != "POST":
+            raise ValueError("only a POST request takes a body")
+        return self
+
+    def templates(self) -> dict[str, str]:
+        """Every template of the request, by where it is (``query.q``, ``body.jql``)."""
+        found = {"path": self.path}
+        found.update({f"query.{name}": text for name, text in self.query.items()})
+
+        def walk(where: str, value: Any) -> None:
+            if isinstance(value, str):
+                found[where] = value
+            elif isinstance(value, dict):
+                for key, inner in value.items():
+                    walk(f"{where}.{key}", inner)
+            elif isinstance(value, list):
+                for index, inner in enumerate(value):
+                    walk(f"{where}.{index}", inner)
+
+        walk("body", self.body)
+        return found
+
+
+class EventPaginationSpec(Model):
+    """Where the next page is named in an answer and how it is asked for."""
+
+    # JMESPath into the answer: the next page's token or link (Salesforce
+    # nextRecordsUrl, Slack response_metadata.next_cursor). Absent, null or ""
+    # means this was the last page.
+    next: str | None = None
+    # Or: the relation of the answer's Link header that names the next page
+    # (GitHub, ServiceNow: "next").
+    link_header: str | None = None
+    # link: GET that URL (an absolute path is taken on the API's host; another
+    # host is refused); query / body: repeat the request with the token in the
+    # query parameter or body key ``name``.
+    send: Literal["link", "query", "body"] = "query"
+    name: str = ""
+    # Pages read per poll at most; the rest waits for the next poll.
+    max_pages: Annotated[int, Field(ge=1, le=100)] = 5
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EventPaginationSpec:
+        if (self.next is None) == (self.link_header is None):
+            raise ValueError("give exactly one of next (an expression) and link_header")
+        if self.link_header is not None and self.send != "link":
+            raise ValueError("a Link header names a URL: send must be link")
+        if self.send in {"query", "body"} and not self.name:
+            raise ValueError(f"send: {self.send} needs name (the parameter that carries the token)")
+        if self.send == "link" and self.name:
+            raise ValueError("send: link takes no name")
+        return self
+
+
+class EventCursorSpec(Model):
+    """How the next poll knows where the last one stopped."""
+
+    # How {since} is written: iso8601, epoch, epoch_decimal or a strftime pattern.
+    format: str = "iso8601"
+    # {since} is the cursor less this window, so that items the provider
+    # indexed late or stamped with a lagging clock are still found; the items
+    # the window brings again are dropped by their provider id.
+    overlap_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 300
+    # JMESPath into the answer: a token that replaces the timestamp cursor
+    # (Microsoft Graph's "@odata.deltaLink", Gmail's historyId).
+    token: str | None = None
+    # Statuses with which the provider says it no longer knows the token or
+    # page the cursor holds (Graph answers 410 Gone to an expired deltaLink).
+    expired_status: tuple[int, ...] = ()
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in CURSOR_FORMATS and "%" not in value:
+            known = ", ".join(sorted(CURSOR_FORMATS))
+            raise _problem(f"format {value!r} is not one of {known} nor a strftime pattern")
+        return value
+
+
+class EventSpec(Model):
+    """An event a trigger can poll for: a record created, a message received."""
+
+    key: Annotated[str, Field(pattern=KEY_PATTERN)]
+    name: str
+    description: str = ""
+    # Scopes the event needs on OAuth 2.0 connections (none for other auth
+    # types): each entry a scope or a list of scopes any one of which will do.
+    scopes: Annotated[tuple[tuple[str, ...], ...], BeforeValidator(_scope_alternatives)] = ()
+    # The trigger's own values (an object, a query, a channel), validated like
+    # connection fields; usable as {key} in the request templates.
+    filters: tuple[FieldSpec, ...] = ()
+    # The poll from a timestamp: must use {since}. Also the first poll of a
+    # trigger that includes existing items ({since} at 1970-01-01).
+    request: EventRequestSpec | None = None
+    # The first poll of a trigger that starts from now: its answer fires
+    # nothing and gives the starting cursor (the newest item's timestamp and
+    # id, a token, or the answer's Date). Optional when order is not
+    # ascending: then the first page of request from 1970 serves.
+    first_request: EventRequestSpec | None = None
+    # The poll once the cursor holds a token: must use {token}. Without it a
+    # token is a link to follow (Graph's deltaLink).
+    token_request: EventRequestSpec | None = None
+    # The order of the items across pages: ascending (oldest first: the
+    # cursor moves forward page by page), descending (newest first: it moves
+    # when the walk reaches {since}, and a walk cut short resumes at its next
+    # page), unordered (it moves when the walk ends).
+    order: Literal["ascending", "descending", "unordered"]
+    # JMESPath expressions: the list of items in the answer; then, on each
+    # item, its provider id, its provider timestamp, a line to show.
+    items: str
+    id: str
+    timestamp: str | None = None
+    summary: str | None = None
+    # id: an item fires once; id_and_timestamp: once per version (an update
+    # event fires again when the record's timestamp moves).
+    dedup: Literal["id", "id_and_timestamp"] = "id"
+    # JMESPath into a 2xx answer: a non-empty value means the provider refused
+    # the poll (Slack answers 200 {"ok": false, "error": "channel_not_found"}).
+    error: str | None = None
+    cursor: EventCursorSpec = EventCursorSpec()
+    pagination: EventPaginationSpec | None = None
+
+    @property
+    def can_include_existing(self) -> bool:
+        """Whether a new trigger may start from the beginning instead of now."""
+        return self.request is not None
+
+    @property
+    def max_pages(self) -> int:
+        return self.pagination.max_pages if self.pagination else 1
+
+    def expressions(self) -> dict[str, str]:
+        """Every JMESPath expression of the event, by attribute."""
+        found = {
+            "items": self.items,
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "summary": self.summary,
+            "error": self.error,
+            "cursor.token": self.cursor.token,
+            "pagination.next": self.pagination.next if self.pagination else None,
+        }
+        return {where: text for where, text in found.items() if text is not None}
+
+    def requests(self) -> dict[str, EventRequestSpec]:
+        found = {
+            "request": self.request,
+            "first_request": self.first_request,
+            "token_request": self.token_request,
+        }
+        return {name: spec for name, spec in found.items() if spec is not None}
+
+
 class ConnectorSpec(Model):
     key: Annotated[str, Field(pattern=KEY_PATTERN)]
     name: str
@@ -565,6 +795,8 @@ class ConnectorSpec(Model):
     health_check: HealthCheckSpec
     polling_interval_seconds: Annotated[int, Field(ge=60)] = 300
     sandbox: bool = False
+    # What triggers on this connector's connections can poll for.
+    events: tuple[EventSpec, ...] = ()
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -598,6 +830,7 @@ class ConnectorSpec(Model):
         _check_base_template("api_base_url", self.api_base_url, self.sandbox)
         for auth in self.auth_types:
             self._check_auth_type(auth)
+        self._check_events()
         return self
 
     def _check_auth_type(self, auth: AuthTypeSpec) -> None:
@@ -672,6 +905,97 @@ class ConnectorSpec(Model):
                 for key, template in lookup.match.items():
                     check(f"{where}.oauth2.resource_lookup.match.{key}", template, set(fields))
 
+    def _check_events(self) -> None:
+        keys = [event.key for event in self.events]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise _problem(f"events: the key(s) {repeated} are used twice")
+        for event in self.events:
+            self._check_event(event)
+
+    def _check_event(self, event: EventSpec) -> None:
+        where = f"events[{event.key}]"
+        for attr, expression in event.expressions().items():
+            try:
+                jmespath.compile(expression)
+            except JMESPathError as error:
+                problem = " ".join(str(error).split())
+                raise _problem(
+                    f"{where}.{attr}: {expression!r} is not a valid JMESPath expression: {problem}"
+                ) from None
+
+        if event.request is None and (event.first_request is None or event.cursor.token is None):
+            raise _problem(f"{where}: needs request, or first_request with cursor.token")
+        if event.token_request is not None and event.cursor.token is None:
+            raise _problem(f"{where}.token_request: needs cursor.token (where the token is)")
+        if event.order == "ascending":
+            if event.timestamp is None:
+                raise _problem(f"{where}.order: ascending needs timestamp")
+            if event.first_request is None:
+                raise _problem(
+                    f"{where}.order: ascending needs first_request (newest items first, "
+                    "to start a trigger from now)"
+                )
+            if event.cursor.token is not None:
+                raise _problem(f"{where}.order: a token cursor walks unordered, not ascending")
+        if event.dedup == "id_and_timestamp" and event.timestamp is None:
+            raise _problem(f"{where}.dedup: id_and_timestamp needs timestamp")
+        if event.pagination and event.pagination.send == "body":
+            for name, spec in event.requests().items():
+                if spec.method != "POST":
+                    raise _problem(f"{where}.pagination: send: body needs {name} to be a POST")
+
+        field_keys = {field.key for field in self.fields}
+        filter_keys = [field.key for field in event.filters]
+        repeated = sorted({key for key in filter_keys if filter_keys.count(key) > 1})
+        if repeated:
+            raise _problem(f"{where}.filters: the key(s) {repeated} are used twice")
+        for key in filter_keys:
+            if key in EVENT_RESERVED_NAMES:
+                raise _problem(f"{where}.filters: {key!r} is a reserved name")
+            if key in field_keys:
+                raise _problem(f"{where}.filters: {key!r} is already a field of the connector")
+
+        secrets = {secret.key for auth in self.auth_types for secret in auth.secrets}
+        names = field_keys | set(filter_keys)
+        for name, spec in event.requests().items():
+            allowed = names | {"request": {SINCE}, "token_request": {TOKEN}}.get(name, set())
+            used: set[str] = set()
+            for part, template in spec.templates().items():
+                for placeholder in placeholders(template):
+                    used.add(placeholder)
+                    if placeholder in allowed:
+                        continue
+                    label = f"{where}.{name}.{part}"
+                    if placeholder in secrets:
+                        raise _problem(
+                            f"{label}: uses {{{placeholder}}}, a secret; secrets never go in "
+                            "an event's request"
+                        )
+                    known = ", ".join(sorted(allowed)) or "none"
+                    raise _problem(
+                        f"{label}: uses {{{placeholder}}}, which is not a field of the "
+                        f"connector or a filter of the event (known: {known})"
+                    )
+            if name == "request" and SINCE not in used:
+                raise _problem(f"{where}.request: must use {{since}} (where the poll starts)")
+            if name == "token_request" and TOKEN not in used:
+                raise _problem(f"{where}.token_request: must use {{token}}")
+
+        if event.scopes:
+            oauth = [auth.oauth2 for auth in self.auth_types if auth.oauth2]
+            if not oauth:
+                raise _problem(f"{where}.scopes: the connector has no OAuth 2.0 auth type")
+            offered = {
+                scope for spec in oauth for scope in (*spec.default_scopes, *spec.available_scopes)
+            }
+            for alternatives in event.scopes:
+                if not offered.intersection(alternatives):
+                    raise _problem(
+                        f"{where}.scopes: {' or '.join(alternatives)} is not among the scopes "
+                        "of the connector's OAuth 2.0 auth types"
+                    )
+
     def _check_covered(
         self, label: str, template: str, fields: dict[str, FieldSpec], discovered: set[str]
     ) -> None:
@@ -699,6 +1023,9 @@ class ConnectorSpec(Model):
         if auth:
             fields.update({field.key: field for field in auth.fields})
         return fields
+
+    def event(self, key: str) -> EventSpec | None:
+        return next((event for event in self.events if event.key == key), None)
 
     def health_check_for(self, kind: str | None = None) -> HealthCheckSpec:
         auth = self.auth_type(kind) if kind else None
