@@ -8,10 +8,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass, replace
 
+from django.db.models import QuerySet
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from connections.models import SandboxToken
+from connections.models import SandboxRecord, SandboxToken
 
 TOKEN_PREFIX = "sbx_"  # noqa: S105 (a prefix, not a secret)
 
@@ -27,6 +28,17 @@ def issue_token(*, user, name: str) -> tuple[SandboxToken, str]:
         user=user, name=name.strip() or "Sandbox token", digest=_digest(token), hint=token[-4:]
     )
     return record, token
+
+
+def active_tokens(user) -> QuerySet[SandboxToken]:
+    """The user's tokens that the Sandbox API still accepts."""
+    return SandboxToken.objects.filter(user=user, revoked_at__isnull=True)
+
+
+def revoke_token(token: SandboxToken) -> None:
+    """From now on the Sandbox API refuses the token."""
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
 
 
 @dataclass(frozen=True)
@@ -77,3 +89,19 @@ def _user_caller(user, scopes: frozenset[str] | None = None) -> Caller:
         user=user,
     )
     return caller if scopes is None else replace(caller, scopes=scopes)
+
+
+# --- Records: something for triggers to poll ------------------------------------
+
+RECORD_TITLE_MAX_LENGTH = 200
+RECORDS_LISTED = 100
+
+
+def add_record(*, user, title: str) -> SandboxRecord:
+    """A new record of the user's, its title cut to what the column holds."""
+    return SandboxRecord.objects.create(user=user, title=title[:RECORD_TITLE_MAX_LENGTH])
+
+
+def latest_records(user) -> QuerySet[SandboxRecord]:
+    """The user's latest records, newest first."""
+    return SandboxRecord.objects.filter(user=user).order_by("-created_at", "-pk")[:RECORDS_LISTED]

@@ -16,6 +16,8 @@ from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
+from connections.oauth_apps import set_portal_app, stored_portal_app
+
 SANDBOX_CLIENT_ID = "connections-portal-sandbox"
 
 
@@ -65,8 +67,6 @@ def register_application(
 def ensure_portal_app() -> None:
     """Register the portal's own app for the Sandbox connector on the sandbox
     server and in the portal, once; keep its redirect URI current."""
-    from connections.oauth_apps import set_portal_app, stored_portal_app
-
     existing = stored_portal_app("sandbox")
     secret = existing.client_secret if existing else secrets.token_urlsafe(32)
     register_application(
@@ -112,6 +112,11 @@ class RegisteredApp:
 def user_apps(user):
     """The Sandbox apps ``user`` registered, newest first."""
     return get_application_model().objects.filter(user=user).order_by("-created", "-pk")
+
+
+def delete_user_app(app) -> None:
+    """Delete one of a user's Sandbox apps; its tokens and grants go with it."""
+    app.delete()
 
 
 def clean_app_name(name: str) -> str:

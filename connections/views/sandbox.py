@@ -9,13 +9,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connections import sandbox, sandbox_provider
-from connections.models import SandboxRecord
 
 NEW_TOKEN_KEY = "sandbox_new_token"  # noqa: S105 (a session key name)
 NEW_APP_KEY = "sandbox_new_app"
@@ -52,7 +50,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         request,
         "connections/sandbox_tokens.html",
         {
-            "tokens": request.user.sandbox_tokens.filter(revoked_at__isnull=True),
+            "tokens": sandbox.active_tokens(request.user),
             "new_token": new_token,
         },
     )
@@ -62,9 +60,8 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 def revoke_token(request: HttpRequest, token_id: int) -> HttpResponse:
     _require_enabled()
-    token = get_object_or_404(request.user.sandbox_tokens, pk=token_id, revoked_at__isnull=True)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
+    token = get_object_or_404(sandbox.active_tokens(request.user), pk=token_id)
+    sandbox.revoke_token(token)
     messages.success(request, f"Token {token} revoked.")
     return redirect("sandbox_tokens")
 
@@ -130,7 +127,7 @@ def delete_app(request: HttpRequest, app_id: int) -> HttpResponse:
     app = get_object_or_404(sandbox_provider.user_apps(request.user), pk=app_id)
     if request.method == "POST":
         name = app.name
-        app.delete()
+        sandbox_provider.delete_user_app(app)
         messages.success(request, f"App {name} deleted.")
         return redirect("sandbox_apps")
     return render(request, "connections/sandbox_app_confirm_delete.html", {"app": app})
@@ -192,9 +189,9 @@ def api_records(request: HttpRequest) -> HttpResponse:
                 {"error": "invalid_request", "error_description": "Give the record a title."},
                 status=400,
             )
-        record = SandboxRecord.objects.create(user=caller.user, title=title[:200])
+        record = sandbox.add_record(user=caller.user, title=title)
         return JsonResponse(_record(record), status=201)
-    records = SandboxRecord.objects.filter(user=caller.user).order_by("-created_at", "-pk")[:100]
+    records = sandbox.latest_records(caller.user)
     return JsonResponse({"records": [_record(r) for r in records]})
 
 
