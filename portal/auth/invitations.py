@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.models import Invitation
 
@@ -49,3 +50,9 @@ def send_invitation(*, email: str, invited_by) -> Invitation:
         recipient_list=[email],
     )
     return invitation
+
+
+def revoke_invitation(invitation: Invitation) -> None:
+    """The link stops working: opening it says so, and nobody signs up with it."""
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])

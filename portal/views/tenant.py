@@ -6,11 +6,10 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal import actions
-from portal.auth.invitations import send_invitation
+from portal.auth.invitations import revoke_invitation, send_invitation
 from portal.forms import FolderForm, GovernanceForm, InvitationForm
 from portal.models import Folder, Invitation, TenantSettings, WorkerHeartbeat
 from portal.permissions import listable_personal_workspaces, require_tenant_admin
@@ -99,8 +98,7 @@ def invitations(request: HttpRequest) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     require_tenant_admin(request.user)
     invitation = get_object_or_404(Invitation.objects.pending(), pk=invitation_id)
-    invitation.revoked_at = timezone.now()
-    invitation.save(update_fields=["revoked_at"])
+    revoke_invitation(invitation)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
     return redirect("tenant_invitations")
 
