@@ -105,6 +105,14 @@ _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 
+# A status code read back out of words: only for the token endpoint's answers
+# ("Sandbox's token endpoint answered 503: try again later.", from
+# oauth._token_call), which reach here as text alone: on the OAuth error page
+# (the help_anchor filter) and in a connection's last error after a check
+# whose token refresh failed (its CheckResult has no status code). A health
+# check's own code arrives as data (HealthCheck.status_code). Once
+# OAuthFlowError and RefreshError carry the code and the check passes it on
+# as its CheckResult.status_code (an existing column), this can go.
 _ANSWERED = re.compile(r"answered (\d{3})\b")
 
 
