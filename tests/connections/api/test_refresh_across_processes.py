@@ -35,7 +35,7 @@ from tests.servers import free_port, needs_a_shared_database, servers
 
 CALLERS = 30
 PROCESSES = 2
-BYPASS = str(Path(__file__).resolve().parents[1] / "connections" / "bypass_lease.py")
+BYPASS = str(Path(__file__).resolve().parents[1] / "bypass_lease.py")
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
