@@ -1,12 +1,18 @@
 """Sandbox tokens and Sandbox apps pages, and the Sandbox API itself."""
 
+from __future__ import annotations
+
+import base64
 import functools
 import json
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -170,8 +176,9 @@ def api_me(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def api_records(request: HttpRequest) -> HttpResponse:
-    """The caller's records, newest first (GET, records.read), or a new one
-    (POST {"title": ...}, records.write): something for triggers to poll."""
+    """The caller's records, newest first (GET, records.read; a query narrows,
+    orders and pages them: RecordListing), or a new one (POST {"title": ...},
+    records.write): something for triggers to poll."""
     _require_enabled()
     needed = "records.write" if request.method == "POST" else "records.read"
     caller, refused = _caller_or_401(request, needed)
@@ -191,9 +198,107 @@ def api_records(request: HttpRequest) -> HttpResponse:
             )
         record = sandbox.add_record(user=caller.user, title=title)
         return JsonResponse(_record(record), status=201)
-    records = sandbox.latest_records(caller.user)
-    return JsonResponse({"records": [_record(r) for r in records]})
+    if not LISTING_PARAMETERS.intersection(request.GET):
+        records = sandbox.latest_records(caller.user)
+        return JsonResponse({"records": [_record(r) for r in records]})
+    try:
+        listing = RecordListing.from_query(request.GET)
+    except ValueError as error:
+        return JsonResponse(
+            {"error": "invalid_request", "error_description": str(error)}, status=400
+        )
+    records = listing.page(caller.user.sandbox_records.all())
+    answer: dict = {"records": [_record(r) for r in records[: listing.limit]]}
+    if len(records) > listing.limit:
+        answer["next_page_token"] = _page_token(records[listing.limit - 1])
+    return JsonResponse(answer)
 
 
 def _record(record) -> dict:
     return {"id": record.pk, "title": record.title, "created_at": record.created_at.isoformat()}
+
+
+LISTING_PARAMETERS = {"since", "q", "order", "limit", "page_token"}
+
+
+@dataclass(frozen=True)
+class RecordListing:
+    """GET /sandbox/api/records with a query, for polling as a real API is
+    polled: ``since`` (ISO 8601: records created at or after it), ``q`` (the
+    title contains it, any case), ``order`` (``desc``, newest first, the
+    default, or ``asc``), ``limit`` (1 to 100, default 100) and ``page_token``
+    (the ``next_page_token`` of the previous page, which an answer carries
+    when more records follow). Pages are cut at (created_at, id), so records
+    added while a client pages never shift a page. Without any of these the
+    answer is the newest hundred, as it always was."""
+
+    since: datetime | None
+    title: str
+    ascending: bool
+    limit: int
+    after: tuple[datetime, int] | None
+
+    @classmethod
+    def from_query(cls, query) -> RecordListing:
+        since = None
+        if query.get("since"):
+            since = _moment(query["since"])
+            if since is None:
+                raise ValueError(
+                    "since must be an ISO 8601 date and time, like 2026-05-02T10:31:05Z."
+                )
+        order = query.get("order") or "desc"
+        if order not in {"asc", "desc"}:
+            raise ValueError("order must be asc or desc.")
+        limit_text = query.get("limit") or str(sandbox.RECORDS_LISTED)
+        limit = int(limit_text) if limit_text.isdigit() else 0
+        if not 1 <= limit <= sandbox.RECORDS_LISTED:
+            raise ValueError(f"limit must be a whole number from 1 to {sandbox.RECORDS_LISTED}.")
+        after = None
+        if query.get("page_token"):
+            after = _read_page_token(query["page_token"])
+            if after is None:
+                raise ValueError("page_token is not one this API gave.")
+        return cls(since, (query.get("q") or "").strip(), order == "asc", limit, after)
+
+    def page(self, records: QuerySet) -> list:
+        """The page's records, and the first of the next page when there is one."""
+        if self.since is not None:
+            records = records.filter(created_at__gte=self.since)
+        if self.title:
+            records = records.filter(title__icontains=self.title)
+        if self.after is not None:
+            created, pk = self.after
+            if self.ascending:
+                records = records.filter(
+                    Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk)
+                )
+            else:
+                records = records.filter(
+                    Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk)
+                )
+        order = ("created_at", "pk") if self.ascending else ("-created_at", "-pk")
+        return list(records.order_by(*order)[: self.limit + 1])
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _page_token(record) -> str:
+    raw = f"{record.created_at.isoformat()}|{record.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _read_page_token(token: str) -> tuple[datetime, int] | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, pk = raw.split("|")
+        moment = _moment(created)
+        return (moment, int(pk)) if moment else None
+    except (ValueError, UnicodeDecodeError):
+        return None
