@@ -193,6 +193,12 @@ class Role(models.Model):
         return self.name
 
 
+class RoleAssignmentQuerySet(models.QuerySet):
+    def applying_to(self, folder: Folder) -> RoleAssignmentQuerySet:
+        """The assignments that reach ``folder``: made on it or on a folder above it."""
+        return self.filter(folder_id__in=folder.ancestor_ids)
+
+
 class RoleAssignment(models.Model):
     """A user or a group holds a role on a folder and all its subfolders."""
 
@@ -212,6 +218,8 @@ class RoleAssignment(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    objects = RoleAssignmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["folder__path", "role__name"]
@@ -360,6 +368,15 @@ class WorkerHeartbeat(models.Model):
         return f"{self.hostname} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
 
 
+class RobotAccountQuerySet(models.QuerySet):
+    def with_active_key_counts(self) -> RobotAccountQuerySet:
+        """Each robot with ``active_keys``: its keys neither revoked nor expired."""
+        active = Q(user__api_keys__revoked_at__isnull=True) & Q(
+            user__api_keys__expires_at__gt=timezone.now()
+        )
+        return self.annotate(active_keys=models.Count("user__api_keys", filter=active))
+
+
 class RobotAccount(models.Model):
     """A service account for automations: a user that cannot sign in to the
     pages (no usable password) and acts through API keys only. Folder roles
@@ -373,6 +390,8 @@ class RobotAccount(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RobotAccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["user__username"]

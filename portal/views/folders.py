@@ -64,7 +64,7 @@ def folder_subfolders(request: HttpRequest, folder_id: int) -> HttpResponse:
 
 def _access_context(folder, perms, form) -> dict:
     assignments = (
-        RoleAssignment.objects.filter(folder_id__in=folder.ancestor_ids)
+        RoleAssignment.objects.applying_to(folder)
         .select_related("folder", "role", "user", "group")
         .order_by("folder__path", "role__name", "pk")
     )

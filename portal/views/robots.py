@@ -5,10 +5,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -45,14 +43,9 @@ def robots(request: HttpRequest) -> HttpResponse:
                     f"Robot account {robot} created. Give it a role on a folder and an API key.",
                 )
                 return redirect("tenant_robot", robot_id=robot.pk)
-    active_keys = Count(
-        "user__api_keys",
-        filter=Q(user__api_keys__revoked_at__isnull=True)
-        & Q(user__api_keys__expires_at__gt=timezone.now()),
-    )
     queryset = (
         RobotAccount.objects.select_related("user", "created_by")
-        .annotate(active_keys=active_keys)
+        .with_active_key_counts()
         .order_by("user__username")
     )
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
