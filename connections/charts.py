@@ -34,7 +34,7 @@ MIN_SEGMENT_WIDTH = 2.0
 SINGLE_CHECK_SPAN = timedelta(minutes=5)
 
 # Status of one check, named like the connection states it leads to
-# (connections/actions.py FAILURE_STATES), with the labels people read.
+# (connections/health.py FAILURE_STATES), with the labels people read.
 CONNECTED = "connected"
 DEGRADED = "degraded"
 NEEDS_RECONNECT = "needs_reconnect"
@@ -126,7 +126,7 @@ class TimelineChart:
 
 def check_status(check: CheckRow) -> str:
     """The status a check stands for, read from its answer the way the health
-    state machine (connections/actions.py) reads a failure: refused
+    state machine (connections/health.py) reads a failure: refused
     credentials need reconnecting; no answer, a 5xx, 408, 425 or 429 is
     transient (Degraded); any other refusal (403, 404, 400...) means the
     connection is set up wrong (Misconfigured)."""

@@ -1,5 +1,7 @@
-"""OAuth 2.0 client side: authorization code (the portal's app or the user's
-own, with PKCE), password and client credentials grants, refresh.
+"""OAuth 2.0 client side, the protocol only: authorization code (the
+portal's app or the user's own, with PKCE), password and client credentials
+grants, refresh. It reads the provider's answers and writes no connection:
+``connections.actions.oauth_connections`` stores what a sign-in ends in.
 
 Authlib does the protocol mechanics; every call goes through the guarded
 HTTP client (``EgressSessionMixin``). A flow's state lives in the database
@@ -25,7 +27,6 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
@@ -34,21 +35,9 @@ from django.utils import timezone
 from connections import egress, vault
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.catalog.schema import render
-from connections.health import (
-    CheckResult,
-    apply_result,
-    egress_policy,
-    mask_secrets,
-    run_check,
-)
-from connections.models import (
-    Connection,
-    ConnectionEvent,
-    HealthCheck,
-    OAuthFlow,
-)
+from connections.health import egress_policy, mask_secrets
+from connections.models import Connection, OAuthFlow
 from connections.oauth_apps import ClientCredentials, portal_app
-from connections.validation import clean_name, name_kept
 from portal.models import Folder
 
 SESSION_BINDING_KEY = "oauth_binding"
@@ -83,12 +72,6 @@ class OAuthFlowError(Exception):
 
 class PortalOAuth2Session(egress.EgressSessionMixin, OAuth2Session):
     pass
-
-
-@dataclass(frozen=True)
-class Outcome:
-    connection: Connection | None = None
-    flow: OAuthFlow | None = None  # set when a changed identity awaits confirmation
 
 
 def redirect_uri() -> str:
@@ -352,8 +335,10 @@ def _retry_after(response) -> int:
 # --- Completing a flow --------------------------------------------------------
 
 
-def _claim(request: HttpRequest, state: str | None) -> OAuthFlow:
-    """The flow this callback belongs to, claimed for single use."""
+def claim_flow(request: HttpRequest, state: str | None) -> OAuthFlow:
+    """The flow this callback belongs to, claimed for single use. A failure
+    once the flow is known to be this user's and this session's carries it
+    as ``error.flow``."""
     if not state:
         raise OAuthFlowError("The answer carries no state: it was not started here.")
     flow = OAuthFlow.objects.filter(state=state).first()
@@ -382,20 +367,19 @@ def _of(flow: OAuthFlow, error: Exception) -> Exception:
     return error
 
 
-def complete_authorization(request: HttpRequest, params) -> Outcome:
-    """Handle the provider's redirect back: checks first, then the code
-    exchange. A failure after the flow was found to be this user's and this
-    session's carries it as ``error.flow``."""
-    flow = _claim(request, params.get("state"))
-    try:
-        return _complete(request, flow, params)
-    except (OAuthFlowError, ValidationError) as error:
-        # ValidationError: the name was taken while the user signed in.
-        _of(flow, error)
-        raise
+@dataclass(frozen=True)
+class CodeExchange:
+    """What the code was exchanged for, and with what."""
+
+    connector: ConnectorSpec
+    auth: AuthTypeSpec
+    client: ClientCredentials
+    token: dict
 
 
-def _complete(request: HttpRequest, flow: OAuthFlow, params) -> Outcome:
+def exchange_code(flow: OAuthFlow, params) -> CodeExchange:
+    """Check the provider's redirect back (issuer, error, code) against the
+    claimed flow, then exchange the code for tokens."""
     connector = get_catalog().get(flow.connector_key)
     if connector is None:
         raise OAuthFlowError("The connector of this sign-in is no longer in the catalog.")
@@ -425,77 +409,31 @@ def _complete(request: HttpRequest, flow: OAuthFlow, params) -> Outcome:
         lambda: session.fetch_token(token_url, grant_type="authorization_code", code=code, **extra),
         connector,
     )
-    return finish_with_token(
-        actor=request.user,
-        folder=flow.folder,
-        connector=connector,
-        auth=auth,
-        client=client,
-        token=dict(token),
-        requested_scopes=flow.scopes,
-        name=flow.name,
-        description=flow.description,
-        fields=flow.fields,
-        connection=flow.connection,
-        flow=flow,
-    )
+    return CodeExchange(connector, auth, client, dict(token))
 
 
-def password_grant(
-    *, username: str, password: str, client: ClientCredentials, **details
-) -> Outcome:
-    """Exchange a user name and password for tokens; the password is not kept."""
-    return _direct_grant(
-        AuthKind.OAUTH2_PASSWORD,
-        {"grant_type": "password", "username": username, "password": password},
-        client=client,
-        **details,
-    )
-
-
-def client_credentials_grant(*, client: ClientCredentials, **details) -> Outcome:
-    """Service to service: the app's own credentials for tokens, no user."""
-    return _direct_grant(
-        AuthKind.OAUTH2_CLIENT_CREDENTIALS,
-        {"grant_type": "client_credentials"},
-        client=client,
-        **details,
-    )
-
-
-def _direct_grant(
-    kind: AuthKind,
-    grant: dict[str, str],
-    *,
-    actor,
-    folder: Folder,
+def direct_grant_token(
     connector: ConnectorSpec,
-    name: str,
-    description: str,
+    auth: AuthTypeSpec,
     fields: dict[str, str],
     client: ClientCredentials,
-    connection: Connection | None = None,
-) -> Outcome:
-    """A grant with no browser redirect: one token request, then the same
-    checks and storage as the authorization code grant."""
-    auth = connector.auth_type(kind)
+    *,
+    username: str = "",
+    password: str = "",
+) -> dict:
+    """The token answer of a grant with no browser redirect: client
+    credentials (the app's own credentials, no user), or the password grant
+    (the user name and password sent once, never kept)."""
+    if auth.type == AuthKind.OAUTH2_PASSWORD:
+        grant = {"grant_type": "password", "username": username, "password": password}
+    elif auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
+        grant = {"grant_type": "client_credentials"}
+    else:
+        raise ValueError(f"{auth.type} needs the user's browser.")
     token_url = _endpoint(auth.oauth2.token_url, fields)
-    scopes = list(auth.oauth2.default_scopes)
-    session = _session(connector, auth, client, token_url, scope=" ".join(scopes) or None)
-    token = _token_call(lambda: session.fetch_token(token_url, **grant), connector, session)
-    return finish_with_token(
-        actor=actor,
-        folder=folder,
-        connector=connector,
-        auth=auth,
-        client=client,
-        token=dict(token),
-        requested_scopes=scopes,
-        name=name,
-        description=description,
-        fields=fields,
-        connection=connection,
-    )
+    scope = " ".join(auth.oauth2.default_scopes) or None
+    session = _session(connector, auth, client, token_url, scope=scope)
+    return dict(_token_call(lambda: session.fetch_token(token_url, **grant), connector, session))
 
 
 def _token_secret(token: dict, client: ClientCredentials, previous: dict | None = None) -> dict:
@@ -519,7 +457,8 @@ def _token_secret(token: dict, client: ClientCredentials, previous: dict | None 
     return secret
 
 
-def _lifetime_warning(token: dict) -> str:
+def lifetime_warning(token: dict) -> str:
+    """The warning a token answer deserves: no refresh token, or a short life."""
     expires_in = token.get("expires_in")
     if expires_in and not token.get("refresh_token"):
         return EXPIRING_WARNING
@@ -528,23 +467,27 @@ def _lifetime_warning(token: dict) -> str:
     return ""
 
 
-def finish_with_token(
-    *,
-    actor,
-    folder: Folder,
+@dataclass(frozen=True)
+class TokenAnswer:
+    """A token answer read: the token set the vault keeps, the connection's
+    fields with what the provider told of them, and the lifetime warning."""
+
+    secret: dict
+    fields: dict[str, str]
+    warning: str
+
+
+def read_token_answer(
     connector: ConnectorSpec,
     auth: AuthTypeSpec,
     client: ClientCredentials,
     token: dict,
     requested_scopes: list[str],
-    name: str,
-    description: str,
     fields: dict[str, str],
-    connection: Connection | None = None,
-    flow: OAuthFlow | None = None,
-) -> Outcome:
-    """Check the grant, read the identity, then store the connection (or ask
-    to confirm a changed identity on reconnect)."""
+) -> TokenAnswer:
+    """Check the grant (an access token, every mandatory scope granted) and
+    add the fields the provider told: in the answer, or by the connector's
+    resource lookup with the new token."""
     if not token.get("access_token"):
         raise OAuthFlowError(f"{connector.name} answered without an access token.")
     granted = split_scopes(token["scope"]) if token.get("scope") else list(requested_scopes)
@@ -567,42 +510,7 @@ def finish_with_token(
                 raise OAuthFlowError(str(error)) from None
     if auth.oauth2.resource_lookup is not None:
         fields.update(_look_up_resource(connector, auth, fields, token["access_token"]))
-    secret = _token_secret(token, client)
-    result = run_check(connector, auth, fields, secret)
-    if not result.ok:
-        raise OAuthFlowError(f"The new token does not work: {result.error}")
-    if (
-        connection is not None
-        and connection.account_identity
-        and result.identity
-        and (result.identity != connection.account_identity)
-    ):
-        if flow is None:
-            raise OAuthFlowError(
-                f"These credentials belong to {result.identity}, not {connection.account_identity}."
-            )
-        # Keep the new tokens sealed in the flow until the user confirms.
-        flow.pending_identity = result.identity
-        vault.seal_row(flow, {"pending_secret": secret, "pending_fields": fields})
-        flow.save(update_fields=["pending_identity", "ciphertext", "key_id"])
-        return Outcome(flow=flow)
-    stored = store_oauth_connection(
-        actor=actor,
-        folder=folder,
-        connector=connector,
-        auth=auth,
-        own_app=client.own_app,
-        secret=secret,
-        token=token,
-        result=result,
-        name=name,
-        description=description,
-        fields=fields,
-        connection=connection,
-    )
-    if flow is not None:
-        OAuthFlow.objects.filter(pk=flow.pk).update(completed_at=timezone.now())
-    return Outcome(connection=stored)
+    return TokenAnswer(_token_secret(token, client), fields, lifetime_warning(token))
 
 
 def _look_up_resource(
@@ -637,98 +545,6 @@ def _look_up_resource(
             except ValueError as error:
                 raise OAuthFlowError(str(error)) from None
     return found
-
-
-def confirm_identity_change(*, flow: OAuthFlow, actor) -> Connection:
-    """The user confirmed: the tokens for the other account replace the old ones."""
-    if flow.completed_at or not flow.pending_identity or flow.user_id != actor.pk:
-        raise OAuthFlowError("There is nothing to confirm for this sign-in.")
-    claimed = OAuthFlow.objects.filter(pk=flow.pk, completed_at__isnull=True).update(
-        completed_at=timezone.now()
-    )
-    if claimed != 1:
-        raise OAuthFlowError("This change was already confirmed.")
-    pending = vault.unseal_row(flow)
-    connector = get_catalog().get(flow.connector_key)
-    auth = connector.auth_type(flow.auth_type)
-    result = CheckResult(ok=True, identity=flow.pending_identity)
-    return store_oauth_connection(
-        actor=actor,
-        folder=flow.folder,
-        connector=connector,
-        auth=auth,
-        own_app=flow.own_app,
-        secret=pending["pending_secret"],
-        token={},
-        result=result,
-        name=flow.name,
-        description=flow.description,
-        fields=pending["pending_fields"],
-        connection=flow.connection,
-    )
-
-
-def store_oauth_connection(
-    *,
-    actor,
-    folder: Folder,
-    connector: ConnectorSpec,
-    auth: AuthTypeSpec,
-    own_app: bool,
-    secret: dict,
-    token: dict,
-    result: CheckResult,
-    name: str,
-    description: str,
-    fields: dict[str, str],
-    connection: Connection | None,
-) -> Connection:
-    """Create the connection, or replace the credentials of an existing one
-    (same id, name and folder) on reconnect and first authentication."""
-    with name_kept(folder, (name or "").strip()), transaction.atomic():
-        if connection is None:
-            connection = Connection(
-                folder=folder,
-                connector_key=connector.key,
-                auth_type=auth.type,
-                own_app=own_app,
-                name=clean_name(folder, name).strip(),
-                description=description,
-                created_by=actor,
-                polling_interval_seconds=connector.polling_interval_seconds,
-            )
-            kind = ConnectionEvent.Kind.CREATED
-        else:
-            connection = Connection.objects.select_for_update().get(pk=connection.pk)
-            kind = ConnectionEvent.Kind.RECONNECTED
-        connection.fields = fields
-        connection.authenticated_by = actor
-        connection.token_expires_at = expiry_of(secret)
-        connection.token_lifetime_seconds = lifetime_of(secret)
-        # A new token set: a refresh still running on the old one must not
-        # store its answer over it (its lease and version no longer match).
-        connection.token_version += 1
-        connection.refresh_lease_owner = ""
-        connection.refresh_lease_until = None
-        connection.refresh_failing_since = None
-        if token:
-            connection.warning = _lifetime_warning(token)
-        apply_result(connection, result)
-        connection.save()
-        vault.store_secret(connection, secret)
-        ConnectionEvent.objects.create(
-            connection=connection,
-            kind=kind,
-            actor=actor,
-            detail=f"Authenticated as {result.identity}." if result.identity else "",
-        )
-        HealthCheck.objects.create(
-            connection=connection,
-            ok=True,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-        )
-    return connection
 
 
 # Within ``portal_apps_read_once``: each connector's portal app as read once.

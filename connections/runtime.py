@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
-from django.db import IntegrityError, transaction
 from django.db import connection as db
 
 from connections import refresh, vault
-from connections.actions import connector_of
-from connections.catalog import get_catalog
+from connections.catalog import connector_of
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
-from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
+from connections.models import Connection, ConnectionState, Credential
 from connections.unreadable import credential_unreadable
 from portal import api_keys, permissions, statements
 from portal.models import Folder
@@ -94,53 +92,6 @@ def connection_in_folder(folder: Folder, connector_key: str, name: str | None = 
         "name one, or mark one as the default for the folder.",
         status=409,
     )
-
-
-def _connector_name(connection: Connection) -> str:
-    connector = get_catalog().get(connection.connector_key)
-    return connector.name if connector else connection.connector_key
-
-
-def set_default(connection: Connection, *, actor) -> None:
-    """Make the connection its folder's default for its connector (the
-    previous default, if any, stops being it), in one transaction."""
-    if connection.is_default:
-        return
-    defaults = Connection.objects.filter(
-        folder_id=connection.folder_id, connector_key=connection.connector_key, is_default=True
-    )
-    with transaction.atomic():
-        for attempt in (1, 2):
-            defaults.update(is_default=False)
-            try:
-                with transaction.atomic():
-                    Connection.objects.filter(pk=connection.pk).update(is_default=True)
-                break
-            except IntegrityError:
-                # Another default was set at the same moment: the later one wins.
-                if attempt == 2:
-                    raise
-        connection.is_default = True
-        ConnectionEvent.objects.create(
-            connection=connection,
-            kind=ConnectionEvent.Kind.EDITED,
-            actor=actor,
-            detail=f"Made the folder's default {_connector_name(connection)} connection.",
-        )
-
-
-def clear_default(connection: Connection, *, actor) -> None:
-    if not connection.is_default:
-        return
-    with transaction.atomic():
-        Connection.objects.filter(pk=connection.pk).update(is_default=False)
-        connection.is_default = False
-        ConnectionEvent.objects.create(
-            connection=connection,
-            kind=ConnectionEvent.Kind.EDITED,
-            actor=actor,
-            detail="No longer the folder's default connection.",
-        )
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from connections import oauth, refresh, unreadable, vault
-from connections.models import Connection
+from connections.actions import check
+from connections.catalog import ConnectorMissing
+from connections.models import Connection, OAuthFlow
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +177,6 @@ def check_connection_task(
     connection checked meanwhile (Check now) is not checked again.
     ``actor_id``: who asked (Check now), named in the history; None for the
     sweep ("System")."""
-    from django.contrib.auth import get_user_model
-
-    from connections import actions
-
     try:
         connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
         if connection is None:
@@ -188,8 +187,8 @@ def check_connection_task(
             return
         try:
             actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-            actions.check_connection(connection=connection, actor=actor)
-        except (actions.ConnectError, Connection.DoesNotExist):
+            check.check_connection(connection=connection, actor=actor)
+        except (check.ConnectError, ConnectorMissing, Connection.DoesNotExist):
             return
     finally:
         Connection.objects.filter(pk=connection_id).update(check_queued_until=None)
@@ -239,8 +238,6 @@ def delete_expired_oauth_flows() -> int:
     """Delete OAuth sign-ins that expired unfinished (abandoned at the
     provider, or failed), in one statement; safe to run twice. Completed
     flows are left alone."""
-    from connections.models import OAuthFlow
-
     deleted, _ = OAuthFlow.objects.filter(
         expires_at__lte=timezone.now(), completed_at__isnull=True
     ).delete()

@@ -9,7 +9,16 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from connections import actions, oauth, runtime, validation
+from connections import runtime, validation
+from connections.actions import (
+    check,
+    create,
+    credentials,
+    defaults,
+    details,
+    lifecycle,
+    oauth_connections,
+)
 from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     CheckOut,
@@ -95,10 +104,11 @@ def _direct_grant(request: HttpRequest, folder, connector, auth, data: Connectio
     }
     if auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
         client = _client(data.secret, connector.key, needed=True)
-        return oauth.client_credentials_grant(client=client, **common).connection
+        return oauth_connections.connect_with_grant(auth=auth, client=client, **common).connection
     _required(data.secret, ("username", "Username"), ("password", "Password"))
     client = _client(data.secret, connector.key, needed=False)
-    return oauth.password_grant(
+    return oauth_connections.connect_with_grant(
+        auth=auth,
         username=data.secret["username"].strip(),
         password=data.secret["password"],
         client=client,
@@ -138,7 +148,7 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
     if auth.type in DIRECT_GRANTS:
         connection = _direct_grant(request, folder, connector, auth, data)
     else:
-        connection = actions.create_secret_connection(
+        connection = create.create_secret_connection(
             folder=folder,
             connector=connector,
             auth=auth,
@@ -161,7 +171,7 @@ def create_connection(request: HttpRequest, folder_id: int, data: ConnectionCrea
 def edit_connection(request: HttpRequest, connection_id: int, data: ConnectionEdit) -> dict:
     connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
     given = data.dict(exclude_unset=True)
-    actions.edit_connection(
+    details.edit_connection(
         connection=connection,
         name=given.get("name", connection.name),
         description=given.get("description", connection.description),
@@ -191,7 +201,9 @@ def replace_secret(request: HttpRequest, connection_id: int, data: SecretReplace
                 ]
             }
         )
-    result = actions.replace_secret(connection=connection, secret=data.secret, actor=request.user)
+    result = credentials.replace_secret(
+        connection=connection, secret=data.secret, actor=request.user
+    )
     return _check_out(connection, result)
 
 
@@ -217,13 +229,13 @@ def check_connection(request: HttpRequest, connection_id: int) -> dict:
     connection = scoped_connection(request, connection_id, Action.USE_CONNECTIONS)
     if not connection.is_enabled:
         raise runtime.Unresolved(f"{connection.name} is disabled: enable it first.", status=409)
-    result = actions.check_connection(connection=connection, actor=request.user)
+    result = check.check_connection(connection=connection, actor=request.user)
     return _check_out(connection, result)
 
 
 def _set_enabled(request: HttpRequest, connection_id: int, enabled: bool) -> dict:
     connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
-    actions.set_enabled(connection=connection, enabled=enabled, actor=request.user)
+    lifecycle.set_enabled(connection=connection, enabled=enabled, actor=request.user)
     return _out(connection)
 
 
@@ -252,7 +264,7 @@ def enable_connection(request: HttpRequest, connection_id: int) -> dict:
 )
 def delete_connection(request: HttpRequest, connection_id: int):
     connection = scoped_connection(request, connection_id, Action.DELETE_CONNECTIONS)
-    actions.delete_connection(connection=connection, actor=request.user)
+    lifecycle.delete_connection(connection=connection, actor=request.user)
     return Status(204, None)
 
 
@@ -263,7 +275,7 @@ def delete_connection(request: HttpRequest, connection_id: int):
 )
 def make_default(request: HttpRequest, connection_id: int) -> dict:
     connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
-    runtime.set_default(connection, actor=request.user)
+    defaults.set_default(connection=connection, actor=request.user)
     return _out(connection)
 
 
@@ -274,5 +286,5 @@ def make_default(request: HttpRequest, connection_id: int) -> dict:
 )
 def clear_default(request: HttpRequest, connection_id: int) -> dict:
     connection = scoped_connection(request, connection_id, Action.EDIT_CONNECTIONS)
-    runtime.clear_default(connection, actor=request.user)
+    defaults.clear_default(connection=connection, actor=request.user)
     return _out(connection)

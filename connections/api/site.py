@@ -14,8 +14,10 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as RequestInvalid
 from ninja.openapi.schema import OpenAPISchema
 
-from connections import actions, oauth, refresh, vault
+from connections import oauth, refresh, vault
+from connections.actions import check
 from connections.api.auth import ApiKeyAuth, RateLimited
+from connections.catalog import ConnectorMissing
 from connections.catalog.schema import CredentialNotSendable
 from connections.runtime import Unresolved
 from connections.unreadable import CredentialUnreadable
@@ -153,7 +155,8 @@ def _unresolved(request: HttpRequest, error: Unresolved) -> HttpResponse:
     return _error(request, error.status, str(error))
 
 
-@api.exception_handler(actions.ConnectError)
+@api.exception_handler(check.ConnectError)
+@api.exception_handler(ConnectorMissing)
 @api.exception_handler(oauth.OAuthFlowError)
 def _provider_refused(request: HttpRequest, error: Exception) -> HttpResponse:
     return _error(request, 422, str(error))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from django.conf import settings
@@ -21,6 +22,9 @@ from pydantic import ValidationError
 
 from connections.catalog.schema import AuthKind, AuthTypeSpec, ConnectorSpec, FieldSpec
 
+if TYPE_CHECKING:  # the catalog is data: it never needs the models at run time
+    from connections.models import Connection
+
 BUILTIN_DEFINITIONS = Path(__file__).parent / "definitions"
 
 __all__ = [
@@ -28,8 +32,10 @@ __all__ = [
     "AuthTypeSpec",
     "Catalog",
     "CatalogError",
+    "ConnectorMissing",
     "ConnectorSpec",
     "FieldSpec",
+    "connector_of",
     "get_catalog",
     "load_catalog",
 ]
@@ -37,6 +43,10 @@ __all__ = [
 
 class CatalogError(ImproperlyConfigured):
     pass
+
+
+class ConnectorMissing(Exception):
+    """A connection's connector is no longer in the catalog; the message is for the user."""
 
 
 @dataclass(frozen=True)
@@ -113,3 +123,14 @@ def get_catalog() -> Catalog:
 def _reload(setting: str, **kwargs) -> None:
     if setting in {"PORTAL_CONNECTORS_DIRS", "PORTAL_SANDBOX_ENABLED"}:
         get_catalog.cache_clear()
+
+
+def connector_of(connection: Connection) -> ConnectorSpec:
+    """The connection's connector; ``ConnectorMissing`` when its definition
+    has left the catalog."""
+    connector = get_catalog().get(connection.connector_key)
+    if connector is None:
+        raise ConnectorMissing(
+            f"The connector {connection.connector_key!r} is no longer in the catalog."
+        )
+    return connector

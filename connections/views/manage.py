@@ -7,9 +7,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from connections import actions, refresh, runtime, unreadable
+from connections import refresh, unreadable
 from connections.access import connection_for
-from connections.catalog import get_catalog
+from connections.actions import check, credentials, defaults, details, lifecycle
+from connections.catalog import connector_of, get_catalog
 from connections.forms import EditForm, ReplaceSecretForm, add_errors
 from connections.views.health import health_context
 from portal.models import AuditRecord
@@ -56,7 +57,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS
     )
-    connector = actions.connector_of(connection)
+    connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     initial = {
         "name": connection.name,
@@ -69,7 +70,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
     status = 400 if request.method == "POST" else 200
     if request.method == "POST" and form.is_valid():
         try:
-            changed = actions.edit_connection(
+            changed = details.edit_connection(
                 connection=connection,
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
@@ -79,7 +80,7 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
             )
         except ValidationError as error:
             add_errors(form, error)
-        except (actions.ConnectError, unreadable.CredentialUnreadable) as error:
+        except (check.ConnectError, unreadable.CredentialUnreadable) as error:
             connect_error = str(error)
         except PermissionDenied as error:
             # The form again with what was typed, and why: changing the fields
@@ -112,18 +113,18 @@ def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> 
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS
     )
-    connector = actions.connector_of(connection)
+    connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     form = ReplaceSecretForm(request.POST or None, auth=auth)
     connect_error = ""
     if request.method == "POST" and form.is_valid():
         try:
-            actions.replace_secret(
+            credentials.replace_secret(
                 connection=connection, secret=form.secret_values(), actor=request.user
             )
         except ValidationError as error:
             add_errors(form, error)
-        except (actions.ConnectError, refresh.LeaseTimeout) as error:
+        except (check.ConnectError, refresh.LeaseTimeout) as error:
             connect_error = str(error)
         else:
             messages.success(request, "The new secret works and replaced the old one.")
@@ -149,7 +150,7 @@ def replace_secret(request: HttpRequest, folder_id: int, connection_id: int) -> 
 def set_enabled(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResponse:
     connection, _ = connection_for(request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS)
     enable = request.POST.get("enabled") == "1"
-    actions.set_enabled(connection=connection, enabled=enable, actor=request.user)
+    lifecycle.set_enabled(connection=connection, enabled=enable, actor=request.user)
     messages.success(
         request,
         f"{connection.name} is enabled."
@@ -165,7 +166,7 @@ def set_default(request: HttpRequest, folder_id: int, connection_id: int) -> Htt
     """Make the connection its folder's default for its connector, or stop it being that."""
     connection, _ = connection_for(request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS)
     if request.POST.get("default") == "1":
-        runtime.set_default(connection, actor=request.user)
+        defaults.set_default(connection=connection, actor=request.user)
         connector = get_catalog().get(connection.connector_key)
         messages.success(
             request,
@@ -174,7 +175,7 @@ def set_default(request: HttpRequest, folder_id: int, connection_id: int) -> Htt
             "automations that name no connection of it here use this one.",
         )
     else:
-        runtime.clear_default(connection, actor=request.user)
+        defaults.clear_default(connection=connection, actor=request.user)
         messages.success(request, f"{connection.name} is no longer the folder's default.")
     return redirect("connection_detail", folder_id, connection.pk)
 
@@ -187,7 +188,7 @@ def delete(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
     )
     if request.method == "POST":
         name = connection.name
-        actions.delete_connection(connection=connection, actor=request.user)
+        lifecycle.delete_connection(connection=connection, actor=request.user)
         messages.success(request, f"{name} was deleted.")
         return redirect("folder_connections", folder_id)
     return render(

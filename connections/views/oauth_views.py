@@ -17,9 +17,10 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from connections import actions, oauth, refresh, unreadable, validation
+from connections import oauth, refresh, unreadable, validation
 from connections.access import connection_for
-from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, get_catalog
+from connections.actions import credentials, oauth_connections
+from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, connector_of, get_catalog
 from connections.forms import (
     ClientCredentialsForm,
     ClientSecretForm,
@@ -276,16 +277,17 @@ def connect_with_oauth(
                 _retried(request, retry)
                 return _go_to_provider(request, url, connector)
             if auth.type == AuthKind.OAUTH2_PASSWORD:
-                outcome = oauth.password_grant(
+                outcome = oauth_connections.connect_with_grant(
                     actor=request.user,
+                    auth=auth,
                     username=form.cleaned_data["username"],
                     password=form.cleaned_data["password"],
                     client=client,
                     **common,
                 )
             else:
-                outcome = oauth.client_credentials_grant(
-                    actor=request.user, client=client, **common
+                outcome = oauth_connections.connect_with_grant(
+                    actor=request.user, auth=auth, client=client, **common
                 )
         except ValidationError as error:
             add_errors(form, error)
@@ -317,7 +319,7 @@ def _retried(request: HttpRequest, flow: OAuthFlow | None) -> None:
         _forget_error(request, flow)
 
 
-def _after_outcome(request: HttpRequest, outcome: oauth.Outcome) -> HttpResponse:
+def _after_outcome(request: HttpRequest, outcome: oauth_connections.Outcome) -> HttpResponse:
     if outcome.flow is not None:
         return redirect("oauth_confirm_identity", outcome.flow.pk)
     connection = outcome.connection
@@ -351,7 +353,7 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 def _complete(request: HttpRequest) -> HttpResponse:
     try:
-        outcome = oauth.complete_authorization(request, request.GET)
+        outcome = oauth_connections.complete_authorization(request, request.GET)
     except (oauth.OAuthFlowError, ValidationError) as error:
         # ValidationError: the name was taken while the user signed in.
         said = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
@@ -394,7 +396,7 @@ def confirm_identity(request: HttpRequest, flow_id: int) -> HttpResponse:
             messages.info(request, "Nothing changed: the connection keeps its credentials.")
             return redirect("connection_detail", connection.folder_id, connection.pk)
         try:
-            oauth.confirm_identity_change(flow=flow, actor=request.user)
+            oauth_connections.confirm_identity_change(flow=flow, actor=request.user)
         except oauth.OAuthFlowError as error:
             messages.error(request, str(error))
         else:
@@ -417,7 +419,7 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.EDIT_CONNECTIONS
     )
-    connector = actions.connector_of(connection)
+    connector = connector_of(connection)
     auth = connector.auth_type(connection.auth_type)
     if auth is None or auth.is_secret_based:
         return redirect("connection_replace_secret", folder_id, connection.pk)
@@ -490,7 +492,7 @@ def replace_client_secret(request: HttpRequest, folder_id: int, connection_id: i
     form = ClientSecretForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            actions.replace_client_secret(
+            credentials.replace_client_secret(
                 connection=connection,
                 client_secret=form.cleaned_data["client_secret"],
                 actor=request.user,

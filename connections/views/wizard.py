@@ -17,7 +17,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from connections import actions, oauth
+from connections import oauth
+from connections.actions import check, create
 from connections.catalog import ConnectorSpec, get_catalog
 from connections.catalog.schema import AuthKind
 from connections.forms import ConnectForm, add_errors
@@ -179,7 +180,7 @@ def _connect_with_secret(request, folder, connector, auth, context) -> HttpRespo
     connect_error = ""
     if request.method == "POST" and form.is_valid():
         try:
-            connection = actions.create_secret_connection(
+            connection = create.create_secret_connection(
                 folder=folder,
                 connector=connector,
                 auth=auth,
@@ -191,7 +192,7 @@ def _connect_with_secret(request, folder, connector, auth, context) -> HttpRespo
             )
         except ValidationError as error:
             add_errors(form, error)
-        except actions.ConnectError as error:
+        except check.ConnectError as error:
             connect_error = str(error)
         else:
             who = f" as {connection.account_identity}" if connection.account_identity else ""

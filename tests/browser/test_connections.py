@@ -13,7 +13,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from connections import actions, sandbox
+from connections import sandbox
+from connections.actions import create
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionEvent
 from tests.browser.conftest import login, screenshot
@@ -258,7 +259,7 @@ def test_automation_user_sees_and_checks_but_cannot_change(
     assign(uma, finance, "Automation User")
     _, token = sandbox.issue_token(user=dev, name="Shared robot")
     sandbox_spec = get_catalog().get("sandbox")
-    connection = actions.create_secret_connection(
+    connection = create.create_secret_connection(
         folder=finance,
         connector=sandbox_spec,
         auth=sandbox_spec.auth_type("pat"),

@@ -16,7 +16,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from connections import actions, sandbox
+from connections import sandbox
+from connections.actions import create
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionState, HealthCheck, SandboxToken
 from tests.browser.conftest import login, screenshot
@@ -37,7 +38,7 @@ def sandbox_on(settings, live_server):
 def sandbox_connection(folder, owner, name="Finance sandbox") -> tuple[Connection, str]:
     _, token = sandbox.issue_token(user=owner, name=name)
     spec = get_catalog().get("sandbox")
-    connection = actions.create_secret_connection(
+    connection = create.create_secret_connection(
         folder=folder,
         connector=spec,
         auth=spec.auth_type("pat"),

@@ -24,7 +24,7 @@ from django.test import Client
 from django.utils import timezone
 
 from connections import egress, vault
-from connections.actions import check_connection
+from connections.actions import check
 from connections.catalog import get_catalog
 from connections.egress import EgressError, EgressPolicy
 from connections.models import ConnectionEvent, ConnectionState, HealthCheck
@@ -333,12 +333,12 @@ def test_a_health_check_records_the_failure(failing, tree, settings):
         secret={"token": SECRET},
     )
     started = time.monotonic()
-    result = check_connection(connection=connection)
+    result = check.check_connection(connection=connection)
     _timed(listener.kind, started)
     assert not result.ok
     assert result.error == message
-    check = HealthCheck.objects.get(connection=connection)
-    assert (check.ok, check.error, check.status_code) == (False, message, None)
+    recorded = HealthCheck.objects.get(connection=connection)
+    assert (recorded.ok, recorded.error, recorded.status_code) == (False, message, None)
     connection.refresh_from_db()
     # A transient failure: it counts towards Degraded (here after one), and
     # the credential is not blamed.

@@ -18,7 +18,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import actions, tasks, validation, vault
+from connections import tasks, validation, vault
+from connections.actions import check, create, credentials, details, lifecycle
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from portal.celery import app
 from portal.models import TenantSettings
@@ -47,7 +48,7 @@ def folder_admin(make_user, tree):
 
 
 def make_pat(fakehub, folder, user, name="Robot", token=GOOD_TOKEN) -> Connection:
-    return actions.create_secret_connection(
+    return create.create_secret_connection(
         folder=folder,
         connector=fakehub,
         auth=fakehub.auth_type("pat"),
@@ -66,8 +67,8 @@ def robot(fakehub, tree, developer, folder_admin):
     return make_pat(fakehub, tree["finance"], developer)
 
 
-def check(connection: Connection):
-    result = actions.check_connection(connection=connection)
+def check_now(connection: Connection):
+    result = check.check_connection(connection=connection)
     connection.refresh_from_db()
     return result
 
@@ -88,9 +89,9 @@ def subjects(mailoutbox) -> list[str]:
 def test_next_check_is_last_check_plus_interval(robot):
     assert robot.polling_interval_seconds == 300  # the connector's default
     assert robot.next_check_at == robot.last_checked_at + timedelta(seconds=300)
-    check(robot)
+    check_now(robot)
     assert robot.next_check_at == robot.last_checked_at + timedelta(seconds=300)
-    actions.edit_connection(
+    details.edit_connection(
         connection=robot,
         name=robot.name,
         description="",
@@ -200,7 +201,7 @@ def test_beat_runs_the_health_sweep(settings):
 
 
 def test_disabled_connections_are_never_checked(robot, provider, enqueued):
-    actions.set_enabled(connection=robot, enabled=False, actor=None)
+    lifecycle.set_enabled(connection=robot, enabled=False, actor=None)
     robot.refresh_from_db()
     assert robot.next_check_at is None
     # Even if a next check were due, the sweep skips it...
@@ -212,7 +213,7 @@ def test_disabled_connections_are_never_checked(robot, provider, enqueued):
     tasks.check_connection_task.run(robot.pk)
     assert len(provider.requests) == requests and robot.health_checks.count() == checks
 
-    actions.set_enabled(connection=robot, enabled=True, actor=None)
+    lifecycle.set_enabled(connection=robot, enabled=True, actor=None)
     robot.refresh_from_db()
     assert robot.next_check_at == robot.last_checked_at + timedelta(seconds=300)
 
@@ -222,7 +223,7 @@ def test_disabled_connections_are_never_checked(robot, provider, enqueued):
 
 def test_one_timeout_does_not_flip_a_healthy_connection(robot, provider, mailoutbox):
     provider.stop()
-    result = check(robot)
+    result = check_now(robot)
     assert not result.ok and result.failure == "unreachable"
     assert robot.state == ConnectionState.CONNECTED
     assert robot.consecutive_failures == 1
@@ -231,24 +232,24 @@ def test_one_timeout_does_not_flip_a_healthy_connection(robot, provider, mailout
     assert (latest.ok, latest.error) == (False, result.error)
     assert mailoutbox == []
 
-    check(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.DEGRADED
     assert robot.consecutive_failures == 2
-    check(robot)
-    check(robot)
+    check_now(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.DEGRADED
     assert subjects(mailoutbox) == ["Robot is degraded"]  # once, not per failed check
     assert sorted(mailoutbox[0].to) == ["boss@example.com", "dev@example.com"]
 
     provider.start_again()
-    result = check(robot)
+    result = check_now(robot)
     assert result.ok and result.latency_ms is not None
     assert robot.state == ConnectionState.CONNECTED
     assert (robot.consecutive_failures, robot.last_error) == (0, "")
     assert robot.last_success_at == robot.last_checked_at
     assert subjects(mailoutbox) == ["Robot is degraded", "Robot has recovered"]
     assert "connected again (it was Degraded)" in mailoutbox[1].body
-    check(robot)
+    check_now(robot)
     assert len(mailoutbox) == 2
     changes = robot.events.filter(kind=ConnectionEvent.Kind.STATE_CHANGED)
     assert [event.detail.split(".")[0] for event in changes] == [
@@ -261,21 +262,21 @@ def test_one_timeout_does_not_flip_a_healthy_connection(robot, provider, mailout
 def test_provider_errors_are_transient(robot, provider, settings, mailoutbox, status):
     settings.PORTAL_HEALTH_DEGRADED_AFTER = 3
     provider.fail_with = status
-    check(robot)
-    check(robot)
+    check_now(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.CONNECTED
-    check(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.DEGRADED
     assert len(mailoutbox) == 1
 
 
 def test_a_single_success_resets_the_count(robot, provider, mailoutbox):
     provider.stop()
-    check(robot)
+    check_now(robot)
     provider.start_again()
-    check(robot)
+    check_now(robot)
     provider.stop()
-    check(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.CONNECTED
     assert robot.consecutive_failures == 1
     assert mailoutbox == []
@@ -283,20 +284,20 @@ def test_a_single_success_resets_the_count(robot, provider, mailoutbox):
 
 def test_rejected_credentials_need_reconnect_at_once(robot, provider, mailoutbox):
     vault.store_secret(robot, {"token": "ghp_revoked_token_000000000000"})
-    result = check(robot)
+    result = check_now(robot)
     assert result.failure == "rejected"
     assert robot.state == ConnectionState.NEEDS_RECONNECT
-    check(robot)
+    check_now(robot)
     # A timeout does not hide it: the credential is still known to be refused.
     provider.stop()
-    check(robot)
+    check_now(robot)
     assert robot.state == ConnectionState.NEEDS_RECONNECT
     assert subjects(mailoutbox) == ["Robot needs reconnecting"]
     assert "Reconnect" in mailoutbox[0].body and "ghp_revoked" not in mailoutbox[0].body
 
     # Replacing the secret brings it back, and people hear that it recovered.
     provider.start_again()
-    actions.replace_secret(connection=robot, secret={"token": GOOD_TOKEN}, actor=None)
+    credentials.replace_secret(connection=robot, secret={"token": GOOD_TOKEN}, actor=None)
     robot.refresh_from_db()
     assert robot.state == ConnectionState.CONNECTED
     assert subjects(mailoutbox)[-1] == "Robot has recovered"
@@ -304,11 +305,11 @@ def test_rejected_credentials_need_reconnect_at_once(robot, provider, mailoutbox
 
 def test_missing_permission_is_misconfigured(robot, mailoutbox):
     vault.store_secret(robot, {"token": WEAK_TOKEN})
-    result = check(robot)
+    result = check_now(robot)
     assert (result.failure, result.status_code) == ("forbidden", 403)
     assert robot.state == ConnectionState.MISCONFIGURED
     assert "lack permission" in robot.last_error
-    check(robot)
+    check_now(robot)
     assert subjects(mailoutbox) == ["Robot is misconfigured"]
 
 
@@ -318,7 +319,7 @@ def test_personal_workspace_tells_only_its_authenticator(fakehub, developer, fol
     workspace = developer.personal_workspace
     mine = make_pat(fakehub, workspace, developer, name="Mine")
     vault.store_secret(mine, {"token": "ghp_revoked_token_000000000000"})
-    check(mine)
+    check_now(mine)
     assert [message.to for message in mail.outbox] == [["dev@example.com"]]
 
 
@@ -335,7 +336,7 @@ def test_polling_interval_has_a_tenant_wide_minimum(robot):
     with pytest.raises(ValidationError, match="at most 86400 seconds"):
         validation.clean_polling_interval(86_401)
     with pytest.raises(ValidationError):
-        actions.edit_connection(
+        details.edit_connection(
             connection=robot,
             name="Robot",
             description="",
@@ -344,7 +345,7 @@ def test_polling_interval_has_a_tenant_wide_minimum(robot):
             actor=None,
         )
     # Connections chosen below the new minimum are checked at its pace.
-    check(robot)
+    check_now(robot)
     assert robot.polling_interval_seconds == 300
     assert robot.next_check_at == robot.last_checked_at + timedelta(seconds=600)
 
@@ -406,11 +407,11 @@ def test_oauth_token_about_to_expire_is_refreshed_before_the_check(
     connection = oauth_connection
     assert connection.next_check_at is not None
     old = vault.read_secret(connection)
-    result = check(connection)
+    result = check_now(connection)
     assert result.ok and token_requests.count("refresh_token") == 0  # token still fresh
 
     Connection.objects.filter(pk=connection.pk).update(token_expires_at=timezone.now())
-    result = check(connection)
+    result = check_now(connection)
     assert result.ok, result.error
     assert token_requests.count("refresh_token") == 1
     new = vault.read_secret(connection)
@@ -428,13 +429,13 @@ def test_oauth_refused_refresh_is_a_failed_check_told_once(
     secret = vault.read_secret(connection)
     vault.store_secret(connection, {**secret, "refresh_token": "spent-refresh-token-value"})
     Connection.objects.filter(pk=connection.pk).update(token_expires_at=timezone.now())
-    result = check(connection)
+    result = check_now(connection)
     assert not result.ok and result.failure == "rejected"
     assert token_requests.count("refresh_token") == 1
     assert connection.state == ConnectionState.NEEDS_RECONNECT
     assert connection.health_checks.first().ok is False
     # Checked again: no request to the token endpoint, no second message.
-    check(connection)
+    check_now(connection)
     assert token_requests.count("refresh_token") == 1
     assert len(mailoutbox) == 1 and mailoutbox[0].subject == "C needs reconnecting"
 
@@ -445,7 +446,7 @@ def test_oauth_without_refresh_token_is_misconfigured(oauth_connection, token_re
     secret.pop("refresh_token", None)
     vault.store_secret(connection, secret)
     Connection.objects.filter(pk=connection.pk).update(token_expires_at=timezone.now())
-    result = check(connection)
+    result = check_now(connection)
     assert not result.ok and "no refresh token" in result.error
     assert connection.state == ConnectionState.MISCONFIGURED
     assert token_requests == []
@@ -470,14 +471,14 @@ def test_deactivated_authenticator(robot, developer, folder_admin, fakehub, mail
     assert not personal.events.filter(kind=ConnectionEvent.Kind.AUTHENTICATOR_LEFT).exists()
 
     # The connection keeps working.
-    assert check(robot).ok and robot.state == ConnectionState.CONNECTED
+    assert check_now(robot).ok and robot.state == ConnectionState.CONNECTED
     # Saved again while inactive (a login attempt, an admin edit): no new message.
     developer.first_name = "Gone"
     developer.save()
     assert len(mailoutbox) == 1
     # Later changes of state reach only active people.
     vault.store_secret(robot, {"token": "ghp_revoked_token_000000000000"})
-    check(robot)
+    check_now(robot)
     assert mailoutbox[-1].to == ["boss@example.com"]
 
 
@@ -487,7 +488,7 @@ def test_deactivated_authenticator(robot, developer, folder_admin, fakehub, mail
 def test_pat_expiry_from_the_provider_warns_ahead(robot, provider):
     soon = timezone.now() + timedelta(days=5, hours=1)
     provider.token_expiration = soon.strftime("%Y-%m-%d %H:%M:%S UTC")
-    check(robot)
+    check_now(robot)
     assert robot.secret_expires_at == soon.replace(microsecond=0)
     assert robot.warning.startswith(f"Personal access token expires on {soon:%Y-%m-%d} UTC")
     assert "(in 5 days)" in robot.warning
@@ -495,14 +496,14 @@ def test_pat_expiry_from_the_provider_warns_ahead(robot, provider):
     provider.token_expiration = (timezone.now() + timedelta(days=90)).strftime(
         "%Y-%m-%d %H:%M:%S UTC"
     )
-    check(robot)
+    check_now(robot)
     assert robot.warning == ""
 
     # Another standing warning is left alone.
     Connection.objects.filter(pk=robot.pk).update(warning="Something else to know.")
     robot.refresh_from_db()
     provider.token_expiration = soon.strftime("%Y-%m-%d %H:%M:%S UTC")
-    check(robot)
+    check_now(robot)
     assert robot.warning == "Something else to know."
 
 
@@ -510,6 +511,6 @@ def test_expiry_from_a_connection_field_warns_ahead(robot):
     day = (timezone.now() + timedelta(days=3)).date()
     Connection.objects.filter(pk=robot.pk).update(fields={"secret_expires_on": day.isoformat()})
     robot.refresh_from_db()
-    check(robot)
+    check_now(robot)
     assert robot.secret_expires_at.date() == day
     assert "expires on" in robot.warning and "replace it before then" in robot.warning

@@ -16,7 +16,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from connections import actions, oauth, refresh, vault
+from connections import oauth, refresh, vault
+from connections.actions import create, credentials, details
 from connections.models import Connection, ConnectionState
 from tests.at_once import at_once, needs_a_server_database, together
 from tests.connections.fake_provider import GOOD_TOKEN
@@ -90,7 +91,7 @@ def test_an_edit_during_a_slow_refresh_keeps_the_refreshed_token_set(slow_refres
     as_read = Connection.objects.get(pk=connection.pk)  # as the edit page read it
 
     def edit():
-        return actions.edit_connection(
+        return details.edit_connection(
             connection=as_read,
             name="Renamed",
             description="Busy connection",
@@ -113,7 +114,7 @@ def test_a_new_client_secret_during_a_slow_refresh_is_kept_with_the_new_tokens(s
     connection = _due_oauth_connection(own_app=True)
 
     def replace():
-        actions.replace_client_secret(
+        credentials.replace_client_secret(
             connection=Connection.objects.get(pk=connection.pk),
             client_secret="new-client-secret",
             actor=None,
@@ -137,7 +138,7 @@ def test_a_refresh_that_read_before_a_new_client_secret_does_not_store_over_it(s
     credential instead of storing the old client secret back."""
     connection = _due_oauth_connection(own_app=True)
     read_first = refresh._read(connection.pk)
-    actions.replace_client_secret(
+    credentials.replace_client_secret(
         connection=connection, client_secret="new-client-secret", actor=None
     )
     assert not refresh._take_lease(read_first, "stale-reader")
@@ -149,7 +150,7 @@ def test_replacing_a_secret_saves_only_what_it_owns(fakehub):
     """A PAT connection's new secret: the check's fields and who
     authenticated it are written, not a refresh lease or queue mark read
     before."""
-    connection = actions.create_secret_connection(
+    connection = create.create_secret_connection(
         folder=FolderFactory(),
         connector=fakehub,
         auth=fakehub.auth_type("pat"),
@@ -161,7 +162,7 @@ def test_replacing_a_secret_saves_only_what_it_owns(fakehub):
     )
     queued = timezone.now() + timedelta(minutes=5)
     Connection.objects.filter(pk=connection.pk).update(check_queued_until=queued)
-    actions.replace_secret(connection=connection, secret={"token": GOOD_TOKEN}, actor=None)
+    credentials.replace_secret(connection=connection, secret={"token": GOOD_TOKEN}, actor=None)
     connection.refresh_from_db()
     assert connection.check_queued_until == queued
     assert connection.state == ConnectionState.CONNECTED
@@ -170,17 +171,17 @@ def test_replacing_a_secret_saves_only_what_it_owns(fakehub):
 def test_creates_of_one_name_at_once_one_wins_the_others_are_told(fakehub, monkeypatch):
     needs_a_server_database()
     folder = FolderFactory()
-    check = actions.run_check
+    check = create.run_check
 
     def slow_check(*args, **kwargs):
         # Every create has found the name free before any of them saves.
         time.sleep(0.3)
         return check(*args, **kwargs)
 
-    monkeypatch.setattr(actions, "run_check", slow_check)
+    monkeypatch.setattr(create, "run_check", slow_check)
 
-    def create():
-        return actions.create_secret_connection(
+    def create_twin():
+        return create.create_secret_connection(
             folder=folder,
             connector=fakehub,
             auth=fakehub.auth_type("pat"),
@@ -191,7 +192,7 @@ def test_creates_of_one_name_at_once_one_wins_the_others_are_told(fakehub, monke
             created_by=None,
         )
 
-    made, raised = at_once(create, 4)
+    made, raised = at_once(create_twin, 4)
 
     assert len(made) == 1
     assert [type(error) for error in raised] == [ValidationError] * 3, raised

@@ -9,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from connections import oauth
+from connections.actions import oauth_connections
 from connections.catalog import get_catalog
 from connections.models import Connection, OAuthFlow
 from connections.oauth_apps import ClientCredentials
@@ -97,7 +98,7 @@ def test_missing_mandatory_scope_in_the_token_answer(developer, tree, sandbox_oa
     connector = get_catalog().get("sandbox")
     auth = connector.auth_type("oauth2_authorization_code")
     with pytest.raises(oauth.OAuthFlowError, match="did not grant profile"):
-        oauth.finish_with_token(
+        oauth_connections.finish_with_token(
             actor=developer,
             folder=tree["finance"],
             connector=connector,

@@ -220,11 +220,11 @@ def test_authenticate_a_never_authenticated_connection(client, developer, tree, 
 def test_lifetime_warning(client, developer, tree, sandbox_oauth):
     _authorization_code(client, tree["finance"])
     assert Connection.objects.get().warning == ""  # an hour and a refresh token: fine
-    assert oauth._lifetime_warning({"expires_in": 60, "refresh_token": "r"}).startswith(
+    assert oauth.lifetime_warning({"expires_in": 60, "refresh_token": "r"}).startswith(
         "Token expiring frequently"
     )
-    assert oauth._lifetime_warning({"expires_in": 3600}).startswith("Token expiring frequently")
-    assert oauth._lifetime_warning({"expires_in": 3600, "refresh_token": "r"}) == ""
+    assert oauth.lifetime_warning({"expires_in": 3600}).startswith("Token expiring frequently")
+    assert oauth.lifetime_warning({"expires_in": 3600, "refresh_token": "r"}) == ""
 
 
 def test_client_credentials_grant(client, developer, tree, sandbox_oauth):

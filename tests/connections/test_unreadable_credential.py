@@ -13,7 +13,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from connections import actions
+from connections.actions import check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from connections.tasks import check_connection_task, refresh_connection_task
 from tests.connections.broken_credentials import (
@@ -66,7 +66,7 @@ def test_check_connection_records_a_failed_check(
     ciphertext = break_credential(robot, how, settings, {"token": GOOD_TOKEN})
     caplog.set_level(logging.INFO)
     with django_capture_on_commit_callbacks(execute=True):
-        result = actions.check_connection(connection=robot, actor=developer)
+        result = check.check_connection(connection=robot, actor=developer)
     assert not result.ok
     assert result.error == MESSAGE
     _recorded(robot)
@@ -75,7 +75,7 @@ def test_check_connection_records_a_failed_check(
     # The people responsible heard once; a second check tells nobody again.
     assert len(mail.outbox) == 1 and "misconfigured" in mail.outbox[0].subject
     with django_capture_on_commit_callbacks(execute=True):
-        actions.check_connection(connection=robot, actor=developer)
+        check.check_connection(connection=robot, actor=developer)
     assert len(mail.outbox) == 1
     assert robot.health_checks.count() == 2
 

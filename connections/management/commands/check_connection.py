@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from connections import actions
+from connections.actions import check
+from connections.catalog import ConnectorMissing
 from connections.models import Connection
 
 
@@ -19,8 +20,8 @@ class Command(BaseCommand):
         if not connection.is_enabled:
             raise CommandError(f"{connection.name} is disabled: it is never checked.")
         try:
-            result = actions.check_connection(connection=connection)
-        except actions.ConnectError as error:
+            result = check.check_connection(connection=connection)
+        except (check.ConnectError, ConnectorMissing) as error:
             raise CommandError(str(error)) from None
         if not result.ok:
             raise CommandError(f"{connection.name}: {result.error}")

@@ -12,7 +12,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from connections import actions, vault
+from connections import vault
+from connections.actions import create
 from connections.catalog import get_catalog
 from connections.models import (
     Connection,
@@ -233,13 +234,13 @@ def test_creates_of_one_name_at_once_one_wins_everywhere(api_for, dev, tree, fak
     page: one is made, the others hear the name is taken, as they would one
     after the other (never a server error)."""
     needs_a_server_database()
-    check = actions.run_check
+    check = create.run_check
 
     def slow_check(*args, **kwargs):
         time.sleep(0.3)  # every create has found the name free before any saves
         return check(*args, **kwargs)
 
-    monkeypatch.setattr(actions, "run_check", slow_check)
+    monkeypatch.setattr(create, "run_check", slow_check)
     taken = f"A connection named 'Twin' already exists in {tree['finance'].name}."
     data = {"connector": "fakehub", "auth_type": "pat", "name": "Twin"}
     data["secret"] = {"token": GOOD_TOKEN}

@@ -1,0 +1,61 @@
+"""New connections with a secret (PAT, API key, basic). The pages and the
+API call the same function, so they validate and refuse alike."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from connections import vault
+from connections.actions.check import ConnectError, record_check
+from connections.catalog import AuthTypeSpec, ConnectorSpec
+from connections.health import apply_result, run_check
+from connections.models import Connection, ConnectionEvent
+from connections.validation import (
+    clean_fields,
+    clean_name,
+    clean_secret,
+    default_polling_interval,
+    name_kept,
+)
+from portal.models import Folder
+
+
+def create_secret_connection(
+    *,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    name: str,
+    description: str,
+    fields: dict,
+    secret: dict,
+    created_by,
+) -> Connection:
+    """Check the credential against the provider, and store the connection
+    only if the check succeeds (PAT, API key and basic auth types)."""
+    name = clean_name(folder, name)
+    fields = clean_fields(connector, auth, fields)
+    secret = clean_secret(auth, secret)
+    result = run_check(connector, auth, fields, secret)
+    if not result.ok:
+        raise ConnectError(result.error)
+    with name_kept(folder, name), transaction.atomic():
+        connection = Connection(
+            folder=folder,
+            connector_key=connector.key,
+            auth_type=auth.type,
+            name=name,
+            description=(description or "").strip()[:500],
+            fields=fields,
+            created_by=created_by,
+            authenticated_by=created_by,
+            polling_interval_seconds=default_polling_interval(connector),
+        )
+        apply_result(connection, result)
+        connection.save()
+        vault.store_secret(connection, secret)
+        ConnectionEvent.objects.create(
+            connection=connection, kind=ConnectionEvent.Kind.CREATED, actor=created_by
+        )
+        record_check(connection, result, created_by)
+    return connection

@@ -1,0 +1,244 @@
+"""OAuth 2.0 connections: what a sign-in or a grant with no browser ends in.
+The token answer is checked against the provider, then the connection is
+stored (new, or reconnected with the same id), or, when a reconnect signed in
+as another account, kept waiting for the user to confirm the change.
+
+The protocol itself (authorize URL, token requests, state, PKCE) is
+``connections.oauth``'s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from connections import oauth, vault
+from connections.catalog import AuthTypeSpec, ConnectorSpec, get_catalog
+from connections.health import CheckResult, apply_result, run_check
+from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthFlow
+from connections.oauth_apps import ClientCredentials
+from connections.validation import clean_name, name_kept
+from portal.models import Folder
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How connecting ended: the connection, or ``flow``, a changed identity
+    awaiting the user's confirmation."""
+
+    connection: Connection | None = None
+    flow: OAuthFlow | None = None
+
+
+def complete_authorization(request: HttpRequest, params) -> Outcome:
+    """The provider's redirect back: claim the flow (state, user, session,
+    issuer), exchange the code, then finish as ``finish_with_token``. A
+    failure once the flow was found to be this user's and this session's
+    carries it as ``error.flow``."""
+    flow = oauth.claim_flow(request, params.get("state"))
+    try:
+        exchanged = oauth.exchange_code(flow, params)
+        return finish_with_token(
+            actor=request.user,
+            folder=flow.folder,
+            connector=exchanged.connector,
+            auth=exchanged.auth,
+            client=exchanged.client,
+            token=exchanged.token,
+            requested_scopes=flow.scopes,
+            name=flow.name,
+            description=flow.description,
+            fields=flow.fields,
+            connection=flow.connection,
+            flow=flow,
+        )
+    except (oauth.OAuthFlowError, ValidationError) as error:
+        # ValidationError: the name was taken while the user signed in.
+        error.flow = flow
+        raise
+
+
+def connect_with_grant(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    client: ClientCredentials,
+    username: str = "",
+    password: str = "",
+    connection: Connection | None = None,
+) -> Outcome:
+    """A grant with no browser redirect (client credentials, password): one
+    token request, then the same checks and storage as a sign-in. Name and
+    fields as cleaned by the caller."""
+    token = oauth.direct_grant_token(
+        connector, auth, fields, client, username=username, password=password
+    )
+    return finish_with_token(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        client=client,
+        token=token,
+        requested_scopes=list(auth.oauth2.default_scopes),
+        name=name,
+        description=description,
+        fields=fields,
+        connection=connection,
+    )
+
+
+def finish_with_token(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    client: ClientCredentials,
+    token: dict,
+    requested_scopes: list[str],
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    connection: Connection | None = None,
+    flow: OAuthFlow | None = None,
+) -> Outcome:
+    """Check the grant, read the identity, then store the connection (or ask
+    to confirm a changed identity on reconnect)."""
+    answer = oauth.read_token_answer(connector, auth, client, token, requested_scopes, fields)
+    result = run_check(connector, auth, answer.fields, answer.secret)
+    if not result.ok:
+        raise oauth.OAuthFlowError(f"The new token does not work: {result.error}")
+    if (
+        connection is not None
+        and connection.account_identity
+        and result.identity
+        and (result.identity != connection.account_identity)
+    ):
+        if flow is None:
+            raise oauth.OAuthFlowError(
+                f"These credentials belong to {result.identity}, not {connection.account_identity}."
+            )
+        # Keep the new tokens sealed in the flow until the user confirms.
+        flow.pending_identity = result.identity
+        vault.seal_row(flow, {"pending_secret": answer.secret, "pending_fields": answer.fields})
+        flow.save(update_fields=["pending_identity", "ciphertext", "key_id"])
+        return Outcome(flow=flow)
+    stored = store_oauth_connection(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        own_app=client.own_app,
+        secret=answer.secret,
+        warning=answer.warning,
+        result=result,
+        name=name,
+        description=description,
+        fields=answer.fields,
+        connection=connection,
+    )
+    if flow is not None:
+        OAuthFlow.objects.filter(pk=flow.pk).update(completed_at=timezone.now())
+    return Outcome(connection=stored)
+
+
+def confirm_identity_change(*, flow: OAuthFlow, actor) -> Connection:
+    """The user confirmed: the tokens for the other account replace the old ones."""
+    if flow.completed_at or not flow.pending_identity or flow.user_id != actor.pk:
+        raise oauth.OAuthFlowError("There is nothing to confirm for this sign-in.")
+    claimed = OAuthFlow.objects.filter(pk=flow.pk, completed_at__isnull=True).update(
+        completed_at=timezone.now()
+    )
+    if claimed != 1:
+        raise oauth.OAuthFlowError("This change was already confirmed.")
+    pending = vault.unseal_row(flow)
+    connector = get_catalog().get(flow.connector_key)
+    auth = connector.auth_type(flow.auth_type)
+    result = CheckResult(ok=True, identity=flow.pending_identity)
+    return store_oauth_connection(
+        actor=actor,
+        folder=flow.folder,
+        connector=connector,
+        auth=auth,
+        own_app=flow.own_app,
+        secret=pending["pending_secret"],
+        warning=None,
+        result=result,
+        name=flow.name,
+        description=flow.description,
+        fields=pending["pending_fields"],
+        connection=flow.connection,
+    )
+
+
+def store_oauth_connection(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    own_app: bool,
+    secret: dict,
+    warning: str | None,
+    result: CheckResult,
+    name: str,
+    description: str,
+    fields: dict[str, str],
+    connection: Connection | None,
+) -> Connection:
+    """Create the connection, or replace the credentials of an existing one
+    (same id, name and folder) on reconnect and first authentication.
+    ``warning``: the token's lifetime warning, None to keep the current one."""
+    with name_kept(folder, (name or "").strip()), transaction.atomic():
+        if connection is None:
+            connection = Connection(
+                folder=folder,
+                connector_key=connector.key,
+                auth_type=auth.type,
+                own_app=own_app,
+                name=clean_name(folder, name).strip(),
+                description=description,
+                created_by=actor,
+                polling_interval_seconds=connector.polling_interval_seconds,
+            )
+            kind = ConnectionEvent.Kind.CREATED
+        else:
+            connection = Connection.objects.select_for_update().get(pk=connection.pk)
+            kind = ConnectionEvent.Kind.RECONNECTED
+        connection.fields = fields
+        connection.authenticated_by = actor
+        connection.token_expires_at = oauth.expiry_of(secret)
+        connection.token_lifetime_seconds = oauth.lifetime_of(secret)
+        # A new token set: a refresh still running on the old one must not
+        # store its answer over it (its lease and version no longer match).
+        connection.token_version += 1
+        connection.refresh_lease_owner = ""
+        connection.refresh_lease_until = None
+        connection.refresh_failing_since = None
+        if warning is not None:
+            connection.warning = warning
+        apply_result(connection, result)
+        connection.save()
+        vault.store_secret(connection, secret)
+        ConnectionEvent.objects.create(
+            connection=connection,
+            kind=kind,
+            actor=actor,
+            detail=f"Authenticated as {result.identity}." if result.identity else "",
+        )
+        HealthCheck.objects.create(
+            connection=connection,
+            ok=True,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+        )
+    return connection
