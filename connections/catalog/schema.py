@@ -942,7 +942,7 @@ class ConnectorSpec(Model):
             raise _problem(f"{where}.dedup: id_and_timestamp needs timestamp")
         if event.pagination and event.pagination.send == "body":
             for name, spec in event.requests().items():
-                if spec.method != "POST":
+                if spec.method != "POST" and name != "first_request":  # a first poll never pages
                     raise _problem(f"{where}.pagination: send: body needs {name} to be a POST")
 
         field_keys = {field.key for field in self.fields}
