@@ -14,7 +14,7 @@ from connections.catalog import connector_of, get_catalog
 from connections.forms import EditForm, ReplaceSecretForm, add_errors
 from connections.views.health import health_context
 from portal.models import AuditRecord
-from portal.permissions import Action
+from portal.permissions import FIELDS_NEED_USE, Action, may_change_fields
 
 # How many of a connection's latest credential reads its page lists.
 CREDENTIAL_READS_SHOWN = 10
@@ -67,6 +67,10 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
     }
     form = EditForm(request.POST or None, initial=initial, connector=connector, auth=auth)
     connect_error = ""
+    # Changing the fields needs Connections - Use as well as Edit. Without it
+    # the page says so once: beside the form, or as the refusal of a save.
+    may_change = may_change_fields(request.user, connection.folder)
+    fields_rule = "" if may_change else FIELDS_NEED_USE
     status = 400 if request.method == "POST" else 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -83,9 +87,8 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
         except (check.ConnectError, unreadable.CredentialUnreadable) as error:
             connect_error = str(error)
         except PermissionDenied as error:
-            # The form again with what was typed, and why: changing the fields
-            # needs Connections - Use too.
-            connect_error, status = str(error), 403
+            # The form again with what was typed, and why (the fields rule).
+            connect_error, fields_rule, status = str(error), "", 403
         else:
             messages.success(
                 request, "Saved: " + ", ".join(changed) + "." if changed else "Nothing changed."
@@ -102,6 +105,8 @@ def edit(request: HttpRequest, folder_id: int, connection_id: int) -> HttpRespon
             "connector": connector,
             "form": form,
             "connect_error": connect_error,
+            "may_change_fields": may_change,
+            "fields_rule": fields_rule,
         },
         status=status,
     )
