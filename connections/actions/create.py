@@ -1,5 +1,6 @@
-"""New connections with a secret (PAT, API key, basic). The pages and the
-API call the same function, so they validate and refuse alike."""
+"""New connections: with a secret (PAT, API key, basic), or with an OAuth 2.0
+grant that needs no browser. The pages and the API call the same functions,
+so they validate and refuse alike."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from django.db import transaction
 
 from connections import vault
 from connections.actions.check import ConnectError, record_check
+from connections.actions.oauth_connections import Outcome, connect_with_grant
 from connections.catalog import AuthTypeSpec, ConnectorSpec
 from connections.health import apply_result, run_check
 from connections.models import Connection, ConnectionEvent
+from connections.oauth_apps import ClientCredentials
 from connections.validation import (
     clean_fields,
     clean_name,
@@ -59,3 +62,36 @@ def create_secret_connection(
         )
         record_check(connection, result, created_by)
     return connection
+
+
+def create_oauth_connection(
+    *,
+    actor,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    name: str,
+    description: str,
+    fields: dict,
+    client: ClientCredentials,
+    username: str = "",
+    password: str = "",
+) -> Outcome:
+    """A new connection by an OAuth 2.0 grant that needs no browser: client
+    credentials, or a user name and password (the password grant; the
+    password is used once and never kept). Name and fields are cleaned first;
+    nothing is stored unless the token works (``OAuthFlowError`` says why)."""
+    name = clean_name(folder, name)
+    fields = clean_fields(connector, auth, fields)
+    return connect_with_grant(
+        actor=actor,
+        folder=folder,
+        connector=connector,
+        auth=auth,
+        name=name,
+        description=description,
+        fields=fields,
+        client=client,
+        username=username,
+        password=password,
+    )

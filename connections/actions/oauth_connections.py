@@ -20,7 +20,7 @@ from connections.catalog import AuthTypeSpec, ConnectorSpec, get_catalog
 from connections.health import CheckResult, apply_result, run_check
 from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthFlow
 from connections.oauth_apps import ClientCredentials
-from connections.validation import clean_name, name_kept
+from connections.validation import clean_fields, clean_name, name_kept
 from portal.models import Folder
 
 
@@ -92,6 +92,34 @@ def connect_with_grant(
         name=name,
         description=description,
         fields=fields,
+        connection=connection,
+    )
+
+
+def reconnect_with_grant(
+    *,
+    actor,
+    connection: Connection,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    fields: dict,
+    client: ClientCredentials,
+    username: str = "",
+    password: str = "",
+) -> Outcome:
+    """New tokens for an existing connection by a grant with no browser;
+    its name and description stay, its fields are cleaned again."""
+    return connect_with_grant(
+        actor=actor,
+        folder=connection.folder,
+        connector=connector,
+        auth=auth,
+        name=connection.name,
+        description=connection.description,
+        fields=clean_fields(connector, auth, fields),
+        client=client,
+        username=username,
+        password=password,
         connection=connection,
     )
 

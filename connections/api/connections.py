@@ -9,16 +9,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Router, Status
 
-from connections import runtime, validation
-from connections.actions import (
-    check,
-    create,
-    credentials,
-    defaults,
-    details,
-    lifecycle,
-    oauth_connections,
-)
+from connections import runtime
+from connections.actions import check, create, credentials, defaults, details, lifecycle
 from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     CheckOut,
@@ -92,27 +84,21 @@ def _client(secret: dict[str, str], connector_key: str, *, needed: bool) -> Clie
 def _direct_grant(request: HttpRequest, folder, connector, auth, data: ConnectionCreate):
     """OAuth 2.0 grants with no browser: client credentials, and the
     password grant (the password is used once and never kept)."""
-    name = validation.clean_name(folder, data.name)
-    fields = validation.clean_fields(connector, auth, data.fields)
-    common = {
-        "actor": request.user,
-        "folder": folder,
-        "connector": connector,
-        "name": name,
-        "description": data.description,
-        "fields": fields,
-    }
-    if auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS:
-        client = _client(data.secret, connector.key, needed=True)
-        return oauth_connections.connect_with_grant(auth=auth, client=client, **common).connection
-    _required(data.secret, ("username", "Username"), ("password", "Password"))
-    client = _client(data.secret, connector.key, needed=False)
-    return oauth_connections.connect_with_grant(
+    grant = {}
+    if auth.type == AuthKind.OAUTH2_PASSWORD:
+        _required(data.secret, ("username", "Username"), ("password", "Password"))
+        grant = {"username": data.secret["username"].strip(), "password": data.secret["password"]}
+    needed = auth.type == AuthKind.OAUTH2_CLIENT_CREDENTIALS
+    return create.create_oauth_connection(
+        actor=request.user,
+        folder=folder,
+        connector=connector,
         auth=auth,
-        username=data.secret["username"].strip(),
-        password=data.secret["password"],
-        client=client,
-        **common,
+        name=data.name,
+        description=data.description,
+        fields=data.fields,
+        client=_client(data.secret, connector.key, needed=needed),
+        **grant,
     ).connection
 
 

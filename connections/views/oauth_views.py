@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from connections import oauth, refresh, unreadable, validation
 from connections.access import connection_for
-from connections.actions import credentials, oauth_connections
+from connections.actions import create, credentials, oauth_connections
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, connector_of, get_catalog
 from connections.forms import (
     ClientCredentialsForm,
@@ -252,43 +252,31 @@ def connect_with_oauth(
         connect_error = retry_error(request, retry, connector)
     if request.method == "POST" and form.is_valid():
         try:
-            if connection is None:
-                name = validation.clean_name(folder, form.cleaned_data["name"])
-                description = form.cleaned_data["description"]
-            else:
-                name, description = connection.name, connection.description
-            fields = validation.clean_fields(connector, auth, form.definition_values())
             client = _client_from(form, own_app, connector)
-            common = {
-                "folder": folder,
-                "connector": connector,
-                "name": name,
-                "description": description,
-                "fields": fields,
-                "connection": connection,
-            }
             if auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE:
-                scopes = (
-                    oauth.split_scopes(form.cleaned_data["scopes"])
-                    if own_app
-                    else list(auth.oauth2.default_scopes)
+                url = _start_sign_in(
+                    request, form, folder, connector, auth, own_app, client, connection
                 )
-                url = oauth.start_authorization(request, client=client, scopes=scopes, **common)
                 _retried(request, retry)
                 return _go_to_provider(request, url, connector)
-            if auth.type == AuthKind.OAUTH2_PASSWORD:
-                outcome = oauth_connections.connect_with_grant(
-                    actor=request.user,
-                    auth=auth,
-                    username=form.cleaned_data["username"],
-                    password=form.cleaned_data["password"],
-                    client=client,
-                    **common,
+            grant = {
+                "actor": request.user,
+                "connector": connector,
+                "auth": auth,
+                "fields": form.definition_values(),
+                "client": client,
+                "username": form.cleaned_data.get("username", ""),
+                "password": form.cleaned_data.get("password", ""),
+            }
+            if connection is None:
+                outcome = create.create_oauth_connection(
+                    folder=folder,
+                    name=form.cleaned_data["name"],
+                    description=form.cleaned_data["description"],
+                    **grant,
                 )
             else:
-                outcome = oauth_connections.connect_with_grant(
-                    actor=request.user, auth=auth, client=client, **common
-                )
+                outcome = oauth_connections.reconnect_with_grant(connection=connection, **grant)
         except ValidationError as error:
             add_errors(form, error)
         except oauth.OAuthFlowError as error:
@@ -309,6 +297,39 @@ def connect_with_oauth(
         # The authorization code form is posted by htmx; a refusal redraws it.
         partials=("connect-panel",),
         status=400 if request.method == "POST" else 200,
+    )
+
+
+def _start_sign_in(
+    request: HttpRequest,
+    form,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    own_app: bool,
+    client: ClientCredentials,
+    connection: Connection | None,
+) -> str:
+    """Record the authorization code flow; the URL to send the browser to."""
+    if connection is None:
+        name = validation.clean_name(folder, form.cleaned_data["name"])
+        description = form.cleaned_data["description"]
+    else:
+        name, description = connection.name, connection.description
+    return oauth.start_authorization(
+        request,
+        folder=folder,
+        connector=connector,
+        name=name,
+        description=description,
+        fields=validation.clean_fields(connector, auth, form.definition_values()),
+        client=client,
+        scopes=(
+            oauth.split_scopes(form.cleaned_data["scopes"])
+            if own_app
+            else list(auth.oauth2.default_scopes)
+        ),
+        connection=connection,
     )
 
 
