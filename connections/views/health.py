@@ -32,7 +32,6 @@ REFRESH_HISTORY_LENGTH = 20
 EVENT_HISTORY_LENGTH = 50
 # After this long without a result, the page stops waiting for a queued check.
 CHECK_WAIT_SECONDS = 60
-POLL_EVERY = "1s"
 # The connection page's element that Check now and its polling swap into.
 CHECK_STATUS = ("check-status",)
 PAGE_SIZE = 50
