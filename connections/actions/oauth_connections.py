@@ -26,20 +26,32 @@ from portal.models import Folder
 
 @dataclass(frozen=True)
 class Outcome:
-    """How connecting ended: the connection, or ``flow``, a changed identity
-    awaiting the user's confirmation."""
+    """How connecting ended: the connection; or ``flow``, a changed identity
+    awaiting the user's confirmation; or (the callback only) ``error``, with
+    the user's own flow it ended when known. Nothing is stored on an error."""
 
     connection: Connection | None = None
     flow: OAuthFlow | None = None
+    error: str = ""
+    failed_flow: OAuthFlow | None = None
+
+    @property
+    def retry_flow(self) -> OAuthFlow | None:
+        """The failed flow when a new sign-in can start from what it holds
+        (not finished, no changed identity waiting)."""
+        flow = self.failed_flow
+        if flow is None or flow.completed_at is not None or flow.pending_identity:
+            return None
+        return flow
 
 
 def complete_authorization(request: HttpRequest, params) -> Outcome:
     """The provider's redirect back: claim the flow (state, user, session,
-    issuer), exchange the code, then finish as ``finish_with_token``. A
-    failure once the flow was found to be this user's and this session's
-    carries it as ``error.flow``."""
-    flow = oauth.claim_flow(request, params.get("state"))
+    issuer), exchange the code, then finish as ``finish_with_token``. Every
+    failure is the outcome's ``error`` in plain words."""
+    flow = None
     try:
+        flow = oauth.claim_flow(request, params.get("state"))
         exchanged = oauth.exchange_code(flow, params)
         return finish_with_token(
             actor=request.user,
@@ -55,10 +67,10 @@ def complete_authorization(request: HttpRequest, params) -> Outcome:
             connection=flow.connection,
             flow=flow,
         )
-    except (oauth.OAuthFlowError, ValidationError) as error:
-        # ValidationError: the name was taken while the user signed in.
-        error.flow = flow
-        raise
+    except oauth.OAuthFlowError as error:
+        return Outcome(error=str(error), failed_flow=flow or getattr(error, "flow", None))
+    except ValidationError as error:  # the name was taken while the user signed in
+        return Outcome(error=" ".join(error.messages), failed_flow=flow)
 
 
 def connect_with_grant(

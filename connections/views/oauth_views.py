@@ -373,28 +373,23 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 
 def _complete(request: HttpRequest) -> HttpResponse:
-    try:
-        outcome = oauth_connections.complete_authorization(request, request.GET)
-    except (oauth.OAuthFlowError, ValidationError) as error:
-        # ValidationError: the name was taken while the user signed in.
-        said = " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
-        flow = getattr(error, "flow", None)
-        retry = None
-        if flow is not None and flow.completed_at is None and not flow.pending_identity:
-            _remember_error(request, flow, said)
-            retry = retry_url(flow)
-        return render(
-            request,
-            "connections/oauth_error.html",
-            {
-                "error": said,
-                "retry_url": retry,
-                "retry_own_app": bool(flow and flow.own_app),
-                "folder_id": flow.folder_id if flow else None,
-            },
-            status=400,
-        )
-    return _after_outcome(request, outcome)
+    outcome = oauth_connections.complete_authorization(request, request.GET)
+    if not outcome.error:
+        return _after_outcome(request, outcome)
+    flow, retry = outcome.failed_flow, outcome.retry_flow
+    if retry is not None:
+        _remember_error(request, retry, outcome.error)
+    return render(
+        request,
+        "connections/oauth_error.html",
+        {
+            "error": outcome.error,
+            "retry_url": retry_url(retry) if retry is not None else None,
+            "retry_own_app": bool(flow and flow.own_app),
+            "folder_id": flow.folder_id if flow else None,
+        },
+        status=400,
+    )
 
 
 @require_http_methods(["GET", "POST"])
