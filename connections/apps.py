@@ -2,15 +2,17 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from connections.catalog import get_catalog
+from portal import readiness
+
 
 class ConnectionsConfig(AppConfig):
     name = "connections"
     verbose_name = "Connections"
 
     def ready(self) -> None:
+        # Here, not at the top: these import models, not loaded yet when apps.py is.
         from connections import checks, signals, vault
-        from connections.catalog import get_catalog
-        from portal import readiness
 
         checks.register()
         # /readyz fails while sealed rows need a key that is not configured

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags
+from django.core.checks import register as register_check
 from django.db import connections
 
 from connections import vault
@@ -76,7 +77,5 @@ def check_sealed_rows(
 
 
 def register() -> None:
-    from django.core.checks import register as register_check
-
     register_check(check_encryption_keys, Tags.security)
     register_check(check_sealed_rows, Tags.database)

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
+from connections import notifications
 from connections.models import Connection, ConnectionEvent
 from portal.models import Folder
 
@@ -57,8 +58,6 @@ def authenticator_deactivated(user) -> list[Connection]:
     )
 
     def tell() -> None:
-        from connections import notifications
-
         notifications.authenticator_deactivated(connections)
 
     transaction.on_commit(tell)

@@ -35,20 +35,21 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.db import connection as db
+from django.db.models import Count, F, Model, Value
 from django.dispatch import receiver
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-if TYPE_CHECKING:
-    from django.db.models import Model
-
-    from connections.models import Connection, Credential
+from connections.models import Connection, Credential
 
 SETTING = "PORTAL_ENCRYPTION_KEYS"
 FORMAT_VERSION = "v1"
@@ -363,8 +364,6 @@ class SealedModel:
 
     @property
     def model(self) -> type[Model]:
-        from django.apps import apps
-
         return apps.get_model(self.label)
 
 
@@ -412,8 +411,6 @@ def rows_under_missing_keys(
     opened. One statement: a count grouped by each model's key id column
     (indexed), the models' counts joined with UNION ALL. The connections.E004
     check and /readyz both ask it."""
-    from django.db.models import Count, F, Value
-
     configured = [*configured_key_ids(), ""]  # "": nothing sealed in the row yet
     counts = [
         entry.model._default_manager.using(using)
@@ -472,8 +469,6 @@ def unseal_row(row: Model) -> dict:
 @sensitive_variables()
 def store_secret(connection: Connection, secret: dict) -> Credential:
     """Create or replace the connection's credential with ``secret``, sealed."""
-    from connections.models import Credential
-
     if connection.pk is None:
         raise ValueError("Save the connection before storing its secret.")
     ciphertext, key_id = seal(secret, aad=credential_aad(connection.pk))
@@ -486,10 +481,6 @@ def store_secret(connection: Connection, secret: dict) -> Credential:
 
 @functools.cache
 def _update_secret_sql() -> str:
-    from django.db import connection as db
-
-    from connections.models import Credential
-
     meta = Credential._meta
     columns = ("ciphertext", "key_id", "updated_at")
     assignments = ", ".join(f"{db.ops.quote_name(meta.get_field(c).column)} = %s" for c in columns)
@@ -506,11 +497,6 @@ def update_secret(connection_id: int, secret: dict) -> bool:
     UPDATE written once (no read first, and none of the ORM's composing: the
     refresh path calls it for every refresh); False when it has none
     (``store_secret`` creates it). Within the caller's transaction, if any."""
-    from django.db import connection as db
-    from django.utils import timezone
-
-    from connections.models import Credential
-
     ciphertext, key_id = seal(secret, aad=credential_aad(connection_id))
     updated_at = Credential._meta.get_field("updated_at").get_db_prep_save(timezone.now(), db)
     with db.cursor() as cursor:
@@ -532,6 +518,4 @@ def read_secret(connection: Connection) -> dict:
     Raises ``Credential.DoesNotExist`` when none is stored and VaultError when
     it cannot be opened.
     """
-    from connections.models import Credential
-
     return open_credential(Credential.objects.get(pk=connection.pk))

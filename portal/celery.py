@@ -8,6 +8,7 @@ from pathlib import Path
 from time import monotonic
 
 from celery import Celery
+from django.conf import settings
 from kombu.transport import filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
@@ -49,8 +50,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
 def _prepare_filesystem_broker() -> None:
-    from django.conf import settings
-
     if app.conf.broker_url == "filesystem://":
         options = app.conf.broker_transport_options
         for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
@@ -61,8 +60,6 @@ def _prepare_filesystem_broker() -> None:
 
 @app.on_after_configure.connect
 def _setup(sender: Celery, **kwargs) -> None:
-    from django.conf import settings
-
     _prepare_filesystem_broker()
     sender.conf.beat_schedule = {
         "heartbeat": {

@@ -1,5 +1,9 @@
 """The built-in roles. Created by a data migration, editable in the admin."""
 
+from django.contrib.auth.models import Permission
+
+from portal.models import Role
+
 BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
     "Folder Administrator": (
         "Everything in the folder, including who has access.",
@@ -32,10 +36,6 @@ BUILTIN_ROLES: dict[str, tuple[str, list[str]]] = {
 def ensure_builtin_roles(**kwargs) -> None:
     """Create the built-in roles that are missing. A role that exists is left
     as an administrator may have edited it."""
-    from django.contrib.auth.models import Permission
-
-    from portal.models import Role
-
     for name, (description, codenames) in BUILTIN_ROLES.items():
         role, created = Role.objects.get_or_create(
             name=name, defaults={"description": description, "is_builtin": True}

@@ -16,7 +16,11 @@ from ninja.openapi.schema import OpenAPISchema
 
 from connections import oauth, refresh, vault
 from connections.actions import check
+from connections.api.account import router as account_router
 from connections.api.auth import ApiKeyAuth, RateLimited
+from connections.api.connections import router as connections_router
+from connections.api.credentials import router as credentials_router
+from connections.api.folders import router as folders_router
 from connections.catalog import ConnectorMissing
 from connections.catalog.schema import CredentialNotSendable
 from connections.runtime import Unresolved
@@ -197,19 +201,13 @@ def _sealed_value_unreadable(request: HttpRequest, error: vault.VaultError) -> H
     )
 
 
-def _register() -> None:
-    from connections.api import account, connections, credentials, folders
-
-    for module, tag in (
-        (account, "Account"),
-        (credentials, "Run time"),
-        (folders, "Folders"),
-        (connections, "Connections"),
-    ):
-        api.add_router("/", module.router, tags=[tag])
-
-
-_register()
+for router, tag in (
+    (account_router, "Account"),
+    (credentials_router, "Run time"),
+    (folders_router, "Folders"),
+    (connections_router, "Connections"),
+):
+    api.add_router("/", router, tags=[tag])
 
 
 @csrf_exempt

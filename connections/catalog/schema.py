@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 import jmespath
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from jmespath.exceptions import JMESPathError
@@ -1036,8 +1037,6 @@ class ConnectorSpec(Model):
     def api_base(self, values: dict[str, str], kind: str | None = None) -> str:
         """The API base URL for a connection: ``values`` holds its field values
         (and, for OAuth 2.0, the names discovered by the flow)."""
-        from django.conf import settings
-
         auth = self.auth_type(kind) if kind else None
         template = (auth and auth.api_base_url) or self.api_base_url
         values = {**values, PORTAL_BASE_URL: settings.PORTAL_BASE_URL}
@@ -1045,8 +1044,6 @@ class ConnectorSpec(Model):
 
     def health_check_url(self, values: dict[str, str], kind: str | None = None) -> str:
         """The absolute URL the health check requests."""
-        from django.conf import settings
-
         check = self.health_check_for(kind)
         path = check.path
         chosen = values.get(check.path_field) if check.path_field else None
