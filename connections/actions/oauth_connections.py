@@ -46,9 +46,10 @@ class Outcome:
 
 
 def complete_authorization(request: HttpRequest, params) -> Outcome:
-    """The provider's redirect back: claim the flow (state, user, session,
-    issuer), exchange the code, then finish as ``finish_with_token``. Every
-    failure is the outcome's ``error`` in plain words."""
+    """The provider's redirect back: claim the flow (state, user, session),
+    check the answer (issuer, error), exchange the code, then finish as
+    ``finish_with_token``. A refused sign-in or a name taken meanwhile is
+    the outcome's ``error``, in plain words."""
     flow = None
     try:
         flow = oauth.claim_flow(request, params.get("state"))
