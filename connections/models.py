@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from portal import statements
 from portal.models import Folder
 from portal.permissions import Action, folders_where
 
@@ -133,27 +130,12 @@ class Connection(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def attach_credential(self, ciphertext: str | None) -> None:
-        """The sealed credential read in the same statement as the connection
-        (a LEFT JOIN: None when it has none), kept so that unsealing it needs
-        no query of its own."""
-        if ciphertext is not None:
-            credential = _sealed_columns().build((self.pk, ciphertext))
-            # What ``select_related("credential")`` leaves: each names the other.
-            Credential.connection.field.set_cached_value(credential, self)
-            Connection.credential.related.set_cached_value(self, credential)
-
     @property
     def authenticator_deactivated(self) -> bool:
         """Authenticated by a user who has since been deactivated: the
         connection keeps working, and its folder's administrators should
         reconnect it under an active account."""
         return self.authenticated_by_id is not None and not self.authenticated_by.is_active
-
-
-@cache
-def _sealed_columns() -> statements.Columns:
-    return statements.Columns(Credential, ("connection", "ciphertext"), "cr")
 
 
 class Credential(models.Model):

@@ -23,13 +23,13 @@ first: if it changed, another refresh won and this is no revocation;
 otherwise the connection needs reconnecting and nobody tries again until it
 is reconnected.
 
-Few statements per refresh, written once from the models, since the
-workers share their machine with others: the connection is read with its
-credential in one statement; the lease is taken only if the connection is
-still as read (so the holder need not read it again); and the transaction
-that stores the answer updates the connection once, conditioned on the lease
-being ours, setting the new expiry and handing the lease back in the same
-statement, then replaces the ciphertext and records the event.
+Few statements per refresh, since the workers share their machine with
+others: the connection is read with its credential in one query; the lease
+is a conditional UPDATE taken only if the connection is still as read (so
+the holder need not read it again); and the transaction that stores the
+answer updates the connection once, conditioned on the lease being ours,
+setting the new expiry and handing the lease back in the same statement,
+then replaces the ciphertext and records the event.
 """
 
 from __future__ import annotations
@@ -40,17 +40,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from functools import cache
 
 from django.conf import settings
-from django.db import connection as db
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from connections import oauth, vault
-from connections.models import Connection, ConnectionEvent, ConnectionState, Credential
-from portal import statements
+from connections.models import Connection, ConnectionEvent, ConnectionState
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +97,8 @@ def is_fresh(connection: Connection, lead: timedelta | None = None) -> bool:
     return expires is None or expires > timezone.now() + lead_for(connection, lead)
 
 
-# --- The statements, written once from the models ------------------------------
-# A worker refreshes thousands of connections one after the other, and
-# composing these statements through the ORM cost several times what running
-# them does (bench/README.md).
-
 # What a refresh reads of a connection (with its sealed credential).
 READ_FIELDS = (
-    "id",
     "name",
     "connector_key",
     "auth_type",
@@ -119,69 +110,8 @@ READ_FIELDS = (
     "token_expires_at",
     "token_lifetime_seconds",
     "token_version",
+    "credential__ciphertext",
 )
-
-
-def _column(name: str) -> str:
-    return statements.column(Connection, name)
-
-
-def _value(name: str, value):
-    return Connection._meta.get_field(name).get_db_prep_save(value, db)
-
-
-READ = statements.Columns(Connection, READ_FIELDS, "c")
-
-
-@cache
-def _read_sql() -> str:
-    key = statements.column(Credential, "connection")
-    return (
-        f"SELECT {READ.select()}, cr.{statements.column(Credential, 'ciphertext')} "  # noqa: S608
-        f"FROM {statements.table(Connection)} c "
-        f"LEFT JOIN {statements.table(Credential)} cr ON cr.{key} = c.{_column('id')} "
-        f"WHERE c.{_column('id')} = %s"
-    )
-
-
-@cache
-def _lease_sql(to_refresh: bool = True) -> str:
-    """Take the lease if it is free and the row is still as read (same token
-    version); to refresh, only while it is enabled and not waiting for a
-    reconnect."""
-    until = _column("refresh_lease_until")
-    usable = f"AND {_column('is_enabled')} = %s AND {_column('state')} <> %s " if to_refresh else ""
-    return (
-        f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
-        f"SET {_column('refresh_lease_owner')} = %s, {until} = %s "
-        f"WHERE {_column('id')} = %s {usable}AND {_column('token_version')} = %s "
-        f"AND ({until} IS NULL OR {until} < %s)"
-    )
-
-
-# Set when a new token set is stored: the lease handed back, and for the
-# refresh task the queued mark cleared.
-STORED_FIELDS = (
-    "token_expires_at",
-    "token_lifetime_seconds",
-    "state",
-    "refresh_failing_since",
-    "updated_at",
-)
-RELEASED_FIELDS = ("refresh_lease_owner", "refresh_lease_until")
-
-
-@cache
-def _stored_sql(dequeue: bool) -> str:
-    names = STORED_FIELDS + RELEASED_FIELDS + (("refresh_queued_until",) if dequeue else ())
-    assignments = ", ".join(f"{_column(name)} = %s" for name in names)
-    version = _column("token_version")
-    return (
-        f"UPDATE {statements.table(Connection)} "  # noqa: S608 (as above)
-        f"SET {assignments}, {version} = {version} + 1 "
-        f"WHERE {_column('id')} = %s AND {_column('refresh_lease_owner')} = %s "
-        f"AND {version} = %s"
-    )
 
 
 # --- The refresh ----------------------------------------------------------------
@@ -190,14 +120,7 @@ def _stored_sql(dequeue: bool) -> str:
 def _read(connection_id: int) -> Connection:
     """The connection (``READ_FIELDS``) and its sealed credential, in one
     statement."""
-    with db.cursor() as cursor:
-        cursor.execute(_read_sql(), [connection_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise Connection.DoesNotExist(f"No connection {connection_id}.")
-    connection = READ.build(row[: len(READ)])
-    connection.attach_credential(row[len(READ)])
-    return connection
+    return Connection.objects.select_related("credential").only(*READ_FIELDS).get(pk=connection_id)
 
 
 def _take_lease(connection: Connection, owner: str, to_refresh: bool = True) -> bool:
@@ -206,12 +129,14 @@ def _take_lease(connection: Connection, owner: str, to_refresh: bool = True) -> 
     holder needs no second read: had another token set been stored in between,
     the version would have moved and the caller reads again."""
     now = timezone.now()
-    until = now + timedelta(seconds=settings.PORTAL_REFRESH_LEASE_SECONDS)
-    params = [owner, _value("refresh_lease_until", until), connection.pk]
+    free = Q(refresh_lease_until__isnull=True) | Q(refresh_lease_until__lt=now)
+    as_read = Connection.objects.filter(
+        free, pk=connection.pk, token_version=connection.token_version
+    )
     if to_refresh:
-        params += [True, ConnectionState.NEEDS_RECONNECT.value]
-    params += [connection.token_version, _value("refresh_lease_until", now)]
-    return statements.execute(_lease_sql(to_refresh), params) == 1
+        as_read = as_read.filter(is_enabled=True).exclude(state=ConnectionState.NEEDS_RECONNECT)
+    until = now + timedelta(seconds=settings.PORTAL_REFRESH_LEASE_SECONDS)
+    return as_read.update(refresh_lease_owner=owner, refresh_lease_until=until) == 1
 
 
 def _release_lease(connection_id: int, owner: str) -> None:
@@ -250,7 +175,7 @@ def holding_lease(connection_id: int) -> Iterator[None]:
         _release_lease(connection_id, owner)  # when the block failed
 
 
-def _usable(connection: Connection) -> None:
+def _require_refreshable(connection: Connection) -> None:
     if not connection.is_enabled:
         raise RefreshError(f"{connection.name} is disabled: it is never refreshed.")
     if connection.state == ConnectionState.NEEDS_RECONNECT:
@@ -265,7 +190,7 @@ def refresh_connection(
     return _refresh(connection_id, force=force, wait_seconds=wait_seconds, dequeue=False)[0]
 
 
-def refresh_queued(connection_id: int) -> bool:
+def refresh_and_dequeue(connection_id: int) -> bool:
     """The refresh task's ``refresh_connection``: when it stores a new token
     set, the same UPDATE also clears the connection's queued mark
     (``refresh_queued_until``). True when it did so; otherwise the caller
@@ -283,7 +208,7 @@ def _refresh(
     first_seen = None
     while True:
         connection = _read(connection_id)
-        _usable(connection)
+        _require_refreshable(connection)
         if first_seen is None:
             first_seen = connection.token_version
         elif connection.token_version != first_seen:
@@ -332,22 +257,23 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     """The new token set replaces the old in one transaction, only while the
     lease is ours; the connection's UPDATE that checks the lease also records
     the new expiry and hands the lease back."""
-    now = timezone.now()
-    params = [
-        _value("token_expires_at", oauth.expiry_of(secret)),
-        oauth.lifetime_of(secret),
-        ConnectionState.CONNECTED.value,
-        None,
-        _value("updated_at", now),
-        "",
-        None,
-    ]
-    if dequeue:
-        params.append(None)
-    params += [connection.pk, owner, connection.token_version]
+    queued = {"refresh_queued_until": None} if dequeue else {}
     with transaction.atomic():
         # The row stays locked until the commit, as select_for_update would.
-        if statements.execute(_stored_sql(dequeue), params) != 1:
+        stored = Connection.objects.filter(
+            pk=connection.pk, refresh_lease_owner=owner, token_version=connection.token_version
+        ).update(
+            token_expires_at=oauth.expiry_of(secret),
+            token_lifetime_seconds=oauth.lifetime_of(secret),
+            token_version=F("token_version") + 1,
+            state=ConnectionState.CONNECTED,
+            refresh_failing_since=None,
+            refresh_lease_owner="",
+            refresh_lease_until=None,
+            updated_at=timezone.now(),
+            **queued,
+        )
+        if stored != 1:
             # The lease ran out while the provider answered and someone else
             # took it, or a reconnect stored another token set meanwhile (the
             # version moved); they decide. Our answer is lost (the provider

@@ -8,20 +8,15 @@ say which connection is meant and what it takes to call the provider.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
-
-from django.db import connection as db
 
 from connections import refresh, vault
 from connections.catalog import connector_of
 from connections.catalog.schema import OAUTH2_KINDS
 from connections.health import credential_transport
-from connections.models import Connection, ConnectionState, Credential
+from connections.models import Connection, ConnectionState
 from connections.unreadable import credential_unreadable
-from portal import api_keys, permissions, statements
 from portal.models import Folder
 
 # How an automation names its own personal workspace in a folder path.
@@ -107,123 +102,30 @@ class Credentials:
     fields: dict[str, str]
 
 
-# What handing out credentials reads of a connection and its folder.
-FOR_USE = statements.Columns(
-    Connection,
-    (
-        "id",
-        "folder_id",
-        "name",
-        "connector_key",
-        "auth_type",
-        "fields",
-        "state",
-        "is_enabled",
-        "token_expires_at",
-        "token_lifetime_seconds",
-        "secret_expires_at",
-    ),
-    "c",
+# What handing out credentials reads of a connection, its folder and its
+# credential (``connections.api.scope.scoped_connection``).
+USE_FIELDS = (
+    "folder_id",
+    "name",
+    "connector_key",
+    "auth_type",
+    "fields",
+    "state",
+    "is_enabled",
+    "token_expires_at",
+    "token_lifetime_seconds",
+    "secret_expires_at",
+    "folder__name",
+    "folder__kind",
+    "folder__owner_id",
+    "folder__path",
+    "folder__parent_id",
+    "credential__ciphertext",
 )
-FOR_USE_FOLDER = statements.Columns(
-    Folder, ("id", "name", "kind", "owner_id", "path", "parent_id"), "f"
-)
-
-
-@cache
-def _for_use_parts(user: str = "%s") -> tuple[str, str]:
-    """What reading a connection to use it selects: its columns, its
-    folder's, its sealed credential and the caller's grants on the folder
-    (``user``: the SQL of the caller's id); and the joins after the
-    connection's table (``c``)."""
-    credential = statements.column(Credential, "connection")
-    path = "f." + statements.column(Folder, "path")
-    select = (
-        f"{FOR_USE.select()}, {FOR_USE_FOLDER.select()}, "
-        f"cr.{statements.column(Credential, 'ciphertext')}, "
-        f"{permissions.granted_ids(path, user=user)}"
-    )
-    joins = (
-        f"LEFT JOIN {statements.table(Folder)} f ON f.{statements.column(Folder, 'id')} = "
-        f"c.{statements.column(Connection, 'folder')} "
-        f"LEFT JOIN {statements.table(Credential)} cr ON cr.{credential} = "
-        f"c.{statements.column(Connection, 'id')} "
-    )
-    return select, joins
-
-
-@cache
-def _for_use_sql() -> str:
-    """One statement for a connection, its folder, its credential and the
-    caller's grants on the folder: the credentials endpoint is the runtime
-    API's hot path, where every round trip to the database shows."""
-    select, joins = _for_use_parts()
-    return (
-        f"SELECT {select} FROM {statements.table(Connection)} c {joins}"  # noqa: S608 (statements)
-        f"WHERE c.{statements.column(Connection, 'id')} = %s"
-    )
-
-
-ForUse = tuple[Connection | None, frozenset[str] | None]
-
-
-def _for_use_from(row: Sequence | None) -> ForUse:
-    """The row's columns: the connection's, its folder's, the ciphertext, and
-    the permission ids granted; the connection's are NULL (or there is no
-    row) when there is no such connection."""
-    if row is None or row[0] is None:
-        return None, None
-    folder_ends = len(FOR_USE) + len(FOR_USE_FOLDER)
-    connection = FOR_USE.build(row[: len(FOR_USE)])
-    connection.folder = FOR_USE_FOLDER.build(row[len(FOR_USE) : folder_ends])
-    connection.attach_credential(row[folder_ends])
-    return connection, permissions.codenames(row[folder_ends + 1])
-
-
-def _row_id(connection_id: int) -> int | None:
-    """The id as a statement's parameter: None, which matches no row, for an
-    id beyond what the column holds (a path may carry any integer)."""
-    low, high = db.ops.integer_field_range(Connection._meta.pk.get_internal_type())
-    return connection_id if low <= connection_id <= high else None
-
-
-def connection_for_use(connection_id: int, user) -> ForUse:
-    """The connection with its folder and its credential (sealed), and what
-    ``user`` was granted on the folder (``permissions.folder_permissions``'s
-    ``granted``), in one statement; (None, None) if there is no such
-    connection. Only ``FOR_USE``'s fields are loaded."""
-    with db.cursor() as cursor:
-        cursor.execute(
-            _for_use_sql(), [*permissions.grants_params(user.pk), _row_id(connection_id)]
-        )
-        return _for_use_from(cursor.fetchone())
-
-
-@cache
-def _along_sql() -> tuple[str, str]:
-    select, joins = _for_use_parts(user=api_keys.key_user_sql())
-    return ", " + select, (
-        f"LEFT JOIN {statements.table(Connection)} c "
-        f"ON c.{statements.column(Connection, 'id')} = %s {joins}"
-    )
-
-
-def for_use_along(connection_id: int) -> api_keys.Along:
-    """``connection_for_use`` in the statement that verifies the caller's API
-    key (``api_keys.authenticate_along``): the caller is the key's user, so
-    a credentials read costs one round trip fewer. Its result is used only
-    once the key is known to be active."""
-    select, joins = _along_sql()
-    return api_keys.Along(
-        select=select,
-        joins=joins,
-        params=[*permissions.grants_params(None), _row_id(connection_id)],
-        build=_for_use_from,
-    )
 
 
 def _stored_secret(connection: Connection) -> dict:
-    """The secret as loaded with the connection (``connection_for_use`` or
+    """The secret as loaded with the connection (``USE_FIELDS`` or
     ``select_related("credential")`` save a query on the hot path), or read now."""
     return vault.open_credential(connection.credential)
 

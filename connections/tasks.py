@@ -56,7 +56,7 @@ def refresh_connection_task(self, *connection_ids: int) -> None:
     with oauth.portal_apps_read_once():
         for connection_id in connection_ids:
             try:
-                countdown = _refresh_queued(connection_id, retries)
+                countdown = _refresh_from_queue(connection_id, retries)
             except Exception:
                 if alone:
                     raise
@@ -76,7 +76,7 @@ def refresh_connection_task(self, *connection_ids: int) -> None:
                 log.exception("Retrying connection %s could not be queued.", connection_id)
 
 
-def _refresh_queued(connection_id: int, retries: int = 0) -> int | None:
+def _refresh_from_queue(connection_id: int, retries: int = 0) -> int | None:
     """Refresh one queued connection if due (``retries``: how often its chain
     has retried so far). After a transient failure with retries left, the
     countdown of the retry to send: the connection stays queued until a
@@ -86,7 +86,7 @@ def _refresh_queued(connection_id: int, retries: int = 0) -> int | None:
     countdown = None
     dequeued = False  # a stored refresh clears the queued mark in its own UPDATE
     try:
-        dequeued = refresh.refresh_queued(connection_id)
+        dequeued = refresh.refresh_and_dequeue(connection_id)
     except Connection.DoesNotExist:
         return None
     except vault.VaultError as error:

@@ -11,19 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db import connection as db
 from django.utils import timezone
 
-from portal import audit, statements
+from portal import audit
 from portal.models import ApiKey, AuditRecord, Folder, RobotAccount
 from portal.permissions import Action, can
 
@@ -129,85 +126,16 @@ def revoke(key: ApiKey, *, actor, ip: str | None = None) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Along:
-    """A read that rides on the key lookup's statement, for an endpoint whose
-    every request needs it (the credentials read): one round trip to the
-    database instead of two. ``select`` (columns, each after a comma) and
-    ``joins`` (which must keep the key's one row: LEFT JOINs on one row
-    each) are SQL from the models' names, which may use the key's columns
-    (``key_user_sql``); ``params`` their parameters, in that order;
-    ``build(columns)`` what the read found, from the row's columns after
-    the key's."""
-
-    select: str
-    joins: str
-    params: Sequence
-    build: Callable[[Sequence], object]
-
-
-@cache
-def _key_parts() -> tuple[statements.Columns, ...]:
-    """The key, its user, the user's robot account and the key's folder,
-    every column of each (what ``select_related`` would load)."""
-    return (
-        statements.Columns(ApiKey, None, "k"),
-        statements.Columns(get_user_model(), None, "u"),
-        statements.Columns(RobotAccount, None, "r"),
-        statements.Columns(Folder, None, "kf"),
-    )
-
-
-def key_user_sql() -> str:
-    """The key's user's id, for the columns of an ``Along`` (which may use it
-    in their subqueries)."""
-    return f"k.{statements.column(ApiKey, 'user')}"
-
-
-@cache
-def _key_sql(select: str = "", joins: str = "") -> str:
-    key, user, robot, scope = _key_parts()
-    col, table = statements.column, statements.table
-    user_id = f"u.{col(get_user_model(), 'id')}"
-    # Only names from the models and %s placeholders: S608 is moot.
-    return (
-        f"SELECT {key.select()}, {user.select()}, {robot.select()}, {scope.select()}{select} "  # noqa: S608
-        f"FROM {table(ApiKey)} k "
-        f"JOIN {table(get_user_model())} u ON {user_id} = k.{col(ApiKey, 'user')} "
-        f"LEFT JOIN {table(RobotAccount)} r ON r.{col(RobotAccount, 'user')} = {user_id} "
-        f"LEFT JOIN {table(Folder)} kf ON kf.{col(Folder, 'id')} = k.{col(ApiKey, 'folder')} "
-        f"{joins}WHERE k.{col(ApiKey, 'digest')} = %s"
-    )
-
-
-def _key_from(row: Sequence) -> tuple[ApiKey, int]:
-    """The key of a row of ``_key_sql``, with its user (and the user's robot
-    account, or that it has none) and its folder; and where the row's
-    columns after the key's begin."""
-    parts, slices, at = _key_parts(), [], 0
-    for part in parts:
-        slices.append(row[at : at + len(part)])
-        at += len(part)
-    key, user = parts[0].build(slices[0]), parts[1].build(slices[1])
-    robot, scope = parts[2].build_joined(slices[2]), parts[3].build_joined(slices[3])
-    RobotAccount._meta.get_field("user").remote_field.set_cached_value(user, robot)
-    if robot is not None:
-        robot.user = user
-    key.user, key.folder = user, scope
-    return key, at
-
-
-def _verified(raw: str, ip: str | None, along: Along | None) -> tuple[ApiKey, object]:
+def authenticate(raw: str, *, ip: str | None = None) -> ApiKey:
+    """The active key ``raw`` names, with its user (and the user's robot
+    account) and its folder: one query on a unique index, and a write at
+    most once a minute per key to record its last use."""
     if not raw or not raw.startswith(PREFIX):
         raise ApiKeyRefused("Send an API key: Authorization: Bearer cpk_…")
-    hashed = digest(raw)
-    sql = _key_sql(along.select, along.joins) if along else _key_sql()
-    with db.cursor() as cursor:
-        cursor.execute(sql, [*(along.params if along else ()), hashed])
-        row = cursor.fetchone()
-    if row is None:
-        raise ApiKeyRefused("This API key is not valid.")
-    key, at = _key_from(row)
+    try:
+        key = ApiKey.objects.select_related("user", "user__robot", "folder").get(digest=digest(raw))
+    except ApiKey.DoesNotExist:
+        raise ApiKeyRefused("This API key is not valid.") from None
     now = timezone.now()
     if key.revoked_at:
         raise ApiKeyRefused("This API key has been revoked.")
@@ -219,20 +147,7 @@ def _verified(raw: str, ip: str | None, along: Along | None) -> tuple[ApiKey, ob
     if key.last_used_at is None or key.last_used_at < stale or key.last_used_ip != ip:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
         key.last_used_at, key.last_used_ip = now, ip
-    return key, along.build(row[at:]) if along else None
-
-
-def authenticate(raw: str, *, ip: str | None = None) -> ApiKey:
-    """The active key ``raw`` names, with its user; one statement on a
-    unique index (and a write at most once a minute per key to record its
-    last use)."""
-    return _verified(raw, ip, None)[0]
-
-
-def authenticate_along(raw: str, along: Along, *, ip: str | None = None) -> tuple[ApiKey, object]:
-    """``authenticate``, and what ``along`` read in the same statement (only
-    once the key is known to be active)."""
-    return _verified(raw, ip, along)
+    return key
 
 
 def in_scope(key: ApiKey, folder: Folder) -> bool:

@@ -34,14 +34,22 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cache
 
-from django.contrib.auth.models import Permission
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.lookups import StartsWith
+from django.db.models import (
+    CharField,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Value,
+)
+from django.db.models.functions import Cast, Concat, StrIndex
+from django.db.models.lookups import GreaterThan
 from django.http import Http404
 
-from portal import statements
 from portal.models import (
     FOLDER_PERMISSION_CODENAMES,
     FOLDER_PERMISSIONS,
@@ -124,93 +132,45 @@ def _tenant_admin_permission_id() -> int:
     return _tenant_admin_permission() or 0
 
 
-@cache
-def _within(path_sql: str, folder_id_sql: str) -> str:
-    """Whether the folder whose path is ``path_sql`` is the folder
-    ``folder_id_sql`` or below it: a path is the ids from the top down
-    ("/2/3/4/"), so the id stands in it between slashes. A condition on the
-    grant's own row: no join to the folder table, whatever its size."""
-    find = "strpos" if connection.vendor == "postgresql" else "instr"
-    return f"{find}({path_sql}, '/' || {folder_id_sql} || '/') > 0"
-
-
-def _grants_sql(user: str, path_sql: str) -> str:
-    """The ids of every permission the user holds, directly or through a
-    group, on the folder whose path is ``path_sql`` or one above it, and
-    ``administer_tenant`` (directly or through a group), which applies to
-    every folder. It reads permission ids only (no join to the permission
-    and content type tables), which keeps the database's planning cheap; a
-    permission held twice (by the user and a group) comes twice (UNION ALL:
-    nothing to sort away). Written once from the models' names;
-    ``grants_params`` gives its parameters. ``user`` and ``path_sql``: a
-    placeholder each, or columns of an enclosing statement (``granted_ids``
-    is a subquery)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user_model = get_user_model()
-    groups = user_model._meta.get_field("groups")
-    user_permissions = user_model._meta.get_field("user_permissions")
-    group_permissions = Group._meta.get_field("permissions")
-    member = (
-        f"JOIN {groups.m2m_db_table()} ug ON ug.{groups.m2m_reverse_name()} = {{group}} "
-        f"WHERE ug.{groups.m2m_column_name()} = {user}"
-    )
-    user_grant, group_grant = FolderUserGrant._meta, FolderGroupGrant._meta
-    user_grant_folder = f"g.{user_grant.get_field('content_object').column}"
-    group_grant_folder = f"g.{group_grant.get_field('content_object').column}"
-    # Only names from the models and %s placeholders go into the text: S608 is moot.
-    return " UNION ALL ".join(
-        [
-            f"SELECT g.{user_grant.get_field('permission').column} AS permission_id "  # noqa: S608
-            f"FROM {user_grant.db_table} g WHERE g.{user_grant.get_field('user').column} = {user} "
-            f"AND {_within(path_sql, user_grant_folder)}",
-            f"SELECT g.{group_grant.get_field('permission').column} "  # noqa: S608
-            f"FROM {group_grant.db_table} g "
-            + member.format(group=f"g.{group_grant.get_field('group').column}")
-            + f" AND {_within(path_sql, group_grant_folder)}",
-            f"SELECT x.{user_permissions.m2m_reverse_name()} "  # noqa: S608
-            f"FROM {user_permissions.m2m_db_table()} x "
-            f"WHERE x.{user_permissions.m2m_column_name()} = {user} "
-            f"AND x.{user_permissions.m2m_reverse_name()} = %s",
-            f"SELECT x.{group_permissions.m2m_reverse_name()} "  # noqa: S608
-            f"FROM {group_permissions.m2m_db_table()} x "
-            + member.format(group=f"x.{group_permissions.m2m_column_name()}")
-            + f" AND x.{group_permissions.m2m_reverse_name()} = %s",
-        ]
+def within(path, folder_id) -> GreaterThan:
+    """The subfolder rule, written once: a grant on the folder ``folder_id``
+    applies to the folder whose path is ``path`` when that folder is it or
+    lies below it. A path is the ids from the top down ("/2/3/4/"), so the
+    granted folder's id stands in it between slashes: a condition on the
+    grant's own row, with no join to the folder table whatever its size.
+    Both arguments are expressions (``F``, ``OuterRef``) or values."""
+    path = path if hasattr(path, "resolve_expression") else Value(path)
+    folder_id = folder_id if hasattr(folder_id, "resolve_expression") else Value(folder_id)
+    return GreaterThan(
+        StrIndex(path, Concat(Value("/"), Cast(folder_id, CharField()), Value("/"))), 0
     )
 
 
-def grants_params(user_id: int | None, path: str | None = None) -> list:
-    """The parameters of ``granted_ids``, in their order: the user's id
-    (None when the ``user`` given to it is a column of the statement) and
-    the folder's path (None when ``path_sql`` is a column)."""
+def _granted_codenames(user, folder: Folder) -> frozenset[str]:
+    """Codenames granted to the user, directly or through groups, on the
+    folder or any ancestor (``within``), and ``administer_tenant`` if the
+    user holds it (directly or through a group), which applies to every
+    folder: one query. Permission ids only (no join to the permission and
+    content type tables); ``_portal_permissions`` names them."""
     admin = _tenant_admin_permission_id()
-    user = [] if user_id is None else [user_id]
-    within = [] if path is None else [path]
-    return [*user, *within, *user, *within, *user, admin, *user, admin]
-
-
-@cache
-def granted_ids(path_sql: str, user: str = "%s") -> str:
-    """A column, for a statement that reads a folder (its path being
-    ``path_sql``): the ids of the permissions the user holds there, as one
-    list (``statements.id_list``; NULL when none), so the statement still
-    answers one row. Its parameters (``grants_params``) come where the
-    column stands in the statement; ``user`` as in ``_grants_sql``. The ids
-    make the ``granted`` of ``folder_permissions`` (``codenames``):
-    whoever reads a connection to use it learns the caller's permissions
-    in the same statement."""
-    return (
-        f"(SELECT {statements.id_list('gr.permission_id')} "  # noqa: S608 (as above)
-        f"FROM ({_grants_sql(user, path_sql)}) gr)"
+    on_folder = within(folder.path, F("content_object_id"))
+    ids = (
+        FolderUserGrant.objects.filter(on_folder, user_id=user.pk)
+        .values_list("permission_id", flat=True)
+        .union(
+            FolderGroupGrant.objects.filter(on_folder, group__user=user.pk).values_list(
+                "permission_id", flat=True
+            ),
+            get_user_model()
+            .user_permissions.through.objects.filter(user_id=user.pk, permission_id=admin)
+            .values_list("permission_id", flat=True),
+            Group.permissions.through.objects.filter(
+                group__user=user.pk, permission_id=admin
+            ).values_list("permission_id", flat=True),
+            all=True,
+        )
     )
-
-
-def codenames(id_list: str | None) -> frozenset[str]:
-    """The codenames of the permission ids of a ``granted_ids`` column
-    (unknown ids ignored)."""
-    ids = statements.ids(id_list)
+    ids = set(ids)
     names = _portal_permissions()
     if any(pk not in names for pk in ids):
         clear_permission_cache()
@@ -218,29 +178,16 @@ def codenames(id_list: str | None) -> frozenset[str]:
     return frozenset(names[pk] for pk in ids if pk in names)
 
 
-def _granted_codenames(user, folder: Folder) -> frozenset[str]:
-    """Codenames granted to the user, directly or through groups, on the
-    folder or any ancestor, and ``administer_tenant`` if the user holds it
-    (directly or through a group): one query."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {granted_ids('%s')}", grants_params(user.pk, folder.path))
-        return codenames(cursor.fetchone()[0])
-
-
-def folder_permissions(
-    user, folder: Folder, *, granted: frozenset[str] | None = None
-) -> frozenset[str]:
+def folder_permissions(user, folder: Folder) -> frozenset[str]:
     """Every permission codename the user holds in the folder (empty: cannot
-    see it). ``granted``: the user's grants there, when the caller read them
-    along with the folder (``granted_ids``)."""
+    see it)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
     if folder.is_personal:
         return OWNER_PERMISSIONS if folder.owner_id == user.pk else frozenset()
     if user.is_superuser:
         return ALL_FOLDER_PERMISSIONS
-    if granted is None:
-        granted = _granted_codenames(user, folder)
+    granted = _granted_codenames(user, folder)
     if TENANT_ADMIN_CODENAME in granted:
         return ALL_FOLDER_PERMISSIONS
     if _withheld_by_governance(granted):
@@ -321,12 +268,10 @@ def folders_where(user, action: Action) -> FolderQuerySet:
         permission = _permission_id(action)
         user_grants = user_grants.filter(permission_id=permission)
         group_grants = group_grants.filter(permission_id=permission)
-    granted_roots = Folder.objects.filter(
-        Q(pk__in=user_grants.values("content_object_id"))
-        | Q(pk__in=group_grants.values("content_object_id"))
-    )
-    under_a_grant = Exists(granted_roots.filter(StartsWith(OuterRef("path"), F("path"))))
-    return Folder.objects.filter(own | Q(under_a_grant, kind=Folder.Kind.SHARED))
+    under_a_grant = Q(
+        Exists(user_grants.filter(within(OuterRef("path"), F("content_object_id"))))
+    ) | Q(Exists(group_grants.filter(within(OuterRef("path"), F("content_object_id")))))
+    return Folder.objects.filter(own | (under_a_grant & Q(kind=Folder.Kind.SHARED)))
 
 
 def _permission_id(codename: str) -> int:
@@ -361,13 +306,10 @@ def folder_for(user, folder_id: int, action: Action) -> tuple[Folder, frozenset[
     return folder, require(user, action, folder)
 
 
-def require(
-    user, action: Action, folder: Folder, *, granted: frozenset[str] | None = None
-) -> frozenset[str]:
+def require(user, action: Action, folder: Folder) -> frozenset[str]:
     """Raise 404 if the folder is invisible, 403 if the action is not allowed;
-    return the user's permissions in the folder for the caller's further use.
-    ``granted`` as for ``folder_permissions``."""
-    perms = folder_permissions(user, folder, granted=granted)
+    return the user's permissions in the folder for the caller's further use."""
+    perms = folder_permissions(user, folder)
     if not perms:
         raise Http404("No such folder.")
     if action != Action.VIEW_FOLDER and action not in perms:
@@ -487,16 +429,15 @@ def sync_role(role: Role) -> None:
 def folder_administrators(folder: Folder):
     """Users who administer a shared folder (Folder - Manage access granted
     on it or an ancestor, directly or through a group): one query."""
-    from django.contrib.auth import get_user_model
-
     if folder.is_personal:
         return get_user_model().objects.none()
-    ids = folder.ancestor_ids
     direct = FolderUserGrant.objects.filter(
-        content_object_id__in=ids, permission__codename=Action.MANAGE_FOLDER_ACCESS
+        within(folder.path, F("content_object_id")),
+        permission__codename=Action.MANAGE_FOLDER_ACCESS,
     ).values("user_id")
     through_groups = FolderGroupGrant.objects.filter(
-        content_object_id__in=ids, permission__codename=Action.MANAGE_FOLDER_ACCESS
+        within(folder.path, F("content_object_id")),
+        permission__codename=Action.MANAGE_FOLDER_ACCESS,
     ).values("group_id")
     return (
         get_user_model()

@@ -5,7 +5,6 @@ authenticate the API: a signed-in browser without a key gets 401."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -93,16 +92,9 @@ class RefusedAttempts:
 
 class ApiKeyAuth(HttpAuthBase):
     """``Authorization: Bearer cpk_…``. The authenticated key is
-    ``request.auth`` and its user ``request.user``.
-
-    ``along(request)``: a read for the operation to ride on the key's
-    statement (``api_keys.Along``); what it found is ``request.along``."""
+    ``request.auth`` and its user ``request.user``."""
 
     openapi_scheme = "bearer"
-
-    def __init__(self, along: Callable[[HttpRequest], api_keys.Along] | None = None):
-        super().__init__()
-        self.along = along
 
     def __call__(self, request: HttpRequest) -> ApiKey:
         refused = RefusedAttempts(request)
@@ -122,8 +114,4 @@ class ApiKeyAuth(HttpAuthBase):
         if scheme.lower() != "bearer":
             # Never log or echo what was sent: it may be a key with a typo.
             raise api_keys.ApiKeyRefused("Send an API key: Authorization: Bearer cpk_…")
-        ip = client_ip(request) or None
-        if self.along is None:
-            return api_keys.authenticate(raw.strip(), ip=ip)
-        key, request.along = api_keys.authenticate_along(raw.strip(), self.along(request), ip=ip)
-        return key
+        return api_keys.authenticate(raw.strip(), ip=client_ip(request) or None)

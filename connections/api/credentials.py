@@ -8,7 +8,6 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
 
-from connections.api.auth import ApiKeyAuth
 from connections.api.schemas import ConnectionOut, CredentialsOut, Text, answers
 from connections.api.scope import scoped_connection, scoped_folder
 from connections.models import Connection
@@ -17,10 +16,9 @@ from connections.runtime import (
     connection_in_folder,
     credentials_for,
     folder_by_path,
-    for_use_along,
 )
 from portal import audit
-from portal.api_keys import Along, in_scope
+from portal.api_keys import in_scope
 from portal.client_ip import client_ip
 from portal.models import AuditRecord
 from portal.permissions import Action, require
@@ -121,14 +119,8 @@ def _credentials(request: HttpRequest, connection: Connection, response: HttpRes
 CREDENTIALS_BY_ID = answers({200: CredentialsOut}, 403, 404, 409, 422, 503)
 
 
-def _read_along(request: HttpRequest) -> Along:
-    """The connection the path names, read in the API key's statement."""
-    return for_use_along(request.resolver_match.kwargs["connection_id"])
-
-
 @router.get(
     "/connections/{int:connection_id}/credentials",
-    auth=ApiKeyAuth(along=_read_along),
     response=CREDENTIALS_BY_ID,
     summary="Working credentials of a connection",
     description="A valid access token (refreshed first when it expires soon), or the stored "
@@ -139,9 +131,7 @@ def _read_along(request: HttpRequest) -> Along:
 def connection_credentials(
     request: HttpRequest, connection_id: int, response: HttpResponse
 ) -> dict:
-    connection = scoped_connection(
-        request, connection_id, Action.USE_CONNECTIONS, read=request.along
-    )
+    connection = scoped_connection(request, connection_id, Action.USE_CONNECTIONS, for_use=True)
     return _credentials(request, connection, response)
 
 

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest
 
 from connections.access import connection_by_id
 from connections.models import Connection
-from connections.runtime import ForUse, connection_for_use
+from connections.runtime import USE_FIELDS
 from portal.api_keys import in_scope
 from portal.models import Folder
 from portal.permissions import Action, require
@@ -30,26 +30,17 @@ def scoped_connection(
     *,
     related: tuple[str, ...] = (),
     for_use: bool = False,
-    read: ForUse | None = None,
 ) -> Connection:
     """``for_use``: loaded for handing out credentials (with its sealed
-    credential, only the columns that needs: ``runtime.connection_for_use``);
-    ``read``: that, already read along with the API key
-    (``runtime.for_use_along``) for this ``connection_id``."""
-    load = connection_for_use if for_use else None
-    if read is not None:
-
-        def load(_id: int, _user) -> ForUse:
-            return read
-
+    credential, only the columns that needs: ``runtime.USE_FIELDS``)."""
     try:
         connection, _ = connection_by_id(
             request.user,
             connection_id,
             action,
-            related=related,
+            related=(*related, "credential") if for_use else related,
             within=partial(in_scope, request.auth),
-            load=load,
+            only=USE_FIELDS if for_use else (),
         )
     except Http404:
         # A connection in a folder out of sight answers as one that does not

@@ -1,32 +1,23 @@
-"""Verifying an API key (``api_keys.authenticate``): one statement on the
+"""Verifying an API key (``api_keys.authenticate``): one query on the
 digest's unique index that loads everything the API then reads of the key,
-its user, the user's robot account and the key's folder, and a read that
-rides on that statement (``authenticate_along``) only once the key is
-known to be active."""
-
-from datetime import timedelta
+its user, the user's robot account and the key's folder."""
 
 import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
-from connections.runtime import for_use_along
 from portal import api_keys
 from portal.models import ApiKey
-from tests.connections.api.helpers import API, make_connection
+from tests.connections.api.helpers import API
 from tests.factories import assign
 
 IP = "198.51.100.7"
 
 
-def _verified_in_one_statement(raw: str, along=None):
+def _verified_in_one_statement(raw: str):
     with CaptureQueriesContext(db) as queries:
-        if along is None:
-            found = api_keys.authenticate(raw, ip=IP)
-        else:
-            found = api_keys.authenticate_along(raw, along, ip=IP)
-    assert [q["sql"].split(None, 1)[0] for q in queries] == ["SELECT"], queries
+        found = api_keys.authenticate(raw, ip=IP)
+    assert len(queries) == 1, queries
     return found
 
 
@@ -83,50 +74,30 @@ def runner(make_user, tree):
     return user
 
 
-def test_a_read_along_the_key_gives_the_connection_and_the_grants(runner, tree, fakehub):
-    connection = make_connection(tree["payables"], secret={"token": "tok"})
-    issued = api_keys.issue(owner=runner, name="runs", actor=runner)
-    api_keys.authenticate(issued.raw, ip=IP)
-    key, (found, granted) = _verified_in_one_statement(issued.raw, for_use_along(connection.pk))
-    assert key.user == runner
-    assert found.pk == connection.pk and found.folder.pk == tree["payables"].pk
-    assert found.credential.ciphertext == connection.credential.ciphertext
-    assert {"view_connections", "use_connections"} <= granted
-    missing = for_use_along(connection.pk + 1000)
-    assert _verified_in_one_statement(issued.raw, missing)[1] == (None, None)
+def test_grants_through_a_group_and_tenant_administration_are_read(make_user, tree):
+    """The grants a permission check reads: a role given to one of the
+    user's groups on an ancestor, and administer_tenant held directly or
+    through a group (which applies to every folder); another user's role
+    lends nothing."""
+    from django.contrib.auth.models import Group, Permission
 
+    from portal.permissions import _granted_codenames
 
-def test_grants_read_along_are_the_keys_users_and_no_one_elses(make_user, tree, fakehub):
-    """Another user's role on the folder lends nothing to this key."""
-    stranger = make_user("stranger")
-    assign(make_user("owner"), tree["finance"], "Folder Administrator")
-    connection = make_connection(tree["payables"])
-    issued = api_keys.issue(owner=stranger, name="runs", actor=stranger)
-    _, (found, granted) = api_keys.authenticate_along(
-        issued.raw, for_use_along(connection.pk), ip=IP
-    )
-    assert found.pk == connection.pk and granted == frozenset()
+    member, admin, admins_member = make_user("member"), make_user("admin"), make_user("boss")
+    group = Group.objects.create(name="Payers")
+    member.groups.add(group)
+    assign(group, tree["finance"], "Automation User")
+    assign(make_user("owner"), tree["hr"], "Folder Administrator")
+    assert {"view_connections", "use_connections"} <= _granted_codenames(member, tree["payables"])
+    assert _granted_codenames(member, tree["hr"]) == frozenset()
 
-
-@pytest.mark.parametrize("how", ["revoked", "expired", "deactivated", "unknown"])
-def test_nothing_read_along_leaves_with_a_key_that_does_not_authenticate(
-    how, runner, tree, fakehub
-):
-    connection = make_connection(tree["payables"], secret={"token": "tok"})
-    issued = api_keys.issue(owner=runner, name="runs", actor=runner)
-    raw = issued.raw
-    if how == "revoked":
-        api_keys.revoke(issued.key, actor=runner)
-    elif how == "expired":
-        ApiKey.objects.filter(pk=issued.key.pk).update(
-            expires_at=timezone.now() - timedelta(seconds=1)
-        )
-    elif how == "deactivated":
-        type(runner).objects.filter(pk=runner.pk).update(is_active=False)
-    else:
-        raw = "cpk_" + "x" * 43
-    with pytest.raises(api_keys.ApiKeyRefused):
-        api_keys.authenticate_along(raw, for_use_along(connection.pk), ip=IP)
+    administer = Permission.objects.get(codename="administer_tenant")
+    admin.user_permissions.add(administer)
+    admins = Group.objects.create(name="Admins")
+    admins.permissions.add(administer)
+    admins_member.groups.add(admins)
+    for user in (admin, admins_member):
+        assert _granted_codenames(user, tree["hr"]) == {"administer_tenant"}
 
 
 def test_the_bare_endpoint_is_one_statement(runner, api_for):
