@@ -181,6 +181,9 @@ class ConnectionEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     detail = models.CharField(max_length=500, blank=True)
+    # When the access token stored with this event (a refresh, a sign-in or
+    # a reconnect) expires; None for other events and tokens without expiry.
+    token_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

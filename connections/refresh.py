@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -258,12 +258,13 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
     lease is ours; the connection's UPDATE that checks the lease also records
     the new expiry and hands the lease back."""
     queued = {"refresh_queued_until": None} if dequeue else {}
+    expires = oauth.expiry_of(secret)
     with transaction.atomic():
         # The row stays locked until the commit, as select_for_update would.
         stored = Connection.objects.filter(
             pk=connection.pk, refresh_lease_owner=owner, token_version=connection.token_version
         ).update(
-            token_expires_at=oauth.expiry_of(secret),
+            token_expires_at=expires,
             token_lifetime_seconds=oauth.lifetime_of(secret),
             token_version=F("token_version") + 1,
             state=ConnectionState.CONNECTED,
@@ -288,13 +289,14 @@ def _store(connection: Connection, owner: str, secret: dict, *, dequeue: bool) -
         ConnectionEvent.objects.create(
             connection_id=connection.pk,
             kind=ConnectionEvent.Kind.REFRESHED,
-            detail=_expiry_detail(secret),
+            detail=_expiry_detail(expires),
+            token_expires_at=expires,
         )
 
 
-def _expiry_detail(secret: dict) -> str:
-    expiry = oauth.expiry_of(secret)
-    return f"New access token valid until {expiry:%Y-%m-%d %H:%M:%S} UTC." if expiry else ""
+def _expiry_detail(expires: datetime | None) -> str:
+    """The history's words for a refresh; the expiry itself is the event's field."""
+    return f"New access token valid until {expires:%Y-%m-%d %H:%M:%S} UTC." if expires else ""
 
 
 def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlowError) -> dict:

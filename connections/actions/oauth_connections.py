@@ -275,6 +275,7 @@ def store_oauth_connection(
             kind=kind,
             actor=actor,
             detail=f"Authenticated as {result.identity}." if result.identity else "",
+            token_expires_at=connection.token_expires_at,
         )
         HealthCheck.objects.create(
             connection=connection,

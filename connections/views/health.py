@@ -3,9 +3,7 @@ refresh history) and the tenant administrator's health overview."""
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import UTC, datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -37,27 +35,20 @@ CHECK_STATUS = ("check-status",)
 PAGE_SIZE = 50
 
 REFRESH_KINDS = (ConnectionEvent.Kind.REFRESHED, ConnectionEvent.Kind.REFRESH_FAILED)
-_EXPIRY = re.compile(r"valid until (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
 
 
 # --- The connection page's health panel ------------------------------------
 
 
-def _expiry_in(detail: str) -> datetime | None:
-    """The new expiry a "refreshed" event states ("valid until ... UTC")."""
-    match = _EXPIRY.search(detail)
-    if not match:
-        return None
-    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-
-
 def refresh_history(connection: Connection) -> list[dict]:
+    """The connection's latest refreshes and failed refreshes, newest first:
+    when, whether it worked, the new token's expiry, what was said."""
     events = connection.events.filter(kind__in=REFRESH_KINDS)[:REFRESH_HISTORY_LENGTH]
     return [
         {
             "when": event.created_at,
             "ok": event.kind == ConnectionEvent.Kind.REFRESHED,
-            "expires": _expiry_in(event.detail),
+            "expires": event.token_expires_at,
             "detail": event.detail,
         }
         for event in events

@@ -264,7 +264,8 @@ def test_detail_page_draws_the_chart_and_the_refresh_history(client, tree, user_
     ConnectionEvent.objects.create(
         connection=connection,
         kind=ConnectionEvent.Kind.REFRESHED,
-        detail="New access token valid until 2026-11-01 13:05:00 UTC.",
+        detail="New access token.",
+        token_expires_at=datetime(2026, 11, 1, 13, 5, tzinfo=UTC),
     )
     ConnectionEvent.objects.create(
         connection=connection,

@@ -157,6 +157,9 @@ def test_reconnect_keeps_the_connection(client, developer, tree, sandbox_oauth):
     assert connection.events.filter(kind="reconnected").count() == 1
     # A new token set: a refresh still running on the old one cannot store over it.
     reconnected = Connection.objects.get()
+    event = reconnected.events.get(kind="reconnected")
+    assert reconnected.token_expires_at is not None
+    assert event.token_expires_at == reconnected.token_expires_at
     assert reconnected.token_version == connection.token_version + 1
     assert reconnected.token_lifetime_seconds == 3600
 

@@ -97,6 +97,9 @@ def test_a_refresh_reads_once_and_writes_in_one_transaction(provider):
     assert connection.refresh_lease_owner == "" and connection.refresh_lease_until is None
     assert connection.refresh_queued_until is None
     assert _refreshed_events(connection) == 1
+    # The history's row carries the new expiry as a field, not only in words.
+    event = connection.events.get(kind=ConnectionEvent.Kind.REFRESHED)
+    assert event.token_expires_at == connection.token_expires_at
 
 
 def test_a_fresh_token_costs_one_query(provider):
