@@ -304,3 +304,231 @@ class SandboxRecord(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+# --- Processes, triggers and what they start (connections/triggers/) ----------
+
+
+class Process(models.Model):
+    """A folder's automation that events can start: by a Standard Webhooks
+    delivery to ``webhook_url`` (signed with a secret sealed by the vault,
+    shown once when made) and/or a job queue robots pull."""
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="processes")
+    name = models.CharField(max_length=120)
+    description = models.CharField(max_length=500, blank=True)
+    webhook_url = models.URLField(max_length=500, blank=True)
+    # The webhook signing secret ({"secret": "whsec_..."}), sealed and bound to the row.
+    ciphertext = models.TextField(editable=False, blank=True)
+    key_id = models.CharField(max_length=16, blank=True, db_index=True, editable=False)
+    job_queue = models.BooleanField("Robots pull its jobs", default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["folder", "name"], name="process_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProcessConnection(models.Model):
+    """A connection a process requires: one per connector, bound to a
+    connection of the process's folder (unbound when that connection goes)."""
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="requirements")
+    connector_key = models.CharField(max_length=64)
+    connection = models.ForeignKey(
+        Connection,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="required_by",
+    )
+
+    class Meta:
+        ordering = ["connector_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["process", "connector_key"], name="processconnection_one_per_connector"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.process_id} requires {self.connector_key}"
+
+
+class Trigger(models.Model):
+    """An event of a connection's connector, polled on the connection's
+    interval, that starts a process. ``cursor`` is the opaque text of
+    ``connections.catalog.events`` (empty: a new trigger, which starts from
+    now, or from the beginning with ``include_existing``); it also keeps the
+    page where a walk cut short goes on."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="triggers")
+    event_key = models.CharField(max_length=64)
+    filters = models.JSONField(default=dict, blank=True)
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="triggers")
+    include_existing = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    cursor = models.TextField(blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The last poll: when, whether it worked, how many items it fired, why not.
+    last_polled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_poll_ok = models.BooleanField(null=True, editable=False)
+    last_poll_items = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    # No poll before this: failures back off, a provider's Retry-After holds
+    # every trigger of the connection.
+    backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the poll sweep next polls it; None while disabled.
+    next_poll_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by the sweep when it enqueues a poll, so the next sweep does not
+    # enqueue it again while it waits in the queue.
+    poll_queued_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # One poll at a time per trigger: a lease taken with a conditional UPDATE.
+    poll_lease_owner = models.CharField(max_length=32, blank=True, editable=False)
+    poll_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["connection_id", "pk"]
+        indexes = [
+            models.Index(
+                fields=["next_poll_at"],
+                name="trigger_poll_due",
+                condition=Q(enabled=True, next_poll_at__isnull=False),
+            ),
+            models.Index(fields=["connection", "event_key"], name="trigger_connection_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_key} on {self.connection_id}"
+
+
+class TriggerEvent(models.Model):
+    """The outbox: one row per provider item per trigger, stored in the same
+    transaction as the cursor that moved over it."""
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="events")
+    # The provider's id (for "updated" events, the id @ its timestamp).
+    provider_id = models.CharField(max_length=400)
+    provider_timestamp = models.DateTimeField(null=True, blank=True)
+    summary = models.CharField(max_length=255, blank=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger", "provider_id"], name="triggerevent_unique_provider_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["trigger", "-created_at"], name="triggerevent_trigger_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} ({self.trigger_id})"
+
+
+class Job(models.Model):
+    """One run of a process for one event. Delivered by webhook (``webhook_id``
+    stays the same across every attempt) and/or pulled by a robot from the
+    job queue (claimed with a lease, then completed or failed). Without a job
+    queue the job's state follows its delivery."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CLAIMED = "claimed", "Claimed"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class DeliveryState(models.TextChoices):
+        NONE = "none", "No webhook"
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="jobs")
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="jobs")
+    event = models.ForeignKey(TriggerEvent, on_delete=models.CASCADE, related_name="jobs")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    result = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The webhook: the Standard Webhooks message id, the same for every attempt.
+    webhook_id = models.CharField(max_length=64, blank=True)
+    delivery_state = models.CharField(
+        max_length=12, choices=DeliveryState.choices, default=DeliveryState.NONE
+    )
+    delivery_attempts = models.PositiveIntegerField(default=0)
+    # When the next attempt is due (while one is sending: until its lease
+    # ends); None once delivered or failed. The delivery sweep's index.
+    delivery_due_at = models.DateTimeField(null=True, blank=True)
+    # Set by the delivery sweep when it enqueues the delivery, so the next
+    # sweep does not enqueue it again while it waits in the queue.
+    delivery_queued_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["event"], name="job_one_per_event"),
+        ]
+        indexes = [
+            models.Index(fields=["process", "state", "created_at"], name="job_process_state"),
+            models.Index(fields=["trigger", "-created_at"], name="job_trigger_created"),
+            models.Index(
+                fields=["delivery_due_at"],
+                name="job_delivery_due",
+                condition=Q(delivery_due_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} of process {self.process_id}"
+
+
+class Delivery(models.Model):
+    """One attempt to deliver a job's webhook."""
+
+    class State(models.TextChoices):
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveIntegerField()
+    webhook_id = models.CharField(max_length=64)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.SENDING)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # After a failed attempt: when the next one is due (None: no more).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "attempt"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt"], name="delivery_unique_attempt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.attempt} of job {self.job_id}"

@@ -401,6 +401,8 @@ register_sealed_model("connections.OAuthApp", lambda row: f"connections.oauthapp
 register_sealed_model(
     "connections.OAuthFlow", lambda row: f"connections.oauthflow:{int(row.pk)}", lasting=False
 )
+# A process's webhook signing secret (connections/triggers/processes.py).
+register_sealed_model("connections.Process", lambda row: f"connections.process:{int(row.pk)}")
 
 
 def rows_under_missing_keys(
