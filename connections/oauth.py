@@ -57,15 +57,24 @@ class OAuthFlowError(Exception):
     """A flow that cannot go on; the message says why and what to do.
 
     ``code`` is the provider's OAuth error code when it gave one;
+    ``status_code`` the token endpoint's HTTP status when it refused with no
+    OAuth error to say why (the message then says "answered" and the code);
     ``transient`` marks failures worth retrying (network, 5xx, 429), with the
     provider's ``retry_after`` seconds when it said.
     """
 
     def __init__(
-        self, message: str, *, code: str = "", transient: bool = False, retry_after: int = 0
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status_code: int | None = None,
+        transient: bool = False,
+        retry_after: int = 0,
     ):
         super().__init__(message)
         self.code = code
+        self.status_code = status_code
         self.transient = transient
         self.retry_after = retry_after
 
@@ -297,6 +306,7 @@ def _token_call(call, connector: ConnectorSpec, session: OAuth2Session | None = 
         raise OAuthFlowError(
             f"{connector.name}'s token endpoint answered {status}"
             + (": try again later." if status >= 500 or status == 429 else "."),
+            status_code=status or None,
             transient=status >= 500 or status == 429,
             retry_after=_retry_after(error.response),
         ) from None

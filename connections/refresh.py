@@ -65,12 +65,21 @@ def _checkpoint(name: str, connection_id: int) -> None:
 
 
 class RefreshError(Exception):
-    """No fresh token. ``transient``: worth retrying later (network, 5xx, 429)."""
+    """No fresh token. ``transient``: worth retrying later (network, 5xx, 429).
+    ``status_code``: the token endpoint's, as ``oauth.OAuthFlowError`` has it."""
 
-    def __init__(self, message: str, *, transient: bool = False, retry_after: int = 0):
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        retry_after: int = 0,
+        status_code: int | None = None,
+    ):
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+        self.status_code = status_code
 
 
 class LeaseTimeout(RefreshError):
@@ -310,7 +319,12 @@ def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlow
                 kind=ConnectionEvent.Kind.REFRESH_FAILED,
                 detail=f"Will try again: {error}"[:500],
             )
-        raise RefreshError(str(error), transient=True, retry_after=error.retry_after)
+        raise RefreshError(
+            str(error),
+            transient=True,
+            retry_after=error.retry_after,
+            status_code=error.status_code,
+        )
     if error.code == "invalid_grant":
         current = vault.read_secret(connection)  # the credential as stored now
         if current.get("refresh_token") != before.get("refresh_token"):
@@ -328,7 +342,7 @@ def _refresh_failed(connection: Connection, before: dict, error: oauth.OAuthFlow
             "The provider refused the refresh token: it was revoked, expired or already "
             f"used{said}. Reconnect the connection to sign in again.",
         )
-    raise RefreshError(str(error))
+    raise RefreshError(str(error), status_code=error.status_code)
 
 
 def mark_broken(connection: Connection, state: str, message: str) -> None:

@@ -105,34 +105,24 @@ _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 
-# A status code read back out of words: only for the token endpoint's answers
-# ("Sandbox's token endpoint answered 503: try again later.", from
-# oauth._token_call), which reach here as text alone: on the OAuth error page
-# (the help_anchor filter) and in a connection's last error after a check
-# whose token refresh failed (its CheckResult has no status code). A health
-# check's own code arrives as data (HealthCheck.status_code). Once
-# OAuthFlowError and RefreshError carry the code and the check passes it on
-# as its CheckResult.status_code (an existing column), this can go.
-_ANSWERED = re.compile(r"answered (\d{3})\b")
-
 
 def error_kind(
     *, state: str, error: str = "", status_code: int | None = None, ok: bool = False
 ) -> str:
     """The guide's entry for a connection's trouble ("" when it has none).
 
-    ``state`` is the connection's state, ``error`` its last error in words,
-    ``status_code`` and ``ok`` those of its latest health check.
+    ``state`` is the connection's state ("" on the OAuth error page),
+    ``error`` its last error in words. ``status_code`` is the HTTP status
+    the provider answered, as data, never read out of ``error``: a health
+    check's (``HealthCheck.status_code``, also the token endpoint's when the
+    check's refresh failed) or the token endpoint's on the OAuth error page
+    (``OAuthFlowError.status_code``); ``ok`` whether that check succeeded.
     """
     text = f" {error.lower()} "
     for kind, phrases in _PHRASES:
         if any(phrase in text for phrase in phrases):
             return kind
     code = None if ok else status_code
-    if code is None:
-        # "FakeHub answered 503 Service Unavailable.", "...token endpoint answered 502: ..."
-        said = _ANSWERED.search(text)
-        code = int(said.group(1)) if said else None
     if code == 401:
         return REJECTED_CREDENTIALS
     if code == 403:

@@ -121,9 +121,12 @@ def _oauth_token_for_check(connection: Connection) -> tuple[dict, CheckResult | 
     except refresh.RefreshError as error:
         current = Connection.objects.only("state", "last_error").get(pk=connection.pk)
         if error.transient:
+            # The token endpoint's status when it answered one (503, 429):
+            # recorded with the check, it picks the troubleshooting entry.
             failed = CheckResult(
                 ok=False,
                 error=f"The access token could not be refreshed: {error}",
+                status_code=error.status_code,
                 failure="unreachable",
             )
         elif current.state == ConnectionState.MISCONFIGURED:

@@ -28,12 +28,14 @@ from portal.models import Folder
 class Outcome:
     """How connecting ended: the connection; or ``flow``, a changed identity
     awaiting the user's confirmation; or (the callback only) ``error``, with
-    the user's own flow it ended when known. Nothing is stored on an error."""
+    the user's own flow it ended when known and the token endpoint's
+    ``status_code`` when it refused with one. Nothing is stored on an error."""
 
     connection: Connection | None = None
     flow: OAuthFlow | None = None
     error: str = ""
     failed_flow: OAuthFlow | None = None
+    status_code: int | None = None
 
     @property
     def retry_flow(self) -> OAuthFlow | None:
@@ -69,7 +71,11 @@ def complete_authorization(request: HttpRequest, params) -> Outcome:
             flow=flow,
         )
     except oauth.OAuthFlowError as error:
-        return Outcome(error=str(error), failed_flow=flow or getattr(error, "flow", None))
+        return Outcome(
+            error=str(error),
+            failed_flow=flow or getattr(error, "flow", None),
+            status_code=error.status_code,
+        )
     except ValidationError as error:  # the name was taken while the user signed in
         return Outcome(error=" ".join(error.messages), failed_flow=flow)
 

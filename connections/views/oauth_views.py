@@ -17,7 +17,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from connections import oauth, refresh, unreadable, validation
+from connections import oauth, refresh, troubleshooting, unreadable, validation
 from connections.access import connection_for
 from connections.actions import create, credentials, oauth_connections
 from connections.catalog import AuthKind, AuthTypeSpec, ConnectorSpec, connector_of, get_catalog
@@ -384,6 +384,9 @@ def _complete(request: HttpRequest) -> HttpResponse:
         "connections/oauth_error.html",
         {
             "error": outcome.error,
+            "trouble_anchor": troubleshooting.error_kind(
+                state="", error=outcome.error, status_code=outcome.status_code
+            ),
             "retry_url": retry_url(retry) if retry is not None else None,
             "retry_own_app": bool(flow and flow.own_app),
             "folder_id": flow.folder_id if flow else None,

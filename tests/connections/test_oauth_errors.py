@@ -5,8 +5,10 @@ any code is sent anywhere."""
 from datetime import timedelta
 
 import pytest
+from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
+from oauth2_provider import views
 
 from connections import oauth
 from connections.actions import oauth_connections
@@ -67,7 +69,9 @@ def test_redirect_uri_mismatch_answer_names_the_uri(client, developer, tree, san
     state = OAuthFlow.objects.get().state
     answer = client.get("/oauth/callback/", {"state": state, "error": "redirect_uri_mismatch"})
     assert answer.status_code == 400
-    assert f"{sandbox_oauth.url}/oauth/callback/" in answer.content.decode()
+    page = answer.content.decode()
+    assert f"{sandbox_oauth.url}/oauth/callback/" in page
+    assert 'href="/help/troubleshooting/#redirect-uri-mismatch" data-testid="trouble-link"' in page
     _nothing_stored()
 
 
@@ -77,7 +81,9 @@ def test_denied_consent(client, developer, tree, sandbox_oauth, token_requests):
     assert callback_params(back)["error"] == "access_denied"
     answer = client.get(local(back))
     assert answer.status_code == 400
-    assert "Access denied" in answer.content.decode()
+    page = answer.content.decode()
+    assert "Access denied" in page
+    assert 'href="/help/troubleshooting/#access-denied" data-testid="trouble-link"' in page
     assert token_requests == []
     _nothing_stored()
 
@@ -143,6 +149,7 @@ def test_expired_state(client, developer, tree, sandbox_oauth, token_requests):
     OAuthFlow.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     answer = client.get(local(back))
     assert answer.status_code == 400 and "expired" in answer.content.decode()
+    assert 'data-testid="trouble-link"' not in answer.content.decode()  # no entry explains it
     assert token_requests == []
     _nothing_stored()
 
@@ -227,4 +234,28 @@ def test_what_the_provider_echoes_back_is_masked(
     assert "password •••• refused for a client with secret ••••" in page
     assert password not in page
     assert portal_app("sandbox").client_secret not in page
+    _nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "status, anchor", [(503, "provider-error"), (429, "rate-limited"), (400, "not-found")]
+)
+def test_a_token_endpoint_refusing_without_an_oauth_error_links_by_its_status(
+    client, developer, tree, sandbox_oauth, monkeypatch, status, anchor
+):
+    """The token endpoint answers a bare HTTP error (no OAuth error in its
+    body): the error page's guide entry follows its status, which the
+    outcome carries as data."""
+
+    def refusing(self, request, *args, **kwargs):
+        return HttpResponse("<h1>Nope</h1>", status=status)
+
+    response = start(client, tree["finance"], "oauth2_authorization_code", {"name": "S"})
+    back = approve(client, continue_url(response))
+    monkeypatch.setattr(views.TokenView, "post", refusing)
+    answer = client.get(local(back))
+    assert answer.status_code == 400
+    page = answer.content.decode()
+    assert f"token endpoint answered {status}" in page
+    assert f'href="/help/troubleshooting/#{anchor}" data-testid="trouble-link"' in page
     _nothing_stored()

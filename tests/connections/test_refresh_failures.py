@@ -8,9 +8,11 @@ import pytest
 from django.db import connection as db
 from django.http import HttpResponse
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from connections import refresh, tasks, vault
+from connections.actions import check
 from connections.models import Connection, ConnectionState
 from tests.connections.oauth_helpers import approve, continue_url, local, start
 from tests.factories import FolderFactory, assign
@@ -140,3 +142,20 @@ def test_a_token_endpoint_the_guard_refuses_is_misconfigured(connected, settings
     assert connected.last_error == str(raised.value)
     assert "refused the refresh token" not in connected.last_error
     assert vault.read_secret(connected) == before
+
+
+def test_a_check_whose_refresh_fails_records_the_token_endpoints_status(
+    client, connected, unavailable_token_endpoint, settings
+):
+    """The check meets a refresh the token endpoint answered 503: the check
+    records that status as data, and the page's guide entry follows it."""
+    settings.PORTAL_HEALTH_DEGRADED_AFTER = 1
+    Connection.objects.filter(pk=connected.pk).update(token_expires_at=timezone.now())
+    result = check.check_connection(connection=connected)
+    assert not result.ok and result.status_code == 503
+    assert "token endpoint answered 503" in result.error
+    connected.refresh_from_db()
+    assert connected.state == ConnectionState.DEGRADED
+    assert connected.health_checks.first().status_code == 503  # the latest
+    page = client.get(reverse("connection_detail", args=[connected.folder_id, connected.pk]))
+    assert 'href="/help/troubleshooting/#provider-error" data-testid="trouble-link"' in page.text
