@@ -1,0 +1,133 @@
+"""Processes: a folder's automations that events start, by a signed webhook
+and/or a job queue robots pull. The webhook signing secret is sealed by the
+vault and handed out once, when it is made."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+
+from connections import vault
+from connections.models import Connection, Process, ProcessConnection
+from portal.models import Folder
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
+SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class NewProcess:
+    """A process just made, and its webhook signing secret: shown once, never
+    again (None without a webhook)."""
+
+    process: Process
+    signing_secret: str | None
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def clean_webhook_url(url: str) -> str:
+    """An http(s) address, or "" for none. Where it may point is the outbound
+    client's to decide on each delivery (the request forgery guard)."""
+    url = (url or "").strip()
+    if not url:
+        return ""
+    try:
+        URLValidator(schemes=["https", "http"])(url)
+    except ValidationError:
+        raise ValidationError(
+            {"webhook_url": "Enter a full https:// address for the webhook."}
+        ) from None
+    return url
+
+
+def _bind_requirements(
+    process: Process, folder: Folder, requirements: dict[str, Connection | None]
+) -> None:
+    for connector_key, connection in requirements.items():
+        if connection is not None and (
+            connection.folder_id != folder.pk or connection.connector_key != connector_key
+        ):
+            raise ValidationError(
+                {
+                    "requirements": f"{connection.name} is not a {connector_key} connection "
+                    f"of {folder.name}."
+                }
+            )
+        ProcessConnection.objects.update_or_create(
+            process=process, connector_key=connector_key, defaults={"connection": connection}
+        )
+
+
+def create_process(
+    *,
+    folder: Folder,
+    name: str,
+    description: str = "",
+    webhook_url: str = "",
+    job_queue: bool = False,
+    requirements: dict[str, Connection | None] | None = None,
+    created_by=None,
+) -> NewProcess:
+    """Make a process in ``folder``. With a webhook, a signing secret is made,
+    sealed, and returned once in the answer. ``requirements``: connector key
+    -> a connection of the folder (or None, still to choose). ValidationError
+    (by field) for a missing or taken name, a bad address, no way to start it,
+    or a connection of another folder or connector; nothing is made then."""
+    name = (name or "").strip()
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Give the process a name."
+    elif len(name) > Process._meta.get_field("name").max_length:
+        errors["name"] = "The name is too long (120 characters at most)."
+    try:
+        webhook_url = clean_webhook_url(webhook_url)
+    except ValidationError as error:
+        errors.update({k: v[0] for k, v in error.message_dict.items()})
+    if not webhook_url and not job_queue and "webhook_url" not in errors:
+        errors["webhook_url"] = "Give a webhook address, or let robots pull its jobs, or both."
+    if errors:
+        raise ValidationError(errors)
+    secret = new_signing_secret() if webhook_url else None
+    try:
+        with transaction.atomic():
+            process = Process.objects.create(
+                folder=folder,
+                name=name,
+                description=(description or "").strip()[:500],
+                webhook_url=webhook_url,
+                job_queue=job_queue,
+                created_by=created_by,
+            )
+            if secret:
+                vault.seal_row(process, {"secret": secret})
+                process.save(update_fields=["ciphertext", "key_id"])
+            _bind_requirements(process, folder, requirements or {})
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{folder.name} already has a process named {name}."}
+        ) from None
+    return NewProcess(process, secret)
+
+
+def replace_signing_secret(process: Process) -> str:
+    """A new signing secret for the process's webhook, returned once; the old
+    one stops working at once."""
+    secret = new_signing_secret()
+    vault.seal_row(process, {"secret": secret})
+    process.save(update_fields=["ciphertext", "key_id", "updated_at"])
+    return secret
+
+
+def signing_secret(process: Process) -> str:
+    """The process's webhook signing secret, for signing a delivery only
+    (never shown). VaultError when it cannot be opened."""
+    return vault.unseal_row(process).get("secret", "")
