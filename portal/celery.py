@@ -74,6 +74,14 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "connections.tasks.health_sweep",
             "schedule": float(settings.PORTAL_HEALTH_SWEEP_SECONDS),
         },
+        "trigger-poll-sweep": {
+            "task": "connections.triggers.tasks.poll_sweep",
+            "schedule": float(settings.PORTAL_TRIGGER_POLL_SWEEP_SECONDS),
+        },
+        "trigger-delivery-sweep": {
+            "task": "connections.triggers.tasks.delivery_sweep",
+            "schedule": float(settings.PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS),
+        },
         # Abandoned OAuth sign-ins, once per flow lifetime.
         "oauth-flow-cleanup": {
             "task": "connections.tasks.delete_expired_oauth_flows",
@@ -83,3 +91,5 @@ def _setup(sender: Celery, **kwargs) -> None:
 
 
 app.autodiscover_tasks()
+# Packages below an app keep their tasks in a tasks module of their own.
+app.autodiscover_tasks(["connections.triggers"])

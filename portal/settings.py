@@ -83,6 +83,14 @@ PORTAL_HEALTH_JITTER_SECONDS = env.int("PORTAL_HEALTH_JITTER_SECONDS", default=3
 PORTAL_HEALTH_DEGRADED_AFTER = env.int("PORTAL_HEALTH_DEGRADED_AFTER", default=2)
 PORTAL_SECRET_EXPIRY_WARNING_DAYS = env.int("PORTAL_SECRET_EXPIRY_WARNING_DAYS", default=14)
 
+# Event triggers (connections/triggers/tasks.py): beat runs the poll sweep and
+# the delivery sweep (first attempts whose message was lost, retries that are
+# due) this often; each enqueues at most a batch.
+PORTAL_TRIGGER_POLL_SWEEP_SECONDS = env.int("PORTAL_TRIGGER_POLL_SWEEP_SECONDS", default=30)
+PORTAL_TRIGGER_POLL_BATCH = env.int("PORTAL_TRIGGER_POLL_BATCH", default=1000)
+PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS = env.int("PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS", default=10)
+PORTAL_TRIGGER_DELIVERY_BATCH = env.int("PORTAL_TRIGGER_DELIVERY_BATCH", default=1000)
+
 # Runtime API (connections/api/, docs/api.md): requests per user per window,
 # all of a user's keys together ("600/m": django-ratelimit's notation),
 # counted in the cache, so
