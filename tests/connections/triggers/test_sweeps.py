@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection as db
 from django.utils import timezone
 
 from connections.models import Job, Trigger, TriggerEvent
@@ -67,7 +68,10 @@ def test_the_poll_sweep_queries_do_not_grow_with_triggers_not_due(
     # Queued: the next sweep does not send them again.
     with django_assert_num_queries(1):
         assert tasks.poll_sweep() == 0
-    assert "trigger_poll_due" in str(tasks.due_for_poll().explain())
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:  # the statistics autovacuum would gather by now
+            cursor.execute("ANALYZE connections_trigger")
+    assert "trigger_poll_due" in tasks.due_for_poll().explain()
 
 
 def test_the_poll_sweep_sends_several_per_task_when_many_are_due(
