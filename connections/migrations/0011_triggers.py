@@ -6,171 +6,352 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0010_connectionevent_token_expires_at'),
-        ('portal', '0005_audit_links_without_constraints'),
+        ("connections", "0010_connectionevent_token_expires_at"),
+        ("portal", "0005_audit_links_without_constraints"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Process',
+            name="Process",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('webhook_url', models.URLField(blank=True, max_length=500)),
-                ('ciphertext', models.TextField(blank=True, editable=False)),
-                ('key_id', models.CharField(blank=True, db_index=True, editable=False, max_length=16)),
-                ('job_queue', models.BooleanField(default=False, verbose_name='Robots pull its jobs')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('folder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='processes', to='portal.folder')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("description", models.CharField(blank=True, max_length=500)),
+                ("webhook_url", models.URLField(blank=True, max_length=500)),
+                ("ciphertext", models.TextField(blank=True, editable=False)),
+                (
+                    "key_id",
+                    models.CharField(blank=True, db_index=True, editable=False, max_length=16),
+                ),
+                (
+                    "job_queue",
+                    models.BooleanField(default=False, verbose_name="Robots pull its jobs"),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="processes",
+                        to="portal.folder",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ProcessConnection',
+            name="ProcessConnection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connector_key', models.CharField(max_length=64)),
-                ('connection', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='required_by', to='connections.connection')),
-                ('process', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='requirements', to='connections.process')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connector_key", models.CharField(max_length=64)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="required_by",
+                        to="connections.connection",
+                    ),
+                ),
+                (
+                    "process",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="requirements",
+                        to="connections.process",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['connector_key'],
+                "ordering": ["connector_key"],
             },
         ),
         migrations.CreateModel(
-            name='Trigger',
+            name="Trigger",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_key', models.CharField(max_length=64)),
-                ('filters', models.JSONField(blank=True, default=dict)),
-                ('include_existing', models.BooleanField(default=False)),
-                ('enabled', models.BooleanField(default=True)),
-                ('cursor', models.TextField(blank=True, editable=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('last_polled_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_poll_ok', models.BooleanField(editable=False, null=True)),
-                ('last_poll_items', models.PositiveIntegerField(default=0, editable=False)),
-                ('last_error', models.CharField(blank=True, editable=False, max_length=500)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0, editable=False)),
-                ('backoff_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('next_poll_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('poll_queued_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('poll_lease_owner', models.CharField(blank=True, editable=False, max_length=32)),
-                ('poll_lease_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='triggers', to='connections.connection')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('process', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='triggers', to='connections.process')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("event_key", models.CharField(max_length=64)),
+                ("filters", models.JSONField(blank=True, default=dict)),
+                ("include_existing", models.BooleanField(default=False)),
+                ("enabled", models.BooleanField(default=True)),
+                ("cursor", models.TextField(blank=True, editable=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("last_polled_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_poll_ok", models.BooleanField(editable=False, null=True)),
+                ("last_poll_items", models.PositiveIntegerField(default=0, editable=False)),
+                ("last_error", models.CharField(blank=True, editable=False, max_length=500)),
+                ("consecutive_failures", models.PositiveIntegerField(default=0, editable=False)),
+                ("backoff_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("next_poll_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("poll_queued_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("poll_lease_owner", models.CharField(blank=True, editable=False, max_length=32)),
+                ("poll_lease_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="triggers",
+                        to="connections.connection",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "process",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="triggers",
+                        to="connections.process",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['connection_id', 'pk'],
+                "ordering": ["connection_id", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='TriggerEvent',
+            name="TriggerEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider_id', models.CharField(max_length=400)),
-                ('provider_timestamp', models.DateTimeField(blank=True, null=True)),
-                ('summary', models.CharField(blank=True, max_length=255)),
-                ('payload', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('trigger', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='connections.trigger')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider_id", models.CharField(max_length=400)),
+                ("provider_timestamp", models.DateTimeField(blank=True, null=True)),
+                ("summary", models.CharField(blank=True, max_length=255)),
+                ("payload", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "trigger",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="connections.trigger",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('claimed', 'Claimed'), ('completed', 'Completed'), ('failed', 'Failed')], default='pending', max_length=12)),
-                ('lease_owner', models.CharField(blank=True, max_length=64)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('result', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('webhook_id', models.CharField(blank=True, max_length=64)),
-                ('delivery_state', models.CharField(choices=[('none', 'No webhook'), ('pending', 'Pending'), ('retrying', 'Retrying'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='none', max_length=12)),
-                ('delivery_attempts', models.PositiveIntegerField(default=0)),
-                ('delivery_due_at', models.DateTimeField(blank=True, null=True)),
-                ('delivery_queued_until', models.DateTimeField(blank=True, null=True)),
-                ('process', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='connections.process')),
-                ('trigger', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='connections.trigger')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='connections.triggerevent')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("claimed", "Claimed"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=12,
+                    ),
+                ),
+                ("lease_owner", models.CharField(blank=True, max_length=64)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("result", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("webhook_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "delivery_state",
+                    models.CharField(
+                        choices=[
+                            ("none", "No webhook"),
+                            ("pending", "Pending"),
+                            ("retrying", "Retrying"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        default="none",
+                        max_length=12,
+                    ),
+                ),
+                ("delivery_attempts", models.PositiveIntegerField(default=0)),
+                ("delivery_due_at", models.DateTimeField(blank=True, null=True)),
+                ("delivery_queued_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "process",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="connections.process",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="connections.trigger",
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to="connections.triggerevent",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveIntegerField()),
-                ('webhook_id', models.CharField(max_length=64)),
-                ('state', models.CharField(choices=[('sending', 'Sending'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='sending', max_length=12)),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='connections.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("attempt", models.PositiveIntegerField()),
+                ("webhook_id", models.CharField(max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("sending", "Sending"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        default="sending",
+                        max_length=12,
+                    ),
+                ),
+                ("status_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="connections.job",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'ordering': ['job_id', 'attempt'],
-                'constraints': [models.UniqueConstraint(fields=('job', 'attempt'), name='delivery_unique_attempt')],
+                "verbose_name_plural": "deliveries",
+                "ordering": ["job_id", "attempt"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("job", "attempt"), name="delivery_unique_attempt"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='process',
-            constraint=models.UniqueConstraint(fields=('folder', 'name'), name='process_unique_name'),
+            model_name="process",
+            constraint=models.UniqueConstraint(
+                fields=("folder", "name"), name="process_unique_name"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='processconnection',
-            constraint=models.UniqueConstraint(fields=('process', 'connector_key'), name='processconnection_one_per_connector'),
+            model_name="processconnection",
+            constraint=models.UniqueConstraint(
+                fields=("process", "connector_key"), name="processconnection_one_per_connector"
+            ),
         ),
         migrations.AddIndex(
-            model_name='trigger',
-            index=models.Index(condition=models.Q(('enabled', True), ('next_poll_at__isnull', False)), fields=['next_poll_at'], name='trigger_poll_due'),
+            model_name="trigger",
+            index=models.Index(
+                condition=models.Q(("enabled", True), ("next_poll_at__isnull", False)),
+                fields=["next_poll_at"],
+                name="trigger_poll_due",
+            ),
         ),
         migrations.AddIndex(
-            model_name='trigger',
-            index=models.Index(fields=['connection', 'event_key'], name='trigger_connection_event'),
+            model_name="trigger",
+            index=models.Index(fields=["connection", "event_key"], name="trigger_connection_event"),
         ),
         migrations.AddIndex(
-            model_name='triggerevent',
-            index=models.Index(fields=['trigger', '-created_at'], name='triggerevent_trigger_created'),
+            model_name="triggerevent",
+            index=models.Index(
+                fields=["trigger", "-created_at"], name="triggerevent_trigger_created"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='triggerevent',
-            constraint=models.UniqueConstraint(fields=('trigger', 'provider_id'), name='triggerevent_unique_provider_id'),
+            model_name="triggerevent",
+            constraint=models.UniqueConstraint(
+                fields=("trigger", "provider_id"), name="triggerevent_unique_provider_id"
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['process', 'state', 'created_at'], name='job_process_state'),
+            model_name="job",
+            index=models.Index(fields=["process", "state", "created_at"], name="job_process_state"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['trigger', '-created_at'], name='job_trigger_created'),
+            model_name="job",
+            index=models.Index(fields=["trigger", "-created_at"], name="job_trigger_created"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('delivery_due_at__isnull', False)), fields=['delivery_due_at'], name='job_delivery_due'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("delivery_due_at__isnull", False)),
+                fields=["delivery_due_at"],
+                name="job_delivery_due",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(fields=('event',), name='job_one_per_event'),
+            model_name="job",
+            constraint=models.UniqueConstraint(fields=("event",), name="job_one_per_event"),
         ),
     ]
