@@ -3,7 +3,6 @@ and here asks ``portal.permissions``."""
 
 from collections.abc import Callable
 
-from django.db import connection as connection_db
 from django.http import Http404
 
 from connections.models import Connection
@@ -41,24 +40,27 @@ def connection_by_id(
     action: Action,
     *,
     related: tuple[str, ...] = (),
-    only: tuple[str, ...] = (),
     within: Callable[[Folder], bool] | None = None,
+    load: Callable[[int, object], tuple[Connection | None, frozenset[str]]] | None = None,
 ):
     """``connection_for`` when only the connection's id is known (the API):
-    the connection and its folder (and ``related``; only the fields ``only``
-    names, when it names some) in one query, the same answers. A folder
-    that ``within`` refuses (an API key's scope) answers as invisible."""
-    low, high = connection_db.ops.integer_field_range(Connection._meta.pk.get_internal_type())
-    if not low <= connection_id <= high:  # a path may carry any integer
+    the connection and its folder (and ``related``) in one query, the same
+    answers. A folder that ``within`` refuses (an API key's scope) answers
+    as invisible. ``load`` reads the connection with its folder and the
+    user's grants on the folder another way (``runtime.connection_for_use``
+    on the credentials path, one statement)."""
+    granted = None
+    if load is not None:
+        connection, granted = load(connection_id, user)
+    else:
+        connection = (
+            Connection.objects.select_related("folder", *related).filter(pk=connection_id).first()
+        )
+    if connection is None:
         raise Http404("No such connection.")
-    found = Connection.objects.select_related("folder", *related)
-    try:
-        connection = (found.only(*only) if only else found).get(pk=connection_id)
-    except Connection.DoesNotExist:
-        raise Http404("No such connection.") from None
     if within is not None and not within(connection.folder):
         raise Http404("No such connection.")
-    perms = require(user, Action.VIEW_FOLDER, connection.folder)
+    perms = require(user, Action.VIEW_FOLDER, connection.folder, granted=granted)
     require_connections_visible(perms)
     require_on_connection(perms, action)
     return connection, perms

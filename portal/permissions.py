@@ -126,7 +126,7 @@ def _tenant_admin_permission() -> int | None:
     return ids.get(TENANT_ADMIN_CODENAME)
 
 
-def _tenant_admin_permission_id() -> int:
+def tenant_admin_permission_id() -> int:
     if _tenant_admin_permission() is None:
         clear_permission_cache()
     return _tenant_admin_permission() or 0
@@ -152,7 +152,7 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     user holds it (directly or through a group), which applies to every
     folder: one query. Permission ids only (no join to the permission and
     content type tables); ``_portal_permissions`` names them."""
-    admin = _tenant_admin_permission_id()
+    admin = tenant_admin_permission_id()
     on_folder = within(folder.path, F("content_object_id"))
     ids = (
         FolderUserGrant.objects.filter(on_folder, user_id=user.pk)
@@ -170,7 +170,11 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
             all=True,
         )
     )
-    ids = set(ids)
+    return codenames(set(ids))
+
+
+def codenames(ids: set[int]) -> frozenset[str]:
+    """The codenames of portal permission ids (unknown ids ignored)."""
     names = _portal_permissions()
     if any(pk not in names for pk in ids):
         clear_permission_cache()
@@ -178,16 +182,20 @@ def _granted_codenames(user, folder: Folder) -> frozenset[str]:
     return frozenset(names[pk] for pk in ids if pk in names)
 
 
-def folder_permissions(user, folder: Folder) -> frozenset[str]:
+def folder_permissions(
+    user, folder: Folder, *, granted: frozenset[str] | None = None
+) -> frozenset[str]:
     """Every permission codename the user holds in the folder (empty: cannot
-    see it)."""
+    see it). ``granted``: the user's grants there, when the caller read them
+    with the folder (``runtime.connection_for_use``)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return frozenset()
     if folder.is_personal:
         return OWNER_PERMISSIONS if folder.owner_id == user.pk else frozenset()
     if user.is_superuser:
         return ALL_FOLDER_PERMISSIONS
-    granted = _granted_codenames(user, folder)
+    if granted is None:
+        granted = _granted_codenames(user, folder)
     if TENANT_ADMIN_CODENAME in granted:
         return ALL_FOLDER_PERMISSIONS
     if _withheld_by_governance(granted):
@@ -306,10 +314,13 @@ def folder_for(user, folder_id: int, action: Action) -> tuple[Folder, frozenset[
     return folder, require(user, action, folder)
 
 
-def require(user, action: Action, folder: Folder) -> frozenset[str]:
+def require(
+    user, action: Action, folder: Folder, *, granted: frozenset[str] | None = None
+) -> frozenset[str]:
     """Raise 404 if the folder is invisible, 403 if the action is not allowed;
-    return the user's permissions in the folder for the caller's further use."""
-    perms = folder_permissions(user, folder)
+    return the user's permissions in the folder for the caller's further use.
+    ``granted`` as for ``folder_permissions``."""
+    perms = folder_permissions(user, folder, granted=granted)
     if not perms:
         raise Http404("No such folder.")
     if action != Action.VIEW_FOLDER and action not in perms:

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest
 
 from connections.access import connection_by_id
 from connections.models import Connection
-from connections.runtime import USE_FIELDS
+from connections.runtime import connection_for_use
 from portal.api_keys import in_scope
 from portal.models import Folder
 from portal.permissions import Action, require
@@ -32,15 +32,16 @@ def scoped_connection(
     for_use: bool = False,
 ) -> Connection:
     """``for_use``: loaded for handing out credentials (with its sealed
-    credential, only the columns that needs: ``runtime.USE_FIELDS``)."""
+    credential and the caller's grants, only the columns that needs:
+    ``runtime.connection_for_use``)."""
     try:
         connection, _ = connection_by_id(
             request.user,
             connection_id,
             action,
-            related=(*related, "credential") if for_use else related,
+            related=related,
             within=partial(in_scope, request.auth),
-            only=USE_FIELDS if for_use else (),
+            load=connection_for_use if for_use else None,
         )
     except Http404:
         # A connection in a folder out of sight answers as one that does not

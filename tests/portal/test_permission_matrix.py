@@ -575,9 +575,12 @@ def _folder(pk: int, parent=None):
 def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(make_user, through):
     """A folder's path is the ids from the top ("/9000007/9000008/"): a grant
     on 9000007 holds there and below, not in 19000007 nor in 90000071, whose
-    paths hold the digits but not the id. Asked as the pages ask, and as
-    lists ask (``folders_where``)."""
+    paths hold the digits but not the id. Asked as the pages ask, as lists
+    ask (``folders_where``) and in the statement that reads a connection for
+    use."""
+    from connections.runtime import connection_for_use
     from portal.permissions import folder_permissions, folders_where
+    from tests.connections.api.helpers import make_connection
     from tests.factories import GroupFactory
 
     granted = _folder(A)
@@ -599,21 +602,26 @@ def test_a_grant_applies_below_its_folder_and_nowhere_its_id_is_part_of_another(
         assert expected <= got if holds else not got, place.path
         listed = folders_where(user, Action.USE_CONNECTIONS).filter(pk=place.pk).exists()
         assert listed == holds, place.path
+        _, read = connection_for_use(make_connection(place, f"In {place.pk}").pk, user)
+        assert expected <= read if holds else not read, place.path
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_grants_on_a_random_tree_are_those_on_the_folder_and_its_ancestors(make_user, seed):
     """Random trees of folders whose ids share digits, roles given to a user
     directly and through two groups: on every folder, the grants the
-    database answers (as the pages ask, and as lists ask) are
+    database answers (as the pages ask, as lists ask, and along a
+    connection's read for use) are
     the roles' permissions given on a folder whose path starts its path,
     the rule written out here in Python."""
     import random
 
     from django.contrib.auth.models import Group
 
+    from connections.runtime import connection_for_use
     from portal.models import Role
     from portal.permissions import _granted_codenames, folders_where
+    from tests.connections.api.helpers import make_connection
 
     rng = random.Random(seed)
     # Ids with others that begin or end with them: 9001234, 90012347, 79001234.
@@ -644,3 +652,5 @@ def test_grants_on_a_random_tree_are_those_on_the_folder_and_its_ancestors(make_
         assert _granted_codenames(user, folder) == expected, folder.path
         listed = folders_where(user, Action.VIEW_CONNECTIONS).filter(pk=folder.pk).exists()
         assert listed == (Action.VIEW_CONNECTIONS in expected), folder.path
+        connection = make_connection(folder, f"In {folder.pk}")
+        assert connection_for_use(connection.pk, user)[1] == expected, folder.path

@@ -188,10 +188,10 @@ def test_password_grant_through_the_api_keeps_no_password(
 
 
 @pytest.mark.parametrize("granted_how", ["user", "group"])
-def test_a_read_is_four_queries(granted_how, make_user, api_for, tree, fakehub):
-    """The key with its account; the connection with its folder and
-    credential; the caller's grants on the folder (a role on an ancestor,
-    given to the user or to one of their groups); then the audit record."""
+def test_a_read_is_three_queries(granted_how, make_user, api_for, tree, fakehub):
+    """The key with its account; the connection with its folder, credential
+    and the caller's grants on the folder (a role on an ancestor, given to
+    the user or to one of their groups); then the audit record."""
     from django.contrib.auth.models import Group
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
@@ -209,4 +209,4 @@ def test_a_read_is_four_queries(granted_how, make_user, api_for, tree, fakehub):
     with CaptureQueriesContext(db) as queries:
         response = _credentials(api, robot)
     assert response.status_code == 200
-    assert len(queries) == 4, [q["sql"] for q in queries]
+    assert len(queries) == 3, [q["sql"] for q in queries]

@@ -1,14 +1,17 @@
 """Verifying an API key (``api_keys.authenticate``): one query on the
 digest's unique index that loads everything the API then reads of the key,
-its user, the user's robot account and the key's folder."""
+its user, the user's robot account and the key's folder; and the
+credentials path's read of a connection with the caller's grants
+(``runtime.connection_for_use``), one statement too."""
 
 import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 
+from connections.runtime import connection_for_use
 from portal import api_keys
 from portal.models import ApiKey
-from tests.connections.api.helpers import API
+from tests.connections.api.helpers import API, make_connection
 from tests.factories import assign
 
 IP = "198.51.100.7"
@@ -74,7 +77,34 @@ def runner(make_user, tree):
     return user
 
 
-def test_grants_through_a_group_and_tenant_administration_are_read(make_user, tree):
+def test_a_read_for_use_gives_the_connection_and_the_grants_in_one_query(
+    runner, tree, fakehub, django_assert_num_queries
+):
+    connection = make_connection(tree["payables"], secret={"token": "tok"})
+    connection_for_use(connection.pk, runner)  # warm: permission names read once
+    with django_assert_num_queries(1):
+        found, granted = connection_for_use(connection.pk, runner)
+        assert found.pk == connection.pk and found.name == connection.name
+        assert found.folder.pk == tree["payables"].pk
+        assert found.folder.path == tree["payables"].path
+        assert found.credential.ciphertext == connection.credential.ciphertext
+        assert found.fields == connection.fields and found.is_enabled
+    assert {"view_connections", "use_connections"} <= granted
+    assert "manage_folder_access" not in granted
+    assert connection_for_use(connection.pk + 1000, runner) == (None, frozenset())
+    assert connection_for_use(2**80, runner) == (None, frozenset())
+
+
+def test_grants_read_for_use_are_the_callers_and_no_one_elses(make_user, tree, fakehub):
+    """Another user's role on the folder lends nothing to this caller."""
+    stranger = make_user("stranger")
+    assign(make_user("owner"), tree["finance"], "Folder Administrator")
+    connection = make_connection(tree["payables"])
+    found, granted = connection_for_use(connection.pk, stranger)
+    assert found.pk == connection.pk and granted == frozenset()
+
+
+def test_grants_through_a_group_and_tenant_administration_are_read(make_user, tree, fakehub):
     """The grants a permission check reads: a role given to one of the
     user's groups on an ancestor, and administer_tenant held directly or
     through a group (which applies to every folder); another user's role
@@ -96,8 +126,11 @@ def test_grants_through_a_group_and_tenant_administration_are_read(make_user, tr
     admins = Group.objects.create(name="Admins")
     admins.permissions.add(administer)
     admins_member.groups.add(admins)
+    elsewhere = make_connection(tree["hr"], "Elsewhere")
     for user in (admin, admins_member):
         assert _granted_codenames(user, tree["hr"]) == {"administer_tenant"}
+        assert connection_for_use(elsewhere.pk, user)[1] == {"administer_tenant"}
+    assert connection_for_use(elsewhere.pk, member)[1] == frozenset()
 
 
 def test_the_bare_endpoint_is_one_statement(runner, api_for):
