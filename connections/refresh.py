@@ -48,6 +48,7 @@ from django.utils import timezone
 
 from connections import oauth, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState
+from connections.notifications import state_changed
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +369,4 @@ def mark_broken(connection: Connection, state: str, message: str) -> None:
             )
     if changed:
         log.warning("Connection %s is now %s", connection.pk, state)
-        from connections.notifications import state_changed
-
         transaction.on_commit(lambda: state_changed(connection.pk))
