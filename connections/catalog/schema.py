@@ -108,6 +108,20 @@ def render(template: str, values: dict[str, str], *, quote_values: bool = True) 
     return PLACEHOLDER.sub(fill, template)
 
 
+def _check_static_headers(_cls, value: dict[str, str]) -> dict[str, str]:
+    """Headers a connector (or one of its events) sends as they are: valid
+    names the connector may set, never Authorization (the auth type's),
+    static values without line breaks or placeholders."""
+    for name, text in value.items():
+        if not HEADER_NAME.match(name) or name.lower() in FORBIDDEN_HEADERS:
+            raise ValueError(f"{name!r} is not a header a connector may set")
+        if name.lower() == "authorization":
+            raise ValueError("Authorization comes from the auth type, not from headers")
+        if "\r" in text or "\n" in text or PLACEHOLDER.search(text):
+            raise ValueError(f"header {name!r}: a static value, without line breaks or {{}}")
+    return value
+
+
 def lookup_path(data: Any, path: str) -> Any:
     """Follow a dotted path into a JSON answer: ``"user.email"``,
     ``"result.0.user_name"`` (list items by index). None when absent."""
@@ -612,17 +626,7 @@ class EventRequestSpec(Model):
             )
         return value
 
-    @field_validator("headers")
-    @classmethod
-    def _static_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not HEADER_NAME.match(name) or name.lower() in FORBIDDEN_HEADERS:
-                raise ValueError(f"{name!r} is not a header a connector may set")
-            if name.lower() == "authorization":
-                raise ValueError("Authorization comes from the auth type, not from headers")
-            if "\r" in text or "\n" in text or PLACEHOLDER.search(text):
-                raise ValueError(f"header {name!r}: a static value, without line breaks or {{}}")
-        return value
+    _static_headers = field_validator("headers")(classmethod(_check_static_headers))
 
     @model_validator(mode="after")
     def _body_with_post(self) -> EventRequestSpec:
@@ -807,17 +811,7 @@ class ConnectorSpec(Model):
                 raise ValueError(f"{pattern!r} is not a host or *.domain pattern")
         return value
 
-    @field_validator("headers")
-    @classmethod
-    def _static_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not HEADER_NAME.match(name) or name.lower() in FORBIDDEN_HEADERS:
-                raise ValueError(f"{name!r} is not a header a connector may set")
-            if name.lower() == "authorization":
-                raise ValueError("Authorization comes from the auth type, not from headers")
-            if "\r" in text or "\n" in text or PLACEHOLDER.search(text):
-                raise ValueError(f"header {name!r}: a static value, without line breaks or {{}}")
-        return value
+    _static_headers = field_validator("headers")(classmethod(_check_static_headers))
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:
