@@ -1,0 +1,208 @@
+"""The job queue robots pull: oldest first, one robot per job (a claim is a
+conditional UPDATE, raced here on PostgreSQL with the guard and without it),
+only the lease token finishes a job, an ended lease frees it again."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from connections.models import Job, TriggerEvent
+from connections.triggers import configure, jobs, processes
+from tests.at_once import at_once, needs_a_server_database
+from tests.factories import ConnectionFactory, FolderFactory
+
+pytestmark = pytest.mark.django_db
+race = pytest.mark.django_db(transaction=True)
+
+ROBOTS = 6
+# How long each robot waits between reading the jobs and claiming one: all
+# of them read the same job before any claims it.
+READ_TO_CLAIM_SECONDS = 0.4
+
+
+@pytest.fixture(autouse=True)
+def _sandbox(settings):
+    settings.PORTAL_SANDBOX_ENABLED = True
+
+
+@pytest.fixture
+def folder():
+    return FolderFactory(name="Finance")
+
+
+@pytest.fixture
+def process(folder):
+    return processes.create_process(folder=folder, name="Book", job_queue=True).process
+
+
+@pytest.fixture
+def trigger(folder, process):
+    connection = ConnectionFactory(folder=folder, sandbox=True, sealed=True)
+    return configure.create_trigger(
+        connection=connection, event_key="record_created", filters={}, process=process
+    )
+
+
+@pytest.fixture
+def add_job(trigger, process):
+    def add(provider_id: str, *, age_seconds: int = 0) -> Job:
+        event = TriggerEvent.objects.create(
+            trigger=trigger, provider_id=provider_id, payload={"id": provider_id}
+        )
+        job = Job.objects.create(process=process, trigger=trigger, event=event)
+        if age_seconds:
+            Job.objects.filter(pk=job.pk).update(
+                created_at=timezone.now() - timedelta(seconds=age_seconds)
+            )
+        return job
+
+    return add
+
+
+def test_oldest_first_then_none(process, add_job):
+    newer = add_job("2")
+    older = add_job("1", age_seconds=60)
+    assert list(jobs.pending_jobs(process)) == [older, newer]
+    first = jobs.claim_job(process)
+    second = jobs.claim_job(process)
+    assert (first.job, second.job) == (older, newer)
+    assert first.lease_token != second.lease_token and len(first.lease_token) >= 40
+    assert first.job.state == Job.State.CLAIMED and first.job.lease_until > timezone.now()
+    assert jobs.claim_job(process) is None
+    assert list(jobs.pending_jobs(process)) == []
+
+
+def test_only_the_lease_token_completes_or_fails(process, add_job):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=60)
+    for token in ("", "not-the-token"):
+        with pytest.raises(jobs.LeaseLost):
+            jobs.complete_job(job, lease_token=token)
+        with pytest.raises(jobs.LeaseLost):
+            jobs.fail_job(job, lease_token=token, reason="no")
+    job.refresh_from_db()
+    assert job.state == Job.State.CLAIMED
+    done = jobs.complete_job(job, lease_token=claimed.lease_token, result=" Booked 1 invoice ")
+    assert (done.state, done.result, done.lease_until) == (
+        Job.State.COMPLETED,
+        "Booked 1 invoice",
+        None,
+    )
+    assert done.finished_at is not None
+    # Finished: the token holds nothing any more.
+    with pytest.raises(jobs.LeaseLost):
+        jobs.fail_job(job, lease_token=claimed.lease_token, reason="late")
+
+
+def test_fail_needs_a_reason(process, add_job):
+    job = add_job("1")
+    claimed = jobs.claim_job(process)
+    with pytest.raises(ValidationError) as refused:
+        jobs.fail_job(job, lease_token=claimed.lease_token, reason="  ")
+    assert "reason" in refused.value.message_dict
+    failed = jobs.fail_job(job, lease_token=claimed.lease_token, reason="The ledger is closed.")
+    assert (failed.state, failed.result) == (Job.State.FAILED, "The ledger is closed.")
+    assert jobs.claim_job(process) is None  # a failed job is not claimed again
+
+
+def test_an_ended_lease_frees_the_job_and_the_old_token_stops_working(process, add_job):
+    job = add_job("1")
+    first = jobs.claim_job(process, lease_seconds=30)
+    assert jobs.claim_job(process) is None
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert list(jobs.pending_jobs(process)) == [job]
+    second = jobs.claim_job(process)
+    assert second.job == job and second.lease_token != first.lease_token
+    with pytest.raises(jobs.LeaseLost):
+        jobs.complete_job(job, lease_token=first.lease_token)
+    assert jobs.complete_job(job, lease_token=second.lease_token).state == Job.State.COMPLETED
+
+
+def test_a_lease_past_its_end_still_finishes_when_nobody_claimed(process, add_job):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=10)
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert jobs.complete_job(job, lease_token=claimed.lease_token).state == Job.State.COMPLETED
+
+
+@pytest.mark.parametrize("seconds", [0, 9, 3601, -5])
+def test_a_lease_out_of_bounds_is_refused(process, add_job, seconds):
+    add_job("1")
+    with pytest.raises(ValidationError) as refused:
+        jobs.claim_job(process, lease_seconds=seconds)
+    assert "lease_seconds" in refused.value.message_dict
+    assert Job.objects.get().state == Job.State.PENDING
+
+
+def test_a_process_without_a_job_queue_has_none_to_claim(folder, add_job, trigger):
+    webhook_only = processes.create_process(
+        folder=folder, name="Hook", webhook_url="https://hooks.example.com/x"
+    ).process
+    with pytest.raises(jobs.NoJobQueue, match="has no job queue"):
+        jobs.claim_job(webhook_only)
+
+
+# --- Robots at once (PostgreSQL) ------------------------------------------
+
+
+@pytest.fixture
+def slow_claims(monkeypatch):
+    """Every robot waits between reading the jobs and claiming one."""
+    take = jobs.take
+
+    def slow(*args, **kwargs):
+        time.sleep(READ_TO_CLAIM_SECONDS)
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "take", slow)
+
+
+@race
+def test_robots_at_once_one_job_one_claimer(process, add_job, slow_claims):
+    needs_a_server_database()
+    job = add_job("1")
+    claimed, raised = at_once(lambda: jobs.claim_job(process), ROBOTS)
+    assert raised == []
+    winners = [c for c in claimed if c is not None]
+    assert len(winners) == 1 and winners[0].job == job
+    job.refresh_from_db()
+    assert job.lease_owner == winners[0].lease_token
+
+
+@race
+def test_robots_at_once_share_the_jobs_without_a_double(process, add_job, slow_claims):
+    needs_a_server_database()
+    made = [add_job(str(n), age_seconds=100 - n) for n in range(ROBOTS - 2)]
+    claimed, raised = at_once(lambda: jobs.claim_job(process), ROBOTS)
+    assert raised == []
+    won = [c.job.pk for c in claimed if c is not None]
+    # Every job claimed once, and the two robots too many got none.
+    assert sorted(won) == sorted(job.pk for job in made)
+    assert claimed.count(None) == 2
+
+
+@race
+def test_without_the_conditional_update_two_robots_hold_one_job(process, add_job, monkeypatch):
+    """The guard bypassed: a claim that updates the row it read whatever it
+    now holds. Every robot believes it holds the one job."""
+    needs_a_server_database()
+    add_job("1")
+
+    def unguarded(job_id, *, state, owner, lease):
+        time.sleep(READ_TO_CLAIM_SECONDS)
+        now = timezone.now()
+        token = f"robot-{time.monotonic_ns()}"
+        Job.objects.filter(pk=job_id).update(
+            state=Job.State.CLAIMED, lease_owner=token, lease_until=now + lease, claimed_at=now
+        )
+        return token
+
+    monkeypatch.setattr(jobs, "take", unguarded)
+    claimed, raised = at_once(lambda: jobs.claim_job(process), ROBOTS)
+    assert raised == []
+    assert len([c for c in claimed if c is not None]) == ROBOTS
