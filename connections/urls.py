@@ -1,10 +1,21 @@
 from django.urls import path
 from oauth2_provider import views as oauth2_views
 
-from connections.views import health, help_pages, listing, manage, oauth_views, sandbox, wizard
+from connections.views import (
+    health,
+    help_pages,
+    listing,
+    manage,
+    oauth_views,
+    processes,
+    sandbox,
+    wizard,
+)
 
 FOLDER = "folders/<int:folder_id>/connections/"
 CONNECTION = FOLDER + "<int:connection_id>/"
+PROCESSES = "folders/<int:folder_id>/processes/"
+PROCESS = PROCESSES + "<int:process_id>/"
 
 urlpatterns = [
     path(FOLDER, listing.folder_connections, name="folder_connections"),
@@ -28,6 +39,15 @@ urlpatterns = [
         CONNECTION + "client-secret/",
         oauth_views.replace_client_secret,
         name="connection_replace_client_secret",
+    ),
+    path(PROCESSES, processes.process_list, name="folder_processes"),
+    path(PROCESSES + "add/", processes.process_add, name="process_add"),
+    path(PROCESS, processes.process_detail, name="process_detail"),
+    path(PROCESS + "delete/", processes.process_delete, name="process_delete"),
+    path(
+        PROCESS + "jobs/<int:job_id>/retry/",
+        processes.process_job_retry,
+        name="process_job_retry",
     ),
     path("tenant/health/", health.tenant_health, name="tenant_health"),
     path("help/troubleshooting/", help_pages.troubleshooting_guide, name="help_troubleshooting"),

@@ -131,3 +131,10 @@ def signing_secret(process: Process) -> str:
     """The process's webhook signing secret, for signing a delivery only
     (never shown). VaultError when it cannot be opened."""
     return vault.unseal_row(process).get("secret", "")
+
+
+def delete_process(process: Process) -> None:
+    """The process goes, with its triggers, their events, jobs and deliveries,
+    and its sealed signing secret."""
+    with transaction.atomic():
+        process.delete()

@@ -16,7 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from connections import sandbox, sandbox_provider, vault
-from connections.models import Connection, OAuthFlow
+from connections.models import Connection, Job, OAuthFlow, Process, Trigger, TriggerEvent
 from portal import api_keys
 from portal.models import Invitation, TenantSettings
 from portal.permissions import Action, can
@@ -24,13 +24,15 @@ from tests.connections.api.test_permission_matrix import API_URL_NAMES
 from tests.factories import ConnectionFactory, FolderFactory, assign
 
 TENANT_ADMIN = "Tenant administrator"
+TRIGGERS_AND_PROCESSES = {"view_triggers", "manage_triggers", "view_processes", "manage_processes"}
 ROLE_ACTIONS = {
-    "Folder Administrator": {"view", "use", "create", "edit", "delete", "manage"},
-    "Automation Developer": {"view", "use", "create", "edit", "delete"},
+    "Folder Administrator": {"view", "use", "create", "edit", "delete", "manage"}
+    | TRIGGERS_AND_PROCESSES,
+    "Automation Developer": {"view", "use", "create", "edit", "delete"} | TRIGGERS_AND_PROCESSES,
     "Automation User": {"view", "use"},
-    "Viewer": {"view"},
+    "Viewer": {"view", "view_triggers", "view_processes"},
     # A superuser: everything in the shared folders, nothing in a workspace.
-    TENANT_ADMIN: {"view", "use", "create", "edit", "delete", "manage"},
+    TENANT_ADMIN: {"view", "use", "create", "edit", "delete", "manage"} | TRIGGERS_AND_PROCESSES,
     None: set(),
 }
 ACTION_CODENAMES = {
@@ -57,9 +59,11 @@ class FolderPage:
 
     url_name: str
     method: str
-    needs: str  # view, use, create, edit, delete or manage
+    # view, use, create, edit, delete or manage (connections and access);
+    # view_triggers, manage_triggers, view_processes or manage_processes
+    needs: str
     ok: int
-    target: str = "folder"  # folder, connection, own_app, flow, assignment
+    target: str = "folder"  # folder, connection, own_app, flow, assignment, process, job
     data: dict = field(default_factory=dict)
 
 
@@ -97,6 +101,13 @@ FOLDER_PAGES = [
     # it replaces the connection's credentials, so it needs Edit there.
     FolderPage("oauth_confirm_identity", "get", "edit", 200, "flow"),
     FolderPage("oauth_confirm_identity", "post", "edit", 302, "flow"),
+    FolderPage("folder_processes", "get", "view_processes", 200),
+    FolderPage("process_add", "get", "manage_processes", 200),
+    FolderPage("process_add", "post", "manage_processes", 400),
+    FolderPage("process_detail", "get", "view_processes", 200, "process"),
+    FolderPage("process_delete", "get", "manage_processes", 200, "process"),
+    FolderPage("process_delete", "post", "manage_processes", 302, "process"),
+    FolderPage("process_job_retry", "post", "manage_processes", 302, "job"),
 ]
 
 
@@ -153,11 +164,34 @@ def _flow(user, connection) -> OAuthFlow:
     )
 
 
+def _job(folder) -> Job:
+    """A job of a process of ``folder``, from an event of a trigger on a
+    Sandbox connection there, whose webhook delivery failed."""
+    connection = ConnectionFactory(folder=folder, sandbox=True, name="Records", secret=SECRET)
+    process = Process.objects.create(folder=folder, name="Matrix", job_queue=True)
+    trigger = Trigger.objects.create(
+        connection=connection, event_key="record_created", process=process
+    )
+    event = TriggerEvent.objects.create(trigger=trigger, provider_id="1", summary="A record")
+    return Job.objects.create(
+        process=process,
+        trigger=trigger,
+        event=event,
+        webhook_id="msg_matrix",
+        delivery_state=Job.DeliveryState.FAILED,
+    )
+
+
 def _request(client, page: FolderPage, folder, user, make_user):
     """Ask for ``page`` in ``folder``; the response and the connection it acted on."""
     connection = None
     args = [folder.pk]
-    if page.target == "connection":
+    if page.target in {"process", "job"}:
+        job = _job(folder)
+        args.append(job.process_id)
+        if page.target == "job":
+            args.append(job.pk)
+    elif page.target == "connection":
         connection = ConnectionFactory(folder=folder, sandbox=True, name="Robot", secret=SECRET)
     elif page.target in {"own_app", "flow"}:
         connection = ConnectionFactory(
@@ -222,6 +256,11 @@ def test_role_matrix(client, tree, make_user, role, place, governance_on):
             wanted = SECRET if page.target == "connection" else OWN_APP_SECRET
             if stored is None or vault.read_secret(stored) != wanted:
                 problems.append(f"{row}: refused, but the connection changed")
+        if page.target in {"process", "job"} and expected in {403, 404}:
+            job = Job.objects.filter(process__folder=folder).first()
+            if job is None or job.delivery_state != Job.DeliveryState.FAILED:
+                problems.append(f"{row}: refused, but the process or its job changed")
+        Process.objects.filter(folder=folder).delete()
         Connection.objects.filter(folder=folder).delete()
     assert not problems, "\n".join(problems)
     # Edit and delete are also asked of the permission module.

@@ -1,0 +1,219 @@
+"""The Processes tab of a folder: its automations that events start, each
+with the connections it requires and its recent jobs."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from connections.catalog import get_catalog
+from connections.forms import add_errors
+from connections.models import Connection, Job, Process
+from connections.triggers import processes
+from connections.triggers.delivery import retry_delivery
+from connections.triggers.tasks import enqueue_deliveries
+from portal.permissions import Action, folder_for
+
+# How many of a process's latest jobs its page lists.
+JOBS_SHOWN = 20
+
+
+class ProcessForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=120)
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    webhook_url = forms.CharField(
+        label="Webhook URL",
+        required=False,
+        max_length=500,
+        help_text="Each job is posted here as a Standard Webhooks delivery, signed with a secret "
+        "shown once, when the process is created.",
+        widget=forms.URLInput(attrs={"placeholder": "https://robots.example.com/hooks/invoices"}),
+    )
+    job_queue = forms.BooleanField(
+        label="Robots pull its jobs",
+        required=False,
+        help_text="For runners that cannot receive webhooks: they list, claim and complete jobs "
+        "through the API.",
+    )
+    requirements = forms.ModelMultipleChoiceField(
+        label="Connections it requires",
+        required=False,
+        queryset=Connection.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One connection per connector, of this folder.",
+    )
+
+    def __init__(self, *args, folder, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["requirements"]
+        field.queryset = Connection.objects.filter(folder=folder).order_by("name")
+        catalog = get_catalog()
+
+        def label(connection: Connection) -> str:
+            connector = catalog.get(connection.connector_key)
+            return (
+                f"{connection.name} ({connector.name if connector else connection.connector_key})"
+            )
+
+        field.label_from_instance = label
+
+    def clean_requirements(self):
+        chosen: dict[str, Connection] = {}
+        for connection in self.cleaned_data["requirements"]:
+            if connection.connector_key in chosen:
+                raise ValidationError(
+                    f"Choose one connection per connector: {chosen[connection.connector_key].name} "
+                    f"and {connection.name} are both {connection.connector_key} connections."
+                )
+            chosen[connection.connector_key] = connection
+        return chosen
+
+
+def process_for(user, folder_id: int, process_id: int, action: Action):
+    """The folder's process and the user's permissions there: 404 where the
+    folder is invisible or the process not in it, 403 without ``action``."""
+    folder, perms = folder_for(user, folder_id, action)
+    try:
+        process = Process.objects.get(pk=process_id, folder=folder)
+    except Process.DoesNotExist:
+        raise Http404("No such process.") from None
+    return folder, process, perms
+
+
+@require_GET
+@login_required
+def process_list(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder, perms = folder_for(request.user, folder_id, Action.VIEW_PROCESSES)
+    listed = Process.objects.filter(folder=folder).prefetch_related("requirements__connection")
+    return render(
+        request,
+        "connections/processes/list.html",
+        {"folder": folder, "perms_here": perms, "tab": "processes", "processes": listed},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def process_add(request: HttpRequest, folder_id: int) -> HttpResponse:
+    folder, perms = folder_for(request.user, folder_id, Action.MANAGE_PROCESSES)
+    form = ProcessForm(request.POST or None, folder=folder)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            made = processes.create_process(
+                folder=folder,
+                name=data["name"],
+                description=data["description"],
+                webhook_url=data["webhook_url"],
+                job_queue=data["job_queue"],
+                requirements=data["requirements"],
+                created_by=request.user,
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            # The signing secret is in this answer only: nothing keeps it to show again.
+            return render(
+                request,
+                "connections/processes/created.html",
+                {
+                    "folder": folder,
+                    "perms_here": perms,
+                    "tab": "processes",
+                    "process": made.process,
+                    "signing_secret": made.signing_secret,
+                },
+            )
+    return render(
+        request,
+        "connections/processes/add.html",
+        {"folder": folder, "perms_here": perms, "tab": "processes", "form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_GET
+@login_required
+def process_detail(request: HttpRequest, folder_id: int, process_id: int) -> HttpResponse:
+    folder, process, perms = process_for(request.user, folder_id, process_id, Action.VIEW_PROCESSES)
+    catalog = get_catalog()
+    requirements = [
+        (requirement, catalog.get(requirement.connector_key))
+        for requirement in process.requirements.select_related("connection")
+    ]
+    jobs = None
+    if Action.VIEW_JOBS in perms:
+        jobs = list(
+            Job.objects.filter(process=process)
+            .select_related("event", "trigger__connection")
+            .order_by("-created_at", "-pk")[:JOBS_SHOWN]
+        )
+    return render(
+        request,
+        "connections/processes/detail.html",
+        {
+            "folder": folder,
+            "perms_here": perms,
+            "tab": "processes",
+            "process": process,
+            "requirements": requirements,
+            "triggers": process.triggers.select_related("connection"),
+            "jobs": jobs,
+            "may_retry": Action.MANAGE_PROCESSES in perms,
+        },
+    )
+
+
+@require_POST
+@login_required
+def process_job_retry(
+    request: HttpRequest, folder_id: int, process_id: int, job_id: int
+) -> HttpResponse:
+    _, process, _ = process_for(request.user, folder_id, process_id, Action.MANAGE_PROCESSES)
+    job = Job.objects.select_related("process").filter(pk=job_id, process=process).first()
+    if job is None:
+        raise Http404("No such job.")
+    if retry_delivery(job):
+        transaction.on_commit(lambda: enqueue_deliveries([job.pk]))
+        messages.success(
+            request, f"Job {job.pk}'s delivery is due again, with the same webhook-id."
+        )
+    else:
+        messages.error(
+            request, f"Job {job.pk}'s delivery has not failed: there is nothing to retry."
+        )
+    return redirect("process_detail", folder_id, process.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def process_delete(request: HttpRequest, folder_id: int, process_id: int) -> HttpResponse:
+    folder, process, perms = process_for(
+        request.user, folder_id, process_id, Action.MANAGE_PROCESSES
+    )
+    if request.method == "POST":
+        name = process.name
+        processes.delete_process(process)
+        messages.success(request, f"{name} was deleted, with its triggers and jobs.")
+        return redirect("folder_processes", folder.pk)
+    return render(
+        request,
+        "connections/processes/confirm_delete.html",
+        {
+            "folder": folder,
+            "perms_here": perms,
+            "tab": "processes",
+            "process": process,
+            "triggers": process.triggers.select_related("connection"),
+            "job_count": process.jobs.count(),
+        },
+    )
