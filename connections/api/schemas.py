@@ -41,6 +41,12 @@ class Error(Schema):
     )
 
 
+class Conflict(Exception):
+    """Answered 409 with this message: what is asked cannot be done to the
+    thing as it is (a disabled trigger polled, a delivery that did not fail
+    retried)."""
+
+
 def answers(ok: dict, *errors: int) -> dict:
     """An operation's ``response``: ``ok`` (status: shape) and the Error shape
     for each status in ``errors`` and for 401 and 429, which every operation
@@ -204,3 +210,184 @@ def page_of(queryset, page: int, page_size: int) -> tuple[list, dict]:
         "page": number,
         "pages": paginator.num_pages,
     }
+
+
+# --- Processes, triggers, their events and jobs -------------------------------
+
+
+class RequirementOut(Schema):
+    connector: str
+    connection_id: int | None = Field(description="The connection bound to it; null: none yet.")
+    connection_name: str | None
+    connection_state: str | None
+
+
+class ProcessOut(Schema):
+    id: int
+    folder_id: int
+    name: str
+    description: str
+    webhook_url: str
+    has_signing_secret: bool = Field(
+        description="Whether its webhook has a signing secret (shown once, when made)."
+    )
+    job_queue: bool = Field(description="Robots pull its jobs through the API.")
+    requirements: list[RequirementOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProcessCreated(ProcessOut):
+    signing_secret: str | None = Field(
+        description="The webhook's Standard Webhooks signing secret (whsec_…): in this answer "
+        "only, never again. Null without a webhook."
+    )
+
+
+class ProcessPage(Schema):
+    items: list[ProcessOut]
+    count: int
+    page: int
+    pages: int
+
+
+class ProcessCreate(Schema):
+    name: Required
+    description: Text = ""
+    webhook_url: Text = Field(
+        "", max_length=500, description="Where each job is POSTed (Standard Webhooks)."
+    )
+    job_queue: bool = Field(False, description="Robots pull its jobs through the API.")
+    requirements: dict[NoNul, int | None] = Field(
+        default_factory=dict,
+        description="Connector key -> the id of a connection of the folder it requires "
+        "(null: to choose later).",
+    )
+
+
+class TriggerOut(Schema):
+    id: int
+    connection_id: int
+    process_id: int
+    process_name: str
+    event: str
+    event_name: str
+    filters: dict[str, str]
+    include_existing: bool
+    enabled: bool
+    status: str = Field(
+        description="active, failing (its last poll failed), paused (the connection cannot be "
+        "used: paused_because says why) or disabled."
+    )
+    paused_because: str | None
+    last_polled_at: datetime | None
+    last_poll_ok: bool | None
+    last_poll_items: int
+    last_error: str
+    consecutive_failures: int
+    next_poll_at: datetime | None
+    backoff_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TriggerPage(Schema):
+    items: list[TriggerOut]
+    count: int
+    page: int
+    pages: int
+
+
+class TriggerCreate(Schema):
+    event: Required = Field(
+        examples=["record_created"], description="One of the connector's events."
+    )
+    filters: TextMap = Field(default_factory=dict, description="The event's filter values by key.")
+    process_id: int = Field(description="A process of the connection's folder.")
+    include_existing: bool = Field(
+        False, description="Fire for what exists already at the first poll (else from now on)."
+    )
+    enabled: bool = True
+
+
+class PollQueued(Schema):
+    trigger_id: int
+    detail: str
+
+
+class JobSummary(Schema):
+    id: int
+    state: str
+    delivery_state: str
+
+
+class TriggerEventOut(Schema):
+    id: int
+    trigger_id: int
+    provider_id: str
+    provider_timestamp: datetime | None
+    summary: str
+    payload: dict
+    created_at: datetime
+    job: JobSummary | None
+
+
+class TriggerEventPage(Schema):
+    items: list[TriggerEventOut]
+    count: int
+    page: int
+    pages: int
+
+
+class JobEvent(Schema):
+    id: int
+    provider_id: str
+    provider_timestamp: datetime | None
+    summary: str
+    payload: dict
+
+
+class JobOut(Schema):
+    id: int
+    process_id: int
+    trigger_id: int
+    connection_id: int
+    state: str
+    result: str
+    created_at: datetime
+    claimed_at: datetime | None
+    lease_until: datetime | None
+    finished_at: datetime | None
+    delivery_state: str
+    delivery_attempts: int
+    event: JobEvent
+
+
+class JobPage(Schema):
+    items: list[JobOut]
+    count: int
+    page: int
+    pages: int
+
+
+class ClaimedJob(JobOut):
+    lease_token: str = Field(
+        description="Completes or fails the job; in this answer only. Once lease_until has "
+        "passed another robot may claim the job, and this token stops working."
+    )
+
+
+class JobClaim(Schema):
+    lease_seconds: int = Field(
+        300, ge=10, le=3600, description="How long the job is held: 10 to 3600 seconds."
+    )
+
+
+class JobComplete(Schema):
+    lease_token: Required
+    result: Text = Field("", description="What the robot did, in a few words.")
+
+
+class JobFail(Schema):
+    lease_token: Required
+    reason: Required = Field(description="Why the job failed.")

@@ -13,7 +13,12 @@ from connections.models import Connection
 from connections.runtime import connection_for_use
 from portal.api_keys import in_scope
 from portal.models import Folder
-from portal.permissions import Action, require
+from portal.permissions import (
+    Action,
+    require,
+    require_connections_visible,
+    require_on_connection,
+)
 
 
 def scoped_folder(request: HttpRequest, folder_id: int, action: Action) -> tuple[Folder, frozenset]:
@@ -48,3 +53,29 @@ def scoped_connection(
         # exist ("No such folder." would tell that the id is taken).
         raise Http404("No such connection.") from None
     return connection
+
+
+def scoped_in(
+    request: HttpRequest,
+    folder: Folder,
+    action: Action,
+    *,
+    missing: str,
+    of_connection: bool = False,
+) -> frozenset:
+    """The caller's permissions in ``folder``, where a process, trigger or
+    job the request names lives: 404 (``missing``, as for an id that does not
+    exist) when the folder is out of sight or out of the key's scope (or,
+    ``of_connection``, the connection is: no Connections - View), 403 naming
+    the permission when ``action`` is not allowed."""
+    if not in_scope(request.auth, folder):
+        raise Http404(missing)
+    try:
+        perms = require(request.user, Action.VIEW_FOLDER, folder)
+        if of_connection:
+            require_connections_visible(perms)
+    except Http404:
+        raise Http404(missing) from None
+    if action != Action.VIEW_FOLDER:
+        require_on_connection(perms, action)  # 403 naming the permission
+    return perms

@@ -21,9 +21,14 @@ from connections.api.auth import ApiKeyAuth, RateLimited
 from connections.api.connections import router as connections_router
 from connections.api.credentials import router as credentials_router
 from connections.api.folders import router as folders_router
+from connections.api.jobs import router as jobs_router
+from connections.api.processes import router as processes_router
+from connections.api.schemas import Conflict
+from connections.api.triggers import router as triggers_router
 from connections.catalog import ConnectorMissing
 from connections.catalog.schema import CredentialNotSendable
 from connections.runtime import Unresolved
+from connections.triggers import configure, jobs
 from connections.unreadable import CredentialUnreadable
 from portal.api_keys import ApiKeyRefused
 
@@ -34,9 +39,12 @@ STATUS_MEANINGS = {
     400: "The request body is not JSON, or the connection is not named enough to be found.",
     401: "No API key, or an unknown, revoked or expired one.",
     403: "The folder is visible but the action is not allowed.",
-    404: "No such folder or connection (or not visible, or out of the key's scope).",
-    409: "The connection cannot be used as it is: disabled, needs reconnecting, several "
-    "candidates and no default, or its stored credential cannot be read.",
+    404: "No such folder, connection, process, trigger or job (or not visible, or out of the "
+    "key's scope).",
+    409: "It cannot be done as things are: the connection is disabled, needs reconnecting, has "
+    "several candidates and no default, or its stored credential cannot be read; it lacks "
+    "scopes a trigger's event needs; the trigger is disabled or paused; the process has no "
+    "job queue; the lease token does not hold the job; the delivery has not failed.",
     422: "Invalid data, or the provider refused the credential.",
     429: "Too many requests: the user's rate limit, or too many refused keys from the "
     "client's address.",
@@ -159,6 +167,16 @@ def _unresolved(request: HttpRequest, error: Unresolved) -> HttpResponse:
     return _error(request, error.status, str(error))
 
 
+@api.exception_handler(Conflict)
+@api.exception_handler(configure.MissingScopes)
+@api.exception_handler(jobs.NoJobQueue)
+@api.exception_handler(jobs.LeaseLost)
+def _conflict(request: HttpRequest, error: Exception) -> HttpResponse:
+    if isinstance(error, configure.MissingScopes):
+        return _error(request, 409, error.messages[0], errors={"event": error.messages})
+    return _error(request, 409, str(error))
+
+
 @api.exception_handler(check.ConnectError)
 @api.exception_handler(ConnectorMissing)
 @api.exception_handler(oauth.OAuthFlowError)
@@ -206,6 +224,9 @@ for router, tag in (
     (credentials_router, "Run time"),
     (folders_router, "Folders"),
     (connections_router, "Connections"),
+    (processes_router, "Processes"),
+    (triggers_router, "Triggers"),
+    (jobs_router, "Jobs"),
 ):
     api.add_router("/", router, tags=[tag])
 

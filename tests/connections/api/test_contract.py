@@ -188,6 +188,22 @@ STATUSES = {
     ("post", "/connections/{connection_id}/enable"): {200, 401, 403, 404, 429},
     ("put", "/connections/{connection_id}/default"): {200, 401, 403, 404, 429},
     ("delete", "/connections/{connection_id}/default"): {200, 401, 403, 404, 429},
+    ("get", "/folders/{folder_id}/processes"): {200, 401, 403, 404, 422, 429},
+    ("post", "/folders/{folder_id}/processes"): {201, 400, 401, 403, 404, 422, 429, 503},
+    ("get", "/processes/{process_id}"): {200, 401, 403, 404, 429},
+    ("get", "/connections/{connection_id}/triggers"): {200, 401, 403, 404, 422, 429},
+    ("post", "/connections/{connection_id}/triggers"): {201, 400, 401, 403, 404, 409, 422, 429},
+    ("get", "/triggers/{trigger_id}"): {200, 401, 403, 404, 429},
+    ("delete", "/triggers/{trigger_id}"): {204, 401, 403, 404, 429},
+    ("post", "/triggers/{trigger_id}/enable"): {200, 401, 403, 404, 429},
+    ("post", "/triggers/{trigger_id}/disable"): {200, 401, 403, 404, 429},
+    ("post", "/triggers/{trigger_id}/poll"): {202, 401, 403, 404, 409, 429},
+    ("get", "/triggers/{trigger_id}/events"): {200, 401, 403, 404, 422, 429},
+    ("get", "/processes/{process_id}/jobs"): {200, 401, 403, 404, 409, 422, 429},
+    ("post", "/processes/{process_id}/jobs/claim"): {200, 204, 400, 401, 403, 404, 409, 422, 429},
+    ("post", "/jobs/{job_id}/complete"): {200, 400, 401, 403, 404, 409, 422, 429},
+    ("post", "/jobs/{job_id}/fail"): {200, 400, 401, 403, 404, 409, 422, 429},
+    ("post", "/jobs/{job_id}/retry-delivery"): {200, 401, 403, 404, 409, 429},
 }
 
 

@@ -11,13 +11,25 @@ from the code under test.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from connections import vault
-from connections.models import Connection, ConnectionState, HealthCheck
+from connections.models import (
+    Connection,
+    ConnectionState,
+    HealthCheck,
+    Job,
+    Process,
+    Trigger,
+    TriggerEvent,
+)
+from connections.triggers import configure, processes
+from connections.triggers.tasks import deliver_jobs_task, poll_now_task
 from portal import api_keys
 from portal.models import ApiKey, AuditRecord, TenantSettings
 from portal.permissions import GOVERNANCE_CREATE_REFUSED
@@ -498,3 +510,305 @@ def test_an_id_beyond_any_database_integer_is_missing(tree, make_user, fakehub, 
     response = _key(user, None).get(f"{API}{path}")
     assert response.status_code == 404
     assert response.json() == {"detail": "No such connection."}
+
+
+# --- Processes, triggers, their events and jobs -------------------------------
+
+# The built-in roles' grants on Finance, written out (portal/roles.py).
+TRIGGER_ROLES = {
+    "Folder Administrator": {
+        "view_connections", "use_connections", "view_triggers", "manage_triggers",
+        "view_processes", "manage_processes", "view_jobs",
+    },
+    "Automation Developer": {
+        "view_connections", "use_connections", "view_triggers", "manage_triggers",
+        "view_processes", "manage_processes", "view_jobs",
+    },
+    "Automation User": {"view_connections", "use_connections", "view_jobs"},
+    "Viewer": {"view_connections", "view_triggers", "view_processes", "view_jobs"},
+    None: set(),
+}  # fmt: skip
+TRIGGER_LABELS = {
+    "use_connections": "Connections - Use",
+    "view_triggers": "Triggers - View",
+    "manage_triggers": "Triggers - Manage",
+    "view_processes": "Processes - View",
+    "manage_processes": "Processes - Manage",
+    "view_jobs": "Jobs - View",
+}
+LEASE_TOKEN = "matrix-lease-token"
+
+
+@dataclass(frozen=True)
+class TriggerEndpoint:
+    name: str
+    method: str
+    path: str  # {folder}, {connection}, {process}, {trigger}, {job} are filled in
+    needs: tuple[str, ...]  # asked in this order: a 403 names the first one missing
+    url_name: str
+    ok: int = 200
+    body: dict | None = None  # "{process}" as a value becomes the process's id
+
+
+TRIGGER_ENDPOINTS = [
+    TriggerEndpoint(
+        "processes", "GET", "/folders/{folder}/processes", ("view_processes",), "list_processes"
+    ),
+    TriggerEndpoint(
+        "create-process",
+        "POST",
+        "/folders/{folder}/processes",
+        ("manage_processes",),
+        "create_process_in_folder",
+        ok=201,
+        body={"name": "Made through the API", "job_queue": True},
+    ),
+    TriggerEndpoint("process", "GET", "/processes/{process}", ("view_processes",), "get_process"),
+    TriggerEndpoint(
+        "triggers", "GET", "/connections/{connection}/triggers", ("view_triggers",), "list_triggers"
+    ),
+    TriggerEndpoint(
+        "create-trigger",
+        "POST",
+        "/connections/{connection}/triggers",
+        ("manage_triggers",),
+        "create_trigger",
+        ok=201,
+        body={"event": "record_created", "process_id": "{process}"},
+    ),
+    TriggerEndpoint("trigger", "GET", "/triggers/{trigger}", ("view_triggers",), "get_trigger"),
+    TriggerEndpoint(
+        "disable-trigger",
+        "POST",
+        "/triggers/{trigger}/disable",
+        ("manage_triggers",),
+        "disable_trigger",
+    ),
+    TriggerEndpoint(
+        "enable-trigger",
+        "POST",
+        "/triggers/{trigger}/enable",
+        ("manage_triggers",),
+        "enable_trigger",
+    ),
+    TriggerEndpoint(
+        "delete-trigger",
+        "DELETE",
+        "/triggers/{trigger}",
+        ("manage_triggers",),
+        "delete_trigger",
+        ok=204,
+    ),
+    TriggerEndpoint(
+        "poll", "POST", "/triggers/{trigger}/poll", ("manage_triggers",), "poll_trigger_now", ok=202
+    ),
+    TriggerEndpoint(
+        "events", "GET", "/triggers/{trigger}/events", ("view_triggers",), "list_trigger_events"
+    ),
+    TriggerEndpoint(
+        "jobs", "GET", "/processes/{process}/jobs", ("view_jobs",), "list_pending_jobs"
+    ),
+    TriggerEndpoint(
+        "claim",
+        "POST",
+        "/processes/{process}/jobs/claim",
+        ("view_jobs", "use_connections"),
+        "claim_job",
+    ),
+    TriggerEndpoint(
+        "complete",
+        "POST",
+        "/jobs/{job}/complete",
+        ("view_jobs", "use_connections"),
+        "complete_job",
+        body={"lease_token": LEASE_TOKEN},
+    ),
+    TriggerEndpoint(
+        "fail",
+        "POST",
+        "/jobs/{job}/fail",
+        ("view_jobs", "use_connections"),
+        "fail_job",
+        body={"lease_token": LEASE_TOKEN, "reason": "Refused by the ledger."},
+    ),
+    TriggerEndpoint(
+        "retry-delivery",
+        "POST",
+        "/jobs/{job}/retry-delivery",
+        ("manage_processes",),
+        "retry_job_delivery",
+    ),
+]
+API_URL_NAMES |= {endpoint.url_name for endpoint in TRIGGER_ENDPOINTS}
+
+
+def _trigger_world(folder) -> dict:
+    """In ``folder``: a Sandbox connection, a process (webhook and job queue)
+    with a trigger on it, a pending job and a claimed one whose delivery
+    failed."""
+    connection = make_connection(folder, "Records", connector="sandbox")
+    process = processes.create_process(
+        folder=folder, name="Book", webhook_url="https://hooks.example.com/b", job_queue=True
+    ).process
+    trigger = configure.create_trigger(
+        connection=connection, event_key="record_created", filters={}, process=process
+    )
+    made = []
+    for provider_id in ("pending", "claimed"):
+        event = TriggerEvent.objects.create(trigger=trigger, provider_id=provider_id)
+        made.append(Job.objects.create(process=process, trigger=trigger, event=event))
+    Job.objects.filter(pk=made[1].pk).update(
+        state=Job.State.CLAIMED,
+        lease_owner=LEASE_TOKEN,
+        lease_until=timezone.now() + timedelta(minutes=5),
+        webhook_id="msg_matrix",
+        delivery_state=Job.DeliveryState.FAILED,
+    )
+    return {"connection": connection, "process": process, "trigger": trigger, "job": made[1]}
+
+
+def _trigger_snapshot(folder) -> dict:
+    return {
+        "processes": list(Process.objects.filter(folder=folder).order_by("pk").values()),
+        "triggers": [
+            {k: v for k, v in row.items() if k != "updated_at"}
+            for row in Trigger.objects.filter(connection__folder=folder).order_by("pk").values()
+        ],
+        "jobs": list(Job.objects.filter(process__folder=folder).order_by("pk").values()),
+    }
+
+
+def _trigger_effect(endpoint: TriggerEndpoint, world: dict, response) -> str:
+    """What an allowed call must have done; '' when it did."""
+    name, trigger, job = endpoint.name, world["trigger"], world["job"]
+    if endpoint.ok == 204:
+        return "" if not Trigger.objects.filter(pk=trigger.pk).exists() else "not deleted"
+    answer = response.json()
+    if name in {"processes", "triggers", "events", "jobs"}:
+        return "" if answer["count"] >= 1 else f"nothing listed: {answer}"
+    if name == "create-process":
+        return "" if Process.objects.filter(pk=answer["id"]).exists() else "not created"
+    if name == "create-trigger":
+        return "" if Trigger.objects.filter(pk=answer["id"]).exists() else "not created"
+    if name in {"process", "trigger"}:
+        wanted = world[name].pk
+        return "" if answer["id"] == wanted else f"answered {answer['id']}"
+    if name == "poll":
+        return "" if answer["trigger_id"] == trigger.pk else "not queued"
+    trigger.refresh_from_db()
+    job.refresh_from_db()
+    if name in {"disable-trigger", "enable-trigger"}:
+        return "" if trigger.enabled == (name == "enable-trigger") else "not switched"
+    if name == "claim":
+        return "" if answer["event"]["provider_id"] == "pending" else "claimed the wrong job"
+    if name in {"complete", "fail"}:
+        wanted = Job.State.COMPLETED if name == "complete" else Job.State.FAILED
+        return "" if job.state == wanted else f"job {job.state}"
+    if name == "retry-delivery":
+        return "" if job.delivery_state == Job.DeliveryState.RETRYING else "not retried"
+    raise AssertionError(name)
+
+
+def check_trigger_endpoints(api, folder, *, visible: bool, held: set[str]) -> list[str]:
+    problems = []
+    for endpoint in TRIGGER_ENDPOINTS:
+        world = _trigger_world(folder)
+        values = {
+            "folder": folder.pk,
+            **{key: world[key].pk for key in ("connection", "process", "trigger", "job")},
+        }
+        sent = {
+            key: values["process"] if value == "{process}" else value
+            for key, value in (endpoint.body or {}).items()
+        }
+        before = _trigger_snapshot(folder)
+        response = api.request(endpoint.method, API + endpoint.path.format(**values), body=sent)
+        where = f"{endpoint.name}: {response.status_code} {response.content[:300]!r}"
+        missing = [needed for needed in endpoint.needs if needed not in held]
+        if not visible:
+            expected, detail = 404, None
+        elif missing:
+            expected = 403
+            detail = f"You do not have {TRIGGER_LABELS[missing[0]]} in this folder."
+        else:
+            expected, detail = endpoint.ok, None
+        if response.status_code != expected:
+            problems.append(f"{where} (expected {expected})")
+        elif expected in {403, 404}:
+            answer = body(response)
+            if detail and answer["detail"] != detail:
+                problems.append(f"{where} (expected the message {detail!r})")
+            if any(name in answer["detail"] for name in ("Records", "Book")):
+                problems.append(f"{where} (names what it refused)")
+            if _trigger_snapshot(folder) != before:
+                problems.append(f"{endpoint.name}: refused, but something changed")
+        else:
+            problem = _trigger_effect(endpoint, world, response)
+            if problem:
+                problems.append(f"{where}: {problem}")
+        Process.objects.filter(folder=folder).delete()
+        Connection.objects.filter(folder=folder).delete()
+    return problems
+
+
+@pytest.fixture
+def _no_tasks_sent(settings, monkeypatch):
+    """The Sandbox connector; polls and deliveries asked for are not sent."""
+    settings.PORTAL_SANDBOX_ENABLED = True
+    monkeypatch.setattr(poll_now_task, "delay", lambda *args, **kwargs: None)
+    monkeypatch.setattr(deliver_jobs_task, "delay", lambda *args, **kwargs: None)
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("role", list(TRIGGER_ROLES), ids=lambda r: r or "no-role")
+def test_trigger_matrix(tree, make_user, _no_tasks_sent, role, place, scope):
+    user = make_user("member")
+    if role:
+        assign(user, tree["finance"], role)
+    folder = tree[PLACES[place]]
+    scope_name = SCOPES[scope]
+    api = _key(user, tree[scope_name] if scope_name else None)
+    visible = (
+        bool(role) and place in {"granted", "subfolder"} and (PLACES[place] in IN_SCOPE[scope_name])
+    )
+    problems = check_trigger_endpoints(api, folder, visible=visible, held=TRIGGER_ROLES[role])
+    assert not problems, "\n".join(problems)
+
+
+def test_trigger_endpoints_tenant_admin_and_workspaces(
+    tree, tenant_admin, make_user, _no_tasks_sent
+):
+    everything = set(TRIGGER_ROLES["Folder Administrator"])
+    admin = _key(tenant_admin, None)
+    problems = check_trigger_endpoints(admin, tree["hr"], visible=True, held=everything)
+    owner = make_user("owner")
+    workspace = owner.personal_workspace
+    problems += check_trigger_endpoints(admin, workspace, visible=False, held=set())
+    problems += check_trigger_endpoints(
+        _key(owner, None, name="own"), workspace, visible=True, held=everything
+    )
+    problems += check_trigger_endpoints(
+        _key(make_user("other"), None, name="other"), workspace, visible=False, held=set()
+    )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("kind", ["missing", "unknown", "revoked"])
+def test_trigger_endpoints_refuse_keys_that_do_not_authenticate(
+    tree, make_user, _no_tasks_sent, kind
+):
+    user = make_user("member")
+    assign(user, tree["finance"], "Folder Administrator")
+    api, says = _refused_key(kind, user)
+    folder = tree["finance"]
+    world = _trigger_world(folder)
+    values = {"folder": folder.pk, **{key: world[key].pk for key in world}}
+    before = _trigger_snapshot(folder)
+    for endpoint in TRIGGER_ENDPOINTS:
+        response = api.request(
+            endpoint.method, API + endpoint.path.format(**values), body=endpoint.body
+        )
+        assert response.status_code == 401, (endpoint.name, response.content)
+        assert says in body(response)["detail"], endpoint.name
+    assert _trigger_snapshot(folder) == before

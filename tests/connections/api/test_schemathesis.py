@@ -23,7 +23,9 @@ import pytest
 import requests
 import schemathesis
 
-from connections.models import Connection, ConnectionState
+from connections.models import Connection, ConnectionState, Job, TriggerEvent
+from connections.triggers import configure, processes
+from connections.triggers.tasks import deliver_jobs_task, poll_now_task
 from portal import api_keys
 from tests.connections.api.helpers import make_connection
 from tests.connections.fake_provider import GOOD_API_KEY, GOOD_BASIC, GOOD_TOKEN
@@ -73,12 +75,42 @@ def _config(live_server, raw_key: str) -> schemathesis.Config:
     )
 
 
+def _triggers(tree) -> None:
+    """A Sandbox connection with a trigger, processes (webhook and job queue,
+    job queue only) and jobs: pending ones, and one whose delivery failed."""
+    records = make_connection(tree["finance"], "Records", connector="sandbox")
+    book = processes.create_process(
+        folder=tree["finance"],
+        name="Book",
+        webhook_url="https://hooks.example.com/book",
+        job_queue=True,
+        requirements={"sandbox": records},
+    ).process
+    processes.create_process(folder=tree["payables"], name="Pulled", job_queue=True)
+    trigger = configure.create_trigger(
+        connection=records, event_key="record_created", filters={}, process=book
+    )
+    for number in range(3):
+        event = TriggerEvent.objects.create(
+            trigger=trigger, provider_id=str(number), payload={"id": number}
+        )
+        Job.objects.create(process=book, trigger=trigger, event=event)
+    Job.objects.filter(event__provider_id="0").update(
+        webhook_id="msg_0", delivery_state=Job.DeliveryState.FAILED
+    )
+
+
 @pytest.fixture
-def seeded(tree, make_user, tenant_admin, fakehub, provider, settings):
+def seeded(tree, make_user, tenant_admin, fakehub, provider, settings, monkeypatch):
     """The folder tree, FakeHub connections in it (working ones, a disabled
-    one, a folder's default, one never connected), and the two callers."""
+    one, a folder's default, one never connected), a Sandbox connection with
+    a trigger, processes and jobs, and the two callers. Polls and deliveries
+    the calls ask for are not sent (no worker runs here)."""
     settings.PORTAL_API_RATE_LIMIT = "1000000/m"
     settings.PORTAL_API_REFUSED_RATE_LIMIT = "1000000/m"
+    settings.PORTAL_SANDBOX_ENABLED = True
+    monkeypatch.setattr(poll_now_task, "delay", lambda *args, **kwargs: None)
+    monkeypatch.setattr(deliver_jobs_task, "delay", lambda *args, **kwargs: None)
     dev = make_user("dev")
     assign(dev, tree["finance"], "Automation Developer")
     make_connection(tree["finance"], "Robot", secret={"token": GOOD_TOKEN}, is_default=True)
@@ -95,7 +127,8 @@ def seeded(tree, make_user, tenant_admin, fakehub, provider, settings):
         secret={"api_token": GOOD_BASIC[1]},
     )
     make_connection(tree["other"], "Never", state=ConnectionState.NOT_CONNECTED)
-    assert Connection.objects.count() == 6
+    _triggers(tree)
+    assert Connection.objects.count() == 7
     return {
         "admin": api_keys.issue(owner=tenant_admin, name="fuzz", actor=tenant_admin).raw,
         "dev": api_keys.issue(owner=dev, name="fuzz", actor=dev).raw,

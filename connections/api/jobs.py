@@ -1,0 +1,158 @@
+"""Jobs through the API: the job queue robots pull (a process's pending jobs,
+claim one with a lease, complete or fail it with the lease token) and Retry
+of a failed webhook delivery. The same domain functions as the pages
+(``connections.triggers.jobs``, ``connections.triggers.delivery``).
+
+Seeing jobs needs Jobs - View; claiming and finishing one is running the
+process, which needs Connections - Use as well (the Automation User's role;
+a Viewer sees the queue and changes nothing)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import Http404, HttpRequest
+from ninja import Query, Router, Status
+
+from connections.api.folders import PageQuery
+from connections.api.processes import scoped_process
+from connections.api.schemas import (
+    ClaimedJob,
+    Conflict,
+    JobClaim,
+    JobComplete,
+    JobFail,
+    JobOut,
+    JobPage,
+    answers,
+    page_of,
+)
+from connections.api.scope import scoped_in
+from connections.models import Job
+from connections.triggers import jobs
+from connections.triggers.delivery import retry_delivery
+from connections.triggers.tasks import enqueue_deliveries
+from portal.permissions import Action, require_on_connection
+
+router = Router()
+
+NO_SUCH_JOB = "No such job."
+REFUSALS = (403, 404)
+
+
+def _runner(perms: frozenset) -> None:
+    """Claiming or finishing a job runs the process: Connections - Use too."""
+    require_on_connection(perms, Action.USE_CONNECTIONS)
+
+
+def scoped_job(request: HttpRequest, job_id: int, action: Action) -> tuple[Job, frozenset]:
+    """The job and the caller's permissions in its process's folder: 404 out
+    of sight or out of the key's scope, 403 without ``action``."""
+    job = (
+        Job.objects.select_related("process__folder", "trigger", "event").filter(pk=job_id).first()
+    )
+    if job is None:
+        raise Http404(NO_SUCH_JOB)
+    return job, scoped_in(request, job.process.folder, action, missing=NO_SUCH_JOB)
+
+
+def job_out(job: Job) -> dict:
+    """The job as the API shows it; never its lease token."""
+    event = job.event
+    return {
+        "id": job.pk,
+        "process_id": job.process_id,
+        "trigger_id": job.trigger_id,
+        "connection_id": job.trigger.connection_id,
+        "state": job.state,
+        "result": job.result,
+        "created_at": job.created_at,
+        "claimed_at": job.claimed_at,
+        "lease_until": job.lease_until,
+        "finished_at": job.finished_at,
+        "delivery_state": job.delivery_state,
+        "delivery_attempts": job.delivery_attempts,
+        "event": {
+            "id": event.pk,
+            "provider_id": event.provider_id,
+            "provider_timestamp": event.provider_timestamp,
+            "summary": event.summary,
+            "payload": event.payload,
+        },
+    }
+
+
+@router.get(
+    "/processes/{int:process_id}/jobs",
+    response=answers({200: JobPage}, *REFUSALS, 409, 422),
+    summary="A process's jobs a robot may claim now, oldest first",
+    description="Waiting jobs, and claimed ones whose lease has ended. 409 when the process "
+    "has no job queue (its jobs go by webhook).",
+)
+def list_pending_jobs(request: HttpRequest, process_id: int, query: Query[PageQuery]) -> dict:
+    process, _ = scoped_process(request, process_id, Action.VIEW_JOBS)
+    jobs.require_queue(process)
+    items, counts = page_of(jobs.pending_jobs(process), query.page, query.page_size)
+    return {"items": [job_out(job) for job in items], **counts}
+
+
+@router.post(
+    "/processes/{int:process_id}/jobs/claim",
+    response=answers({200: ClaimedJob, 204: None}, 400, *REFUSALS, 409, 422),
+    summary="Claim the oldest pending job with a lease",
+    description="Answers the job and its lease token (204 when no job waits). Two robots "
+    "never hold one job. Once the lease ends another robot may claim it. Needs Jobs - View "
+    "and Connections - Use.",
+)
+def claim_job(request: HttpRequest, process_id: int, data: JobClaim | None = None):
+    process, perms = scoped_process(request, process_id, Action.VIEW_JOBS)
+    _runner(perms)
+    claimed = jobs.claim_job(process, lease_seconds=(data or JobClaim()).lease_seconds)
+    if claimed is None:
+        return Status(204, None)
+    return {**job_out(claimed.job), "lease_token": claimed.lease_token}
+
+
+def _held_job(request: HttpRequest, job_id: int) -> Job:
+    job, perms = scoped_job(request, job_id, Action.VIEW_JOBS)
+    _runner(perms)
+    return job
+
+
+@router.post(
+    "/jobs/{int:job_id}/complete",
+    response=answers({200: JobOut}, 400, *REFUSALS, 409, 422),
+    summary="Complete a claimed job (with its lease token)",
+    description="409 when the token does not hold the job: its lease ended and another robot "
+    "claimed it, or it is finished.",
+)
+def complete_job(request: HttpRequest, job_id: int, data: JobComplete) -> dict:
+    job = _held_job(request, job_id)
+    return job_out(jobs.complete_job(job, lease_token=data.lease_token, result=data.result))
+
+
+@router.post(
+    "/jobs/{int:job_id}/fail",
+    response=answers({200: JobOut}, 400, *REFUSALS, 409, 422),
+    summary="Fail a claimed job, saying why (with its lease token)",
+    description="409 when the token does not hold the job: its lease ended and another robot "
+    "claimed it, or it is finished.",
+)
+def fail_job(request: HttpRequest, job_id: int, data: JobFail) -> dict:
+    job = _held_job(request, job_id)
+    return job_out(jobs.fail_job(job, lease_token=data.lease_token, reason=data.reason))
+
+
+@router.post(
+    "/jobs/{int:job_id}/retry-delivery",
+    response=answers({200: JobOut}, *REFUSALS, 409),
+    summary="Retry a failed webhook delivery (same webhook-id)",
+    description="Needs Processes - Manage, as the Retry button. 409 when the delivery has "
+    "not failed (delivered, still retrying, or no webhook).",
+)
+def retry_job_delivery(request: HttpRequest, job_id: int) -> dict:
+    job, _ = scoped_job(request, job_id, Action.MANAGE_PROCESSES)
+    if not retry_delivery(job):
+        raise Conflict(f"Job {job.pk}'s delivery has not failed: there is nothing to retry.")
+    job_id = job.pk
+    transaction.on_commit(lambda: enqueue_deliveries([job_id]))
+    return job_out(job)
