@@ -13,8 +13,11 @@ from django.utils import timezone
 
 from connections.models import Job, TriggerEvent
 from connections.triggers import configure, jobs, processes
+from connections.triggers.polling import poll_trigger
+from portal import api_keys
 from tests.at_once import at_once, needs_a_server_database
-from tests.factories import ConnectionFactory, FolderFactory
+from tests.connections.api.conftest import ApiClient
+from tests.factories import ConnectionFactory, FolderFactory, assign
 
 pytestmark = pytest.mark.django_db
 race = pytest.mark.django_db(transaction=True)
@@ -145,6 +148,41 @@ def test_a_process_without_a_job_queue_has_none_to_claim(folder, add_job, trigge
     ).process
     with pytest.raises(jobs.NoJobQueue, match="has no job queue"):
         jobs.claim_job(webhook_only)
+
+
+def test_a_robot_pulls_and_completes_jobs_through_the_api(
+    folder, connection, add_record, make_user
+):
+    """Records made in the Sandbox over HTTP, polled into one job each, and a
+    robot (an Automation User's key) claiming and completing them all
+    through the API until none is left."""
+    pulled = processes.create_process(folder=folder, name="Pulled", job_queue=True).process
+    trigger = configure.create_trigger(
+        connection=connection, event_key="record_created", filters={}, process=pulled
+    )
+    assert poll_trigger(trigger.pk).fired == 0  # from now on
+    for title in ("Invoice 1", "Invoice 2", "Invoice 3"):
+        add_record(title)
+    assert poll_trigger(trigger.pk).fired == 3
+    robot = make_user("robot")
+    assign(robot, folder, "Automation User")
+    api = ApiClient(api_keys.issue(owner=robot, name="runner", actor=robot).raw)
+    assert api.get(f"/api/v1/processes/{pulled.pk}/jobs").json()["count"] == 3
+    done = []
+    while True:
+        claimed = api.post(f"/api/v1/processes/{pulled.pk}/jobs/claim", {"lease_seconds": 60})
+        if claimed.status_code == 204:
+            break
+        assert claimed.status_code == 200, claimed.content
+        job = claimed.json()
+        finished = api.post(
+            f"/api/v1/jobs/{job['id']}/complete",
+            {"lease_token": job["lease_token"], "result": f"Booked {job['event']['summary']}"},
+        )
+        assert finished.status_code == 200, finished.content
+        done.append(job["event"]["summary"])
+    assert done == ["Invoice 1", "Invoice 2", "Invoice 3"]  # oldest first
+    assert set(Job.objects.values_list("state", flat=True)) == {Job.State.COMPLETED}
 
 
 # --- Robots at once (PostgreSQL) ------------------------------------------
