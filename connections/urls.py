@@ -9,11 +9,14 @@ from connections.views import (
     oauth_views,
     processes,
     sandbox,
+    triggers,
     wizard,
 )
 
 FOLDER = "folders/<int:folder_id>/connections/"
 CONNECTION = FOLDER + "<int:connection_id>/"
+TRIGGERS = CONNECTION + "triggers/"
+TRIGGER = TRIGGERS + "<int:trigger_id>/"
 PROCESSES = "folders/<int:folder_id>/processes/"
 PROCESS = PROCESSES + "<int:process_id>/"
 
@@ -39,6 +42,18 @@ urlpatterns = [
         CONNECTION + "client-secret/",
         oauth_views.replace_client_secret,
         name="connection_replace_client_secret",
+    ),
+    path(TRIGGERS, triggers.trigger_list, name="connection_triggers"),
+    path(TRIGGERS + "add/", triggers.trigger_add, name="trigger_add"),
+    path(TRIGGER, triggers.trigger_detail, name="trigger_detail"),
+    path(TRIGGER + "edit/", triggers.trigger_edit, name="trigger_edit"),
+    path(TRIGGER + "enabled/", triggers.trigger_set_enabled, name="trigger_set_enabled"),
+    path(TRIGGER + "poll/", triggers.trigger_poll_now, name="trigger_poll_now"),
+    path(TRIGGER + "delete/", triggers.trigger_delete, name="trigger_delete"),
+    path(
+        TRIGGER + "jobs/<int:job_id>/retry/",
+        triggers.trigger_job_retry,
+        name="trigger_job_retry",
     ),
     path(PROCESSES, processes.process_list, name="folder_processes"),
     path(PROCESSES + "add/", processes.process_add, name="process_add"),

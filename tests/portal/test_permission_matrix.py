@@ -63,7 +63,8 @@ class FolderPage:
     # view_triggers, manage_triggers, view_processes or manage_processes
     needs: str
     ok: int
-    target: str = "folder"  # folder, connection, own_app, flow, assignment, process, job
+    # folder, connection, own_app, flow, assignment, process, job, trigger, trigger_job
+    target: str = "folder"
     data: dict = field(default_factory=dict)
 
 
@@ -108,6 +109,17 @@ FOLDER_PAGES = [
     FolderPage("process_delete", "get", "manage_processes", 200, "process"),
     FolderPage("process_delete", "post", "manage_processes", 302, "process"),
     FolderPage("process_job_retry", "post", "manage_processes", 302, "job"),
+    FolderPage("connection_triggers", "get", "view_triggers", 200, "connection"),
+    FolderPage("trigger_add", "get", "manage_triggers", 200, "connection"),
+    FolderPage("trigger_add", "post", "manage_triggers", 400, "connection"),
+    FolderPage("trigger_detail", "get", "view_triggers", 200, "trigger"),
+    FolderPage("trigger_edit", "get", "manage_triggers", 200, "trigger"),
+    FolderPage("trigger_edit", "post", "manage_triggers", 400, "trigger", {"process": "0"}),
+    FolderPage("trigger_set_enabled", "post", "manage_triggers", 302, "trigger"),
+    FolderPage("trigger_poll_now", "post", "manage_triggers", 302, "trigger"),
+    FolderPage("trigger_delete", "get", "manage_triggers", 200, "trigger"),
+    FolderPage("trigger_delete", "post", "manage_triggers", 302, "trigger"),
+    FolderPage("trigger_job_retry", "post", "manage_triggers", 302, "trigger_job"),
 ]
 
 
@@ -191,6 +203,11 @@ def _request(client, page: FolderPage, folder, user, make_user):
         args.append(job.process_id)
         if page.target == "job":
             args.append(job.pk)
+    elif page.target in {"trigger", "trigger_job"}:
+        job = _job(folder)
+        args += [job.trigger.connection_id, job.trigger_id]
+        if page.target == "trigger_job":
+            args.append(job.pk)
     elif page.target == "connection":
         connection = ConnectionFactory(folder=folder, sandbox=True, name="Robot", secret=SECRET)
     elif page.target in {"own_app", "flow"}:
@@ -256,9 +273,13 @@ def test_role_matrix(client, tree, make_user, role, place, governance_on):
             wanted = SECRET if page.target == "connection" else OWN_APP_SECRET
             if stored is None or vault.read_secret(stored) != wanted:
                 problems.append(f"{row}: refused, but the connection changed")
-        if page.target in {"process", "job"} and expected in {403, 404}:
-            job = Job.objects.filter(process__folder=folder).first()
-            if job is None or job.delivery_state != Job.DeliveryState.FAILED:
+        if page.target in {"process", "job", "trigger", "trigger_job"} and expected in {403, 404}:
+            job = Job.objects.filter(process__folder=folder).select_related("trigger").first()
+            if (
+                job is None
+                or job.delivery_state != Job.DeliveryState.FAILED
+                or not job.trigger.enabled
+            ):
                 problems.append(f"{row}: refused, but the process or its job changed")
         Process.objects.filter(folder=folder).delete()
         Connection.objects.filter(folder=folder).delete()
