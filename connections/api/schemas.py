@@ -214,6 +214,9 @@ def page_of(queryset, page: int, page_size: int) -> tuple[list, dict]:
 
 # --- Processes, triggers, their events and jobs -------------------------------
 
+# A row's id in a body: what a database integer column holds.
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
 
 class RequirementOut(Schema):
     connector: str
@@ -258,7 +261,7 @@ class ProcessCreate(Schema):
         "", max_length=500, description="Where each job is POSTed (Standard Webhooks)."
     )
     job_queue: bool = Field(False, description="Robots pull its jobs through the API.")
-    requirements: dict[NoNul, int | None] = Field(
+    requirements: dict[NoNul, Id | None] = Field(
         default_factory=dict,
         description="Connector key -> the id of a connection of the folder it requires "
         "(null: to choose later).",
@@ -303,7 +306,7 @@ class TriggerCreate(Schema):
         examples=["record_created"], description="One of the connector's events."
     )
     filters: TextMap = Field(default_factory=dict, description="The event's filter values by key.")
-    process_id: int = Field(description="A process of the connection's folder.")
+    process_id: Id = Field(description="A process of the connection's folder.")
     include_existing: bool = Field(
         False, description="Fire for what exists already at the first poll (else from now on)."
     )

@@ -441,3 +441,20 @@ def test_retry_a_failed_delivery(
     assert job.delivery_due_at <= timezone.now() and job.webhook_id == "msg_1"
     # Retrying already: nothing to retry.
     refused(api.post(f"{API}/jobs/{job.pk}/retry-delivery"), 409)
+
+
+def test_an_id_beyond_any_database_integer(api, tree, connection, process, trigger):
+    big = 2**64
+    made = api.post(
+        f"{API}/folders/{tree['finance'].pk}/processes",
+        {"name": "X", "job_queue": True, "requirements": {"sandbox": big}},
+    )
+    assert "sandbox" in refused(made, 422)["errors"]
+    added = api.post(
+        f"{API}/connections/{connection.pk}/triggers",
+        {"event": "record_created", "process_id": big},
+    )
+    assert "process_id" in refused(added, 422)["errors"]
+    refused(api.get(f"{API}/processes/{big}"), 404, "No such process.")
+    refused(api.get(f"{API}/triggers/{big}/events"), 404, "No such trigger.")
+    refused(api.post(f"{API}/jobs/{big}/fail", {"lease_token": "x", "reason": "y"}), 404)
