@@ -114,7 +114,14 @@ def _context(connection: Connection, perms, **more) -> dict:
 
 
 def _event_of(connector: ConnectorSpec, trigger: Trigger) -> EventSpec | None:
-    return connector.event(trigger.event_key)
+    """The trigger's event, and its filters as (label, value) on
+    ``trigger.filter_lines`` for the pages."""
+    event = connector.event(trigger.event_key)
+    labels = {spec.key: spec.label for spec in event.filters} if event else {}
+    trigger.filter_lines = [
+        (labels.get(key, key), value) for key, value in trigger.filters.items() if value
+    ]
+    return event
 
 
 @require_GET

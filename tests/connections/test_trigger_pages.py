@@ -6,7 +6,9 @@ secret is shown once. Who may open them is the permission matrix's
 from __future__ import annotations
 
 import pytest
+from django.db import connection as db
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -274,7 +276,7 @@ def test_add_a_trigger(client, developer, connection, process):
         True,
     )
     page = response.content.decode()
-    assert "The trigger is added" in page and "title_contains: invoice" in page
+    assert "The trigger is added" in page and "Title contains: invoice" in page
     assert "Book invoices" in page and "Enabled" in page
 
 
@@ -426,3 +428,32 @@ def test_a_trigger_of_another_connection_is_not_found(
     trigger = make_trigger(connection, process)
     other = ConnectionFactory(folder=folder, sandbox=True, name="Other", secret=SECRET)
     assert client.get(triggers_url(other, "trigger_detail", trigger.pk)).status_code == 404
+
+
+def count_queries(client, url) -> int:
+    with CaptureQueriesContext(db) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_list_pages_cost_the_same_whatever_they_hold(client, developer, folder, connection):
+    process = processes.create_process(
+        folder=folder, name="Book", job_queue=True, requirements={"sandbox": connection}
+    ).process
+    trigger = make_trigger(connection, process)
+    urls = [
+        reverse("folder_processes", args=[folder.pk]),
+        reverse("process_detail", args=[folder.pk, process.pk]),
+        triggers_url(connection),
+        triggers_url(connection, "trigger_detail", trigger.pk),
+    ]
+    make_job(process, connection, summary="First")
+    few = [count_queries(client, url) for url in urls]
+    for n in range(6):
+        more = processes.create_process(
+            folder=folder, name=f"More {n}", job_queue=True, requirements={"sandbox": connection}
+        ).process
+        make_trigger(connection, more)
+        job = make_job(process, connection, summary=f"Item {n}")
+        Delivery.objects.create(job=job, attempt=1, webhook_id=job.webhook_id, state="failed")
+    assert [count_queries(client, url) for url in urls] == few
