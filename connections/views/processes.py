@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connections.catalog import get_catalog
@@ -102,6 +103,7 @@ def process_list(request: HttpRequest, folder_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache  # the answer to a creation holds the signing secret: no copy in any cache
 @login_required
 def process_add(request: HttpRequest, folder_id: int) -> HttpResponse:
     folder, perms = folder_for(request.user, folder_id, Action.MANAGE_PROCESSES)

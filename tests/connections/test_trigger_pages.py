@@ -97,6 +97,7 @@ def test_create_process_shows_the_secret_once(client, developer, folder, connect
     assert secret.startswith("whsec_")
     assert secret in response.content.decode()
     assert "shown this once and never again" in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
     assert process.requirements.get().connection == connection
     # Never again: not on its page, not in the list.
     for url in (
