@@ -6,6 +6,7 @@ secret is shown once. Who may open them is the permission matrix's
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection as db
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from connections.models import ConnectionState, Delivery, Job, Process, Trigger, TriggerEvent
 from connections.triggers import configure, processes
+from portal.models import Role
 from tests.factories import ConnectionFactory, FolderFactory, assign
 
 SECRET = {"token": "sbx_pages_secret_value"}
@@ -458,3 +460,16 @@ def test_list_pages_cost_the_same_whatever_they_hold(client, developer, folder, 
         job = make_job(process, connection, summary=f"Item {n}")
         Delivery.objects.create(job=job, attempt=1, webhook_id=job.webhook_id, state="failed")
     assert [count_queries(client, url) for url in urls] == few
+
+
+def test_jobs_are_shown_only_with_jobs_view(client, make_user, folder, connection, process):
+    job = make_job(process, connection)
+    role = Role.objects.create(name="Trigger watcher")
+    role.permissions.add(
+        *Permission.objects.filter(codename__in=["view_connections", "view_triggers"])
+    )
+    watcher = make_user("watcher")
+    assign(watcher, folder, "Trigger watcher")
+    client.force_login(watcher)
+    page = client.get(triggers_url(connection, "trigger_detail", job.trigger_id)).content.decode()
+    assert "Invoice 7" in page and f"Job {job.pk}" not in page
