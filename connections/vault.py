@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import json
 import os
@@ -43,7 +42,6 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db import connection as db
 from django.db.models import Count, F, Model, Value
 from django.dispatch import receiver
 from django.utils import timezone
@@ -481,29 +479,17 @@ def store_secret(connection: Connection, secret: dict) -> Credential:
     return credential
 
 
-@functools.cache
-def _update_secret_sql() -> str:
-    meta = Credential._meta
-    columns = ("ciphertext", "key_id", "updated_at")
-    assignments = ", ".join(f"{db.ops.quote_name(meta.get_field(c).column)} = %s" for c in columns)
-    # Only names from the model and %s placeholders: S608 is moot.
-    return (
-        f"UPDATE {db.ops.quote_name(meta.db_table)} SET {assignments} "  # noqa: S608
-        f"WHERE {db.ops.quote_name(meta.pk.column)} = %s"
-    )
-
-
 @sensitive_variables()
 def update_secret(connection_id: int, secret: dict) -> bool:
     """Replace the secret of a connection that has a credential, with one
-    UPDATE written once (no read first, and none of the ORM's composing: the
-    refresh path calls it for every refresh); False when it has none
-    (``store_secret`` creates it). Within the caller's transaction, if any."""
+    UPDATE (no read first: the refresh path calls it for every refresh);
+    False when it has none (``store_secret`` creates it). Within the
+    caller's transaction, if any."""
     ciphertext, key_id = seal(secret, aad=credential_aad(connection_id))
-    updated_at = Credential._meta.get_field("updated_at").get_db_prep_save(timezone.now(), db)
-    with db.cursor() as cursor:
-        cursor.execute(_update_secret_sql(), [ciphertext, key_id, updated_at, connection_id])
-        return cursor.rowcount == 1
+    updated = Credential.objects.filter(pk=connection_id).update(
+        ciphertext=ciphertext, key_id=key_id, updated_at=timezone.now()
+    )
+    return updated == 1
 
 
 @sensitive_variables()
