@@ -23,6 +23,10 @@ ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/apps/", "/sandbox/oauth/token/")
 # automation is their job (and every such read is audited). Only a 200 answer
 # is let through; their refusals are searched like any page.
 CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
+# The Processes tab's creation: its answer shows the new process's webhook
+# signing secret, once. Only a POST answered 200 (the process made) is let
+# through; a refused form is searched like any page.
+SHOWN_ONCE_PAGES = re.compile(r"^/folders/\d+/processes/add/$")
 # Parts of an OAuth token set that are not secret (shown on pages by design).
 NOT_SECRET = {"client_id", "scope", "token_type", "expires_at"}
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
@@ -52,7 +56,9 @@ def install() -> None:
                 secrets.update(
                     str(v)
                     for k, v in secret.items()
-                    if k not in NOT_SECRET and v and len(str(v)) >= MIN_SECRET_LENGTH
+                    if k not in NOT_SECRET
+                    and v
+                    and len(str(v)) >= MIN_SECRET_LENGTH
                     # "x" * 64: a test's filler, which pages may echo as a name
                     and len(set(str(v))) > 1
                 )
@@ -71,7 +77,10 @@ def install() -> None:
 
     def recording_get_response(self, request):
         response = original_get_response(self, request)
-        handing_out = response.status_code == 200 and CREDENTIAL_ENDPOINTS.match(request.path)
+        handing_out = response.status_code == 200 and (
+            CREDENTIAL_ENDPOINTS.match(request.path)
+            or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
+        )
         if (
             not getattr(response, "streaming", False)
             and not request.path.startswith(ALLOWED_PATHS)
