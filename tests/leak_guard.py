@@ -27,6 +27,8 @@ CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
 # signing secret, once. Only a POST answered 200 (the process made) is let
 # through; a refused form is searched like any page.
 SHOWN_ONCE_PAGES = re.compile(r"^/folders/\d+/processes/add/$")
+# The same through the API: only a POST answered 201 (the process made).
+SHOWN_ONCE_API = re.compile(r"^/api/v1/folders/\d+/processes$")
 # Parts of an OAuth token set that are not secret (shown on pages by design).
 NOT_SECRET = {"client_id", "scope", "token_type", "expires_at"}
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
@@ -77,9 +79,16 @@ def install() -> None:
 
     def recording_get_response(self, request):
         response = original_get_response(self, request)
-        handing_out = response.status_code == 200 and (
-            CREDENTIAL_ENDPOINTS.match(request.path)
-            or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
+        handing_out = (
+            response.status_code == 200
+            and (
+                CREDENTIAL_ENDPOINTS.match(request.path)
+                or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
+            )
+        ) or (
+            response.status_code == 201
+            and request.method == "POST"
+            and SHOWN_ONCE_API.match(request.path)
         )
         if (
             not getattr(response, "streaming", False)
