@@ -27,7 +27,6 @@ from connections.catalog import get_catalog
 from connections.models import Connection, Job, Process, Trigger, TriggerEvent
 from connections.triggers import configure
 from connections.triggers.polling import paused_because
-from connections.triggers.tasks import poll_now_task
 from portal.permissions import Action
 
 router = Router()
@@ -204,12 +203,10 @@ def delete_trigger(request: HttpRequest, trigger_id: int):
 )
 def poll_trigger_now(request: HttpRequest, trigger_id: int):
     trigger = scoped_trigger(request, trigger_id, Action.MANAGE_TRIGGERS)
-    status, paused = status_of(trigger)
-    if status == "disabled":
-        raise Conflict("The trigger is disabled: enable it first.")
-    if paused:
-        raise Conflict(paused)
-    poll_now_task.delay_on_commit(trigger.pk)
+    try:
+        configure.queue_poll(trigger)
+    except configure.PollRefused as refused:
+        raise Conflict(str(refused)) from None
     return Status(202, {"trigger_id": trigger.pk, "detail": "A poll is queued."})
 
 

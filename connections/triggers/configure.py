@@ -17,6 +17,8 @@ from connections.catalog import connector_of
 from connections.catalog.events import clean_filters, missing_scopes
 from connections.catalog.schema import ConnectorSpec, EventSpec
 from connections.models import Connection, Credential, Process, Trigger
+from connections.triggers.polling import paused_because
+from connections.triggers.tasks import poll_now_task
 from connections.unreadable import read_for_use
 
 
@@ -158,3 +160,18 @@ def delete_trigger(trigger: Trigger) -> None:
     """The trigger goes, with its events, jobs and deliveries."""
     with transaction.atomic():
         trigger.delete()
+
+
+class PollRefused(Exception):
+    """Run poll now refused: the trigger is disabled or its connection paused."""
+
+
+def queue_poll(trigger: Trigger) -> None:
+    """Run poll now: a poll of the trigger queued after commit, due or not;
+    ``PollRefused`` says why when it cannot poll."""
+    if not trigger.enabled:
+        raise PollRefused("The trigger is disabled: enable it to poll.")
+    reason = paused_because(trigger.connection)
+    if reason:
+        raise PollRefused(reason)
+    poll_now_task.delay_on_commit(trigger.pk)

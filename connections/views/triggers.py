@@ -23,7 +23,7 @@ from connections.models import Connection, Job, Process, Trigger, TriggerEvent
 from connections.triggers import configure
 from connections.triggers.delivery import retry_delivery
 from connections.triggers.polling import paused_because
-from connections.triggers.tasks import enqueue_deliveries, poll_now_task
+from connections.triggers.tasks import enqueue_deliveries
 from portal.htmx import render_page
 from portal.permissions import Action
 
@@ -281,13 +281,11 @@ def trigger_poll_now(
     connection, trigger, _ = trigger_for(
         request.user, folder_id, connection_id, trigger_id, Action.MANAGE_TRIGGERS
     )
-    reason = paused_because(connection)
-    if not trigger.enabled:
-        messages.error(request, "The trigger is disabled: enable it to poll.")
-    elif reason:
-        messages.error(request, reason)
+    try:
+        configure.queue_poll(trigger)
+    except configure.PollRefused as refused:
+        messages.error(request, str(refused))
     else:
-        poll_now_task.delay_on_commit(trigger.pk)
         messages.success(
             request, "A poll is queued: what it finds appears here when a worker has run it."
         )

@@ -383,7 +383,9 @@ def test_disable_enable_edit_delete(client, developer, folder, connection, proce
 def test_run_poll_now_queues_the_poll(client, developer, connection, process, monkeypatch):
     trigger = make_trigger(connection, process)
     queued = []
-    monkeypatch.setattr("connections.views.triggers.poll_now_task.delay_on_commit", queued.append)
+    monkeypatch.setattr(
+        "connections.triggers.configure.poll_now_task.delay_on_commit", queued.append
+    )
     url = triggers_url(connection, "trigger_poll_now", trigger.pk)
     response = client.post(url, follow=True)
     assert queued == [trigger.pk] and "A poll is queued" in response.content.decode()
