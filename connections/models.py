@@ -416,6 +416,33 @@ class Trigger(models.Model):
         return f"{self.event_key} on {self.connection_id}"
 
 
+class TriggerPoll(models.Model):
+    """One poll of a trigger as its history shows it: when, what came of it,
+    how many events it fired over how many pages, and why it failed."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "Succeeded"
+        PAUSED = "paused", "Paused"
+        FAILED = "failed", "Failed"
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="polls")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    items = models.PositiveIntegerField(default=0)
+    pages = models.PositiveIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [
+            models.Index(fields=["trigger", "-started_at"], name="triggerpoll_trigger_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} poll of {self.trigger_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
 class TriggerEvent(models.Model):
     """The outbox: one row per provider item per trigger, stored in the same
     transaction as the cursor that moved over it."""

@@ -39,7 +39,7 @@ from connections.catalog.events import (
     read_poll_answer,
 )
 from connections.catalog.schema import OAUTH2_KINDS
-from connections.models import Connection, ConnectionState, Trigger
+from connections.models import Connection, ConnectionState, Trigger, TriggerPoll
 from connections.runtime import Credentials, Unresolved, credentials_for
 from connections.triggers import outbox
 from connections.unreadable import CredentialUnreadable
@@ -68,6 +68,15 @@ class PollOutcome:
     fired: int = 0
     message: str = ""
     until: datetime | None = None
+
+
+@dataclass
+class Progress:
+    """What a poll has stored so far (pages stored stay stored when a later one fails)."""
+
+    started_at: datetime
+    fired: int = 0
+    pages: int = 0
 
 
 class PollFailed(Exception):
@@ -167,6 +176,7 @@ def poll_trigger(
             last_poll_ok=None,
             message=reason,
             next_at=now + timedelta(seconds=interval),
+            progress=Progress(now),
         )
         return PollOutcome("paused", message=reason)
 
@@ -180,18 +190,19 @@ def poll_trigger(
         missing = "" if event else f"{connector.name} no longer has the event {trigger.event_key}."
     if not _take_lease(trigger_id, owner, _lease_seconds(event.max_pages if event else 1)):
         return PollOutcome("busy", message="Another poll of this trigger is running.")
-    fired = 0
+    progress = Progress(now)
     try:
         if missing:
             raise PollFailed(missing)
-        fired = _poll(trigger, connection, connector, event, owner, on_new_jobs)
+        _poll(trigger, connection, connector, event, owner, on_new_jobs, progress)
     except PollFailed as failure:
-        return _failed(trigger, owner, interval, str(failure), failure.retry_after)
+        return _failed(trigger, owner, interval, str(failure), progress, failure.retry_after)
     except outbox.LeaseLost as lost:
         return PollOutcome("busy", message=str(lost))
     except Exception:
         log.exception("Polling trigger %s failed.", trigger_id)
-        _failed(trigger, owner, interval, "The poll failed unexpectedly; see the portal's log.")
+        unexpected = "The poll failed unexpectedly; see the portal's log."
+        _failed(trigger, owner, interval, unexpected, progress)
         raise
     done = timezone.now()
     _record(
@@ -200,11 +211,11 @@ def poll_trigger(
         last_poll_ok=True,
         message="",
         next_at=done + timedelta(seconds=interval),
-        items=fired,
+        progress=progress,
         failures=0,
     )
     _count_as_health_check(connection, done, interval)
-    return PollOutcome("ok", fired=fired)
+    return PollOutcome("ok", fired=progress.fired)
 
 
 def _poll(
@@ -214,12 +225,14 @@ def _poll(
     event,
     owner: str,
     on_new_jobs: Callable[[list[int]], None] | None,
-) -> int:
-    """The requests of one poll; the events stored. PollFailed on failure
-    (the cursor then stays where the last stored page left it)."""
+    progress: Progress,
+) -> None:
+    """The requests of one poll; the events stored, counted in ``progress``.
+    PollFailed on failure (the cursor then stays where the last stored page
+    left it)."""
     credentials = _credentials(connection)
     session = egress.session(health.egress_policy(connector))
-    fired, page, refreshed = 0, None, False
+    page, refreshed = None, False
     try:
         pages = 0
         while pages < event.max_pages:
@@ -287,7 +300,8 @@ def _poll(
                 cursor=result.cursor,
                 on_new_jobs=on_new_jobs,
             )
-            fired += len(jobs)
+            progress.fired += len(jobs)
+            progress.pages += 1
             pages += 1
             page = result.next_page
             if page is None:
@@ -296,7 +310,6 @@ def _poll(
         raise PollFailed(str(error)) from None
     finally:
         session.close()
-    return fired
 
 
 def _send(session: egress.EgressSession, request, credentials: Credentials):
@@ -337,15 +350,17 @@ def _record(
     last_poll_ok: bool | None,
     message: str,
     next_at: datetime,
-    items: int = 0,
+    progress: Progress,
     failures: int | None = None,
     backoff_until: datetime | None = None,
 ) -> None:
-    """The poll's result on the trigger, and its lease handed back, in one UPDATE."""
+    """The poll's result on the trigger, and its lease handed back, in one
+    UPDATE; and its line in the trigger's poll history."""
+    done = timezone.now()
     values = {
-        "last_polled_at": timezone.now(),
+        "last_polled_at": done,
         "last_poll_ok": last_poll_ok,
-        "last_poll_items": items,
+        "last_poll_items": progress.fired,
         "last_error": message[:500],
         "backoff_until": backoff_until,
         "poll_queued_until": None,
@@ -361,10 +376,27 @@ def _record(
     for name, value in values.items():
         setattr(trigger, name, value)
     trigger.next_poll_at = next_at
+    outcome = {True: TriggerPoll.Outcome.OK, False: TriggerPoll.Outcome.FAILED}.get(
+        last_poll_ok, TriggerPoll.Outcome.PAUSED
+    )
+    TriggerPoll.objects.create(
+        trigger=trigger,
+        started_at=progress.started_at,
+        finished_at=done,
+        outcome=outcome,
+        items=progress.fired,
+        pages=progress.pages,
+        error=message[:500],
+    )
 
 
 def _failed(
-    trigger: Trigger, owner: str, interval: int, message: str, retry_after: int | None = None
+    trigger: Trigger,
+    owner: str,
+    interval: int,
+    message: str,
+    progress: Progress,
+    retry_after: int | None = None,
 ) -> PollOutcome:
     now = timezone.now()
     failures = trigger.consecutive_failures + 1
@@ -379,6 +411,7 @@ def _failed(
         last_poll_ok=False,
         message=message,
         next_at=until,
+        progress=progress,
         failures=failures,
         backoff_until=until,
     )
