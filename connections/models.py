@@ -492,6 +492,17 @@ class Job(models.Model):
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="jobs")
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="jobs")
     event = models.ForeignKey(TriggerEvent, on_delete=models.CASCADE, related_name="jobs")
+    # A replay (someone asked the event to start the process again): the
+    # event's first job. The event's first job has none; a redelivered poll
+    # never makes a second one (job_one_per_event).
+    replay_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="replays",
+        editable=False,
+    )
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
@@ -515,7 +526,10 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["event"], name="job_one_per_event"),
+            # One job per event from the polls; replays come on top.
+            models.UniqueConstraint(
+                fields=["event"], condition=Q(replay_of__isnull=True), name="job_one_per_event"
+            ),
         ]
         indexes = [
             models.Index(fields=["process", "state", "created_at"], name="job_process_state"),
