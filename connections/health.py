@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
-from connections import egress
+from connections import egress, rate_limits
 from connections.catalog import get_catalog
 from connections.catalog.schema import AuthTypeSpec, ConnectorSpec
 from connections.models import Connection, ConnectionState
@@ -40,6 +40,8 @@ class CheckResult:
     failure: str = ""  # "", "rejected", "forbidden", "not_found", "unreachable", "provider"
     # When the provider says the credential (a PAT) expires.
     secret_expires_at: datetime | None = None
+    # A rate limit (429 or 503) with Retry-After: no check before this many seconds.
+    retry_after: int | None = None
 
 
 def parse_expiry(value: str) -> datetime | None:
@@ -138,9 +140,15 @@ def credential_transport(
 
 
 def run_check(
-    connector: ConnectorSpec, auth: AuthTypeSpec, fields: dict[str, str], secret: dict[str, str]
+    connector: ConnectorSpec,
+    auth: AuthTypeSpec,
+    fields: dict[str, str],
+    secret: dict[str, str],
+    *,
+    session: egress.EgressSession | None = None,
 ) -> CheckResult:
-    """Send the health request with this credential and say what happened."""
+    """Send the health request with this credential and say what happened
+    (through ``session`` when a batch of checks shares one)."""
     values = {**fields, **secret}
     check = connector.health_check_for(auth.type)
     url = connector.health_check_url(fields, auth.type)
@@ -149,9 +157,12 @@ def run_check(
     headers = {**connector.headers, **credential_headers}
     started = time.monotonic()
     try:
-        response = egress.request(
-            check.method, url, policy=egress_policy(connector), headers=headers, params=params
-        )
+        if session is None:
+            response = egress.request(
+                check.method, url, policy=egress_policy(connector), headers=headers, params=params
+            )
+        else:
+            response = session.request(check.method, url, headers=headers, params=params)
     except (egress.EgressDenied, egress.EgressError) as error:
         return CheckResult(ok=False, error=str(error), failure="unreachable")
     latency = int((time.monotonic() - started) * 1000)
@@ -202,7 +213,12 @@ def run_check(
             "provider",
         )
     return CheckResult(
-        ok=False, error=error + said, status_code=status, latency_ms=latency, failure=failure
+        ok=False,
+        error=error + said,
+        status_code=status,
+        latency_ms=latency,
+        failure=failure,
+        retry_after=rate_limits.limited_for(status, response.headers),
     )
 
 
@@ -275,7 +291,9 @@ def failure_state(result: CheckResult) -> str:
     return FAILURE_STATES.get(result.failure, ConnectionState.MISCONFIGURED)
 
 
-def apply_result(connection: Connection, result: CheckResult) -> None:
+def apply_result(
+    connection: Connection, result: CheckResult, *, minimum: int | None = None
+) -> None:
     """The health state machine, on the connection in memory (callers save).
 
     Success: Connected, failures reset. Credentials refused: Needs reconnect.
@@ -304,7 +322,12 @@ def apply_result(connection: Connection, result: CheckResult) -> None:
         elif connection.consecutive_failures >= settings.PORTAL_HEALTH_DEGRADED_AFTER:
             connection.state = ConnectionState.DEGRADED
     update_expiry_warning(connection)
-    schedule_next_check(connection)
+    schedule_next_check(connection, minimum=minimum)
+    if result.retry_after and connection.next_check_at is not None:
+        # The provider's Retry-After: not before then, whatever the interval.
+        connection.next_check_at = max(
+            connection.next_check_at, now + timedelta(seconds=result.retry_after)
+        )
 
 
 def _field_expiry(connection: Connection) -> datetime | None:

@@ -443,6 +443,19 @@ class TriggerPoll(models.Model):
         return f"{self.outcome} poll of {self.trigger_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
+class ProviderHold(models.Model):
+    """A provider's rate limit that applies to every connection on a host (a
+    connector whose limits are per app, ``rate_limit: app``): no request to
+    ``host`` before ``until``."""
+
+    host = models.CharField(max_length=255, unique=True)
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.host} until {self.until:%Y-%m-%d %H:%M:%S}"
+
+
 class TriggerEvent(models.Model):
     """The outbox: one row per provider item per trigger, stored in the same
     transaction as the cursor that moved over it."""

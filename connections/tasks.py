@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from connections import oauth, refresh, unreadable, vault
+from connections import engine, oauth, refresh, unreadable, vault
 from connections.actions import check
 from connections.catalog import ConnectorMissing
 from connections.models import Connection, OAuthFlow
@@ -164,26 +164,21 @@ def refresh_sweep() -> int:
 
 # A check waits at most this long in the queue before the sweep may enqueue it
 # again (a message lost with the embedded broker, say): beyond the jitter, as
-# long as a check may take (the HTTP timeouts, a refresh first).
+# long as a batch of checks may take (the HTTP timeouts, a refresh first).
 CHECK_QUEUE_MARGIN_SECONDS = 300
+# As the refresh sweep: several checks per task when many are due
+# (connections/engine.py), so that a batch shares its HTTP sessions, its
+# database connection and its writes.
+CHECKS_PER_TASK = 25
 
 
 @shared_task(name="connections.tasks.check_connection", acks_late=True)
-def check_connection_task(
-    connection_id: int, if_due: bool = False, actor_id: int | None = None
-) -> None:
-    """Run one connection's health check and record it; safe to run twice.
-    Disabled connections are never checked. With ``if_due`` (the sweep), a
-    connection checked meanwhile (Check now) is not checked again.
-    ``actor_id``: who asked (Check now), named in the history; None for the
-    sweep ("System")."""
+def check_connection_task(connection_id: int, actor_id: int | None = None) -> None:
+    """Check now: one connection's health check, recorded with who asked
+    (``actor_id``; None: "System"). Disabled connections are never checked."""
     try:
         connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
         if connection is None:
-            return
-        if if_due and (
-            connection.next_check_at is None or connection.next_check_at > timezone.now()
-        ):
             return
         try:
             actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
@@ -192,6 +187,15 @@ def check_connection_task(
             return
     finally:
         Connection.objects.filter(pk=connection_id).update(check_queued_until=None)
+
+
+@shared_task(name="connections.tasks.check_connections", acks_late=True)
+def check_connections_task(*connection_ids: int) -> None:
+    """The sweep's checks: those of these connections still due (a
+    connection checked meanwhile, by Check now, is not checked again), as one
+    batch of the polling engine; safe to run twice."""
+    with engine.Batch() as batch:
+        check.check_connections(connection_ids, batch)
 
 
 def due_for_check(now=None):
@@ -210,11 +214,12 @@ def due_for_check(now=None):
 @shared_task(name="connections.tasks.health_sweep", acks_late=True)
 def health_sweep() -> int:
     """Enqueue the health checks that are due, at most PORTAL_HEALTH_BATCH
-    per sweep (the next sweep takes the rest, most overdue first), each at a
-    random moment within the jitter. Marks them queued first, so the next
-    sweep does not enqueue them again (and a check enqueued twice all the same
-    finds it no longer due and does nothing). Cost grows with the connections
-    due, never with the ones not due."""
+    per sweep (the next sweep takes the rest, most overdue first), in
+    batches (``engine.per_task``), each batch at a random moment within the
+    jitter. Marks them queued first, so the next sweep does not enqueue them
+    again (and a check enqueued twice all the same finds it no longer due and
+    does nothing). Cost grows with the connections due, never with the ones
+    not due."""
     now = timezone.now()
     jitter = settings.PORTAL_HEALTH_JITTER_SECONDS
     queued_until = now + timedelta(seconds=jitter + CHECK_QUEUE_MARGIN_SECONDS)
@@ -223,11 +228,11 @@ def health_sweep() -> int:
         return 0
     with transaction.atomic():
         Connection.objects.filter(pk__in=ids).update(check_queued_until=queued_until)
-        for connection_id in ids:
+        for chunk in engine.chunks(ids, engine.per_task(len(ids), CHECKS_PER_TASK)):
             countdown = random.uniform(0, jitter)  # noqa: S311
             transaction.on_commit(
-                lambda cid=connection_id, c=countdown: check_connection_task.apply_async(
-                    (cid,), {"if_due": True}, countdown=c
+                lambda chunk=chunk, c=countdown: check_connections_task.apply_async(
+                    chunk, countdown=c
                 )
             )
     return len(ids)

@@ -802,6 +802,10 @@ class ConnectorSpec(Model):
     sandbox: bool = False
     # What triggers on this connector's connections can poll for.
     events: tuple[EventSpec, ...] = ()
+    # Whose quota a 429 or 503 with Retry-After speaks of: the connection's
+    # own ("connection"), or every connection on the same instance host, one
+    # quota per app or organisation ("app": the portal then holds the host).
+    rate_limit: Literal["connection", "app"] = "connection"
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -1,16 +1,18 @@
-"""One poll of one trigger: the event's requests (``connections.catalog.events``)
-sent through the guarded outbound client with the connection's working
-credential, the answers read, and each page's new events, their jobs and
-the cursor stored in one transaction (``outbox``).
+"""Polls of triggers, a batch at a time (``connections.engine``): the event's
+requests (``connections.catalog.events``) sent through the batch's guarded
+session with the connection's working credential, the answers read, and
+each page's new events, their jobs and the cursor stored in one transaction
+(``outbox``). What the polls of a batch record is written together.
 
 - One poll at a time per trigger: a lease taken with a conditional UPDATE.
 - A disabled connection, or one that needs reconnecting or was never
   connected, pauses its triggers: the poll sends nothing and says why.
 - A 401 goes through the refresh path once (OAuth 2.0), then marks the
   connection Needs reconnect, as a health check would.
-- 429 and 503 with Retry-After hold every trigger of the connection until
-  then; other failures back off exponentially, with jitter, and are
-  recorded on the trigger.
+- 429 and 503 with Retry-After hold every trigger of the connection (and
+  its health check) until then, and the host when the connector's limits
+  are per app (``connections.rate_limits``); other failures back off
+  exponentially, with jitter, and are recorded on the trigger.
 - A successful poll of a Connected connection counts as its health check:
   the next health check moves one polling interval on.
 """
@@ -20,17 +22,16 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from django.conf import settings
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from connections import egress, health, refresh
+from connections import egress, health, rate_limits, refresh
 from connections.catalog import ConnectorMissing, connector_of
 from connections.catalog.events import (
     EventAnswerError,
@@ -39,6 +40,7 @@ from connections.catalog.events import (
     read_poll_answer,
 )
 from connections.catalog.schema import OAUTH2_KINDS
+from connections.engine import Batch, host_of
 from connections.models import Connection, ConnectionState, Trigger, TriggerPoll
 from connections.runtime import Credentials, Unresolved, credentials_for
 from connections.triggers import outbox
@@ -49,9 +51,7 @@ log = logging.getLogger(__name__)
 # A poll that keeps failing waits the polling interval, doubled after each
 # failure, at most this long (or the interval, when that is longer).
 MAX_BACKOFF_SECONDS = 3600
-# Retry-After beyond this is taken as this (a provider's typo must not stop polling for days).
-MAX_RETRY_AFTER_SECONDS = 6 * 3600
-RATE_LIMIT_STATUS = (429, 503)
+BUSY = "Another poll of this trigger is running."
 
 Status = Literal["ok", "paused", "failed", "waiting", "busy", "not_due", "disabled", "gone"]
 
@@ -96,24 +96,6 @@ def paused_because(connection: Connection) -> str:
     return ""
 
 
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> int | None:
-    """A Retry-After header (seconds, or an HTTP date) in seconds; None when
-    absent or unreadable."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return min(int(text), MAX_RETRY_AFTER_SECONDS)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    seconds = (moment - (now or timezone.now())).total_seconds()
-    return max(0, min(int(seconds) + 1, MAX_RETRY_AFTER_SECONDS))
-
-
 def failure_backoff(interval: int, failures: int) -> timedelta:
     """How long after its ``failures``-th failure in a row a trigger polls
     again: the interval, doubled each time, capped, plus up to 10% jitter."""
@@ -122,100 +104,139 @@ def failure_backoff(interval: int, failures: int) -> timedelta:
     return timedelta(seconds=seconds * random.uniform(1.0, 1.1))  # noqa: S311
 
 
-def _lease_seconds(max_pages: int) -> float:
-    # Every page may take the whole deadline, and a refresh may come first.
-    return settings.PORTAL_HTTP_TOTAL_TIMEOUT * (max_pages + 2) + 60
-
-
-def _take_lease(trigger_id: int, owner: str, seconds: float) -> bool:
-    now = timezone.now()
-    free = Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now)
-    return (
-        Trigger.objects.filter(free, pk=trigger_id).update(
-            poll_lease_owner=owner, poll_lease_until=now + timedelta(seconds=seconds)
-        )
-        == 1
-    )
+def _lease_seconds(count: int) -> float:
+    """The lease of a batch of ``count`` polls: each may take a request's
+    whole deadline, a refresh may come first. A poll that outlives it stores
+    nothing more once another took over (``outbox.LeaseLost``); a worker that
+    dies holds its triggers this long at most."""
+    return settings.PORTAL_HTTP_TOTAL_TIMEOUT * (count + 2) + 60
 
 
 def poll_trigger(
     trigger_id: int,
     *,
     if_due: bool = False,
-    minimum_interval: int | None = None,
     on_new_jobs: Callable[[list[int]], None] | None = None,
 ) -> PollOutcome:
-    """Poll one trigger now (``if_due``: only if its poll is still due, as
-    the sweep asks). See the module's docstring for what it guarantees.
-    ``minimum_interval``: the tenant's minimum polling interval, when the
-    caller has read it already (a batch of polls). ``on_new_jobs``: called
-    with the ids of the jobs each page made, once that page has committed
-    (the tasks enqueue their deliveries; without it the delivery sweep
-    finds them)."""
+    """Poll one trigger now (Run poll now; ``if_due``: only if its poll is
+    still due): a batch of one."""
+    with Batch() as batch:
+        return poll_triggers([trigger_id], batch, if_due=if_due, on_new_jobs=on_new_jobs)[
+            trigger_id
+        ]
+
+
+def poll_triggers(
+    trigger_ids: Sequence[int],
+    batch: Batch,
+    *,
+    if_due: bool = False,
+    on_new_jobs: Callable[[list[int]], None] | None = None,
+) -> dict[int, PollOutcome]:
+    """Poll these triggers (``if_due``: those still due, as the sweep asks),
+    one after the other through the batch's sessions. See the module's
+    docstring for what it guarantees. ``on_new_jobs``: called with the ids of
+    the jobs each page made, once that page has committed (the tasks enqueue
+    their deliveries; without it the delivery sweep finds them).
+
+    Statements: one UPDATE takes the leases of all, one SELECT reads them
+    with their connections and credentials; a page that finds new items
+    stores them in its own transaction (the outbox); then one UPDATE writes
+    every trigger's result and hands its lease back, one INSERT its line of
+    history, one UPDATE per polling interval the health checks they stand for."""
     now = timezone.now()
-    trigger = Trigger.objects.select_related("connection", "process").filter(pk=trigger_id).first()
-    if trigger is None:
-        return PollOutcome("gone")
-    if not trigger.enabled:
-        return PollOutcome("disabled", message="The trigger is disabled.")
-    if if_due and (trigger.next_poll_at is None or trigger.next_poll_at > now):
-        Trigger.objects.filter(pk=trigger_id).update(poll_queued_until=None)
-        return PollOutcome("not_due")
-    connection = trigger.connection
-    interval = health.effective_polling_interval(connection, minimum_interval)
-    if trigger.backoff_until and trigger.backoff_until > now:
-        Trigger.objects.filter(pk=trigger_id).update(poll_queued_until=None)
-        return PollOutcome(
-            "waiting", message=trigger.last_error or "Backing off.", until=trigger.backoff_until
+    owner = uuid.uuid4().hex
+    leased = _lease(trigger_ids, owner, now, if_due=if_due)
+    outcomes = {} if len(leased) == len(trigger_ids) else _not_polled(trigger_ids, leased, now)
+    polls: list[_Poll] = []
+    for trigger in leased:
+        poll = _Poll(trigger, batch.interval(trigger.connection), Progress(timezone.now()))
+        poll.outcome = _poll_one(poll, batch, owner, on_new_jobs)
+        polls.append(poll)
+        outcomes[trigger.pk] = poll.outcome
+    _record(polls, owner)
+    return outcomes
+
+
+@dataclass
+class _Poll:
+    trigger: Trigger
+    interval: int
+    progress: Progress
+    outcome: PollOutcome | None = None
+    retry_after: int | None = None
+
+
+def _lease(trigger_ids: Sequence[int], owner: str, now: datetime, *, if_due: bool) -> list[Trigger]:
+    """Take the poll lease of each trigger that is enabled, not being polled,
+    not backing off (and due, with ``if_due``), in one UPDATE; then read
+    those with their connection, its credential and the process."""
+    free = Q(poll_lease_until__isnull=True) | Q(poll_lease_until__lt=now)
+    ready = Q(backoff_until__isnull=True) | Q(backoff_until__lte=now)
+    rows = Trigger.objects.filter(free, ready, pk__in=trigger_ids, enabled=True)
+    if if_due:
+        rows = rows.filter(next_poll_at__lte=now)
+    seconds = _lease_seconds(len(trigger_ids))
+    if not rows.update(poll_lease_owner=owner, poll_lease_until=now + timedelta(seconds=seconds)):
+        return []
+    return list(
+        Trigger.objects.select_related("connection__credential", "process").filter(
+            pk__in=trigger_ids, poll_lease_owner=owner
         )
+    )
+
+
+def _not_polled(
+    trigger_ids: Sequence[int], leased: list[Trigger], now: datetime
+) -> dict[int, PollOutcome]:
+    """Why the triggers not leased were not polled (one query); their queued
+    mark cleared (one UPDATE)."""
+    rest = set(trigger_ids) - {trigger.pk for trigger in leased}
+    outcomes = dict.fromkeys(rest, PollOutcome("gone"))
+    rows = Trigger.objects.filter(pk__in=rest)
+    for row in rows.only("enabled", "next_poll_at", "backoff_until", "last_error"):
+        if not row.enabled:
+            outcomes[row.pk] = PollOutcome("disabled", message="The trigger is disabled.")
+        elif row.backoff_until and row.backoff_until > now:
+            message = row.last_error or "Backing off."
+            outcomes[row.pk] = PollOutcome("waiting", message=message, until=row.backoff_until)
+        elif row.next_poll_at is None or row.next_poll_at > now:
+            outcomes[row.pk] = PollOutcome("not_due")
+        else:
+            outcomes[row.pk] = PollOutcome(
+                "busy", message="Another poll of this trigger is running."
+            )
+    rows.update(poll_queued_until=None)
+    return outcomes
+
+
+def _poll_one(
+    poll: _Poll,
+    batch: Batch,
+    owner: str,
+    on_new_jobs: Callable[[list[int]], None] | None,
+) -> PollOutcome:
+    trigger, connection = poll.trigger, poll.trigger.connection
     reason = paused_because(connection)
     if reason:
-        _record(
-            trigger,
-            owner=None,
-            last_poll_ok=None,
-            message=reason,
-            next_at=now + timedelta(seconds=interval),
-            progress=Progress(now),
-        )
         return PollOutcome("paused", message=reason)
-
-    owner = uuid.uuid4().hex
     try:
         connector = connector_of(connection)
         event = connector.event(trigger.event_key)
+        if event is None:
+            raise PollFailed(f"{connector.name} no longer has the event {trigger.event_key}.")
+        _poll(trigger, connection, connector, event, owner, on_new_jobs, poll.progress, batch)
     except ConnectorMissing as error:
-        connector, event, missing = None, None, str(error)
-    else:
-        missing = "" if event else f"{connector.name} no longer has the event {trigger.event_key}."
-    if not _take_lease(trigger_id, owner, _lease_seconds(event.max_pages if event else 1)):
-        return PollOutcome("busy", message="Another poll of this trigger is running.")
-    progress = Progress(now)
-    try:
-        if missing:
-            raise PollFailed(missing)
-        _poll(trigger, connection, connector, event, owner, on_new_jobs, progress)
+        return PollOutcome("failed", message=str(error))
     except PollFailed as failure:
-        return _failed(trigger, owner, interval, str(failure), progress, failure.retry_after)
+        poll.retry_after = failure.retry_after
+        return PollOutcome("failed", message=str(failure))
     except outbox.LeaseLost as lost:
         return PollOutcome("busy", message=str(lost))
     except Exception:
-        log.exception("Polling trigger %s failed.", trigger_id)
-        unexpected = "The poll failed unexpectedly; see the portal's log."
-        _failed(trigger, owner, interval, unexpected, progress)
-        raise
-    done = timezone.now()
-    _record(
-        trigger,
-        owner=owner,
-        last_poll_ok=True,
-        message="",
-        next_at=done + timedelta(seconds=interval),
-        progress=progress,
-        failures=0,
-    )
-    _count_as_health_check(connection, done, interval)
-    return PollOutcome("ok", fired=progress.fired)
+        log.exception("Polling trigger %s failed.", trigger.pk)
+        return PollOutcome("failed", message="The poll failed unexpectedly; see the portal's log.")
+    return PollOutcome("ok", fired=poll.progress.fired)
 
 
 def _poll(
@@ -226,12 +247,14 @@ def _poll(
     owner: str,
     on_new_jobs: Callable[[list[int]], None] | None,
     progress: Progress,
+    batch: Batch,
 ) -> None:
     """The requests of one poll; the events stored, counted in ``progress``.
     PollFailed on failure (the cursor then stays where the last stored page
-    left it)."""
+    left it). A page with no new item moves ``trigger.cursor`` in memory
+    only: the batch's result writes it."""
     credentials = _credentials(connection)
-    session = egress.session(health.egress_policy(connector))
+    session = batch.session(connector)
     page, refreshed = None, False
     try:
         pages = 0
@@ -251,6 +274,13 @@ def _poll(
                 raise PollFailed(str(error)) from None
             except Exception as error:  # ValidationError of filters changed under it
                 raise PollFailed(f"The trigger's filters are no longer valid: {error}") from None
+            held = batch.held_until(host_of(request.url))
+            if held is not None:
+                raise PollFailed(
+                    f"{connector.name} is limiting this portal's requests to "
+                    f"{host_of(request.url)} until {held:%H:%M:%S} UTC.",
+                    retry_after=max(1, int((held - timezone.now()).total_seconds()) + 1),
+                )
             response = _send(session, request, credentials)
             status = response.status_code
             if status == 401 and not refreshed and connection.auth_type in OAUTH2_KINDS:
@@ -266,17 +296,17 @@ def _poll(
                 raise PollFailed(message)
             if request.resumed and status in event.cursor.expired_status:
                 # The provider forgot the token or page the cursor kept.
-                fallback = request.fallback_cursor() or ""
-                outbox.store_page(trigger, lease_owner=owner, items=[], cursor=fallback)
+                trigger.cursor = request.fallback_cursor() or ""
                 break
-            if status in RATE_LIMIT_STATUS:
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    raise PollFailed(
-                        f"{connector.name} is limiting requests ({status}): no poll of "
-                        f"{connection.name} before {retry_after} s have passed.",
-                        retry_after=retry_after,
-                    )
+            retry_after = rate_limits.limited_for(status, response.headers)
+            if retry_after is not None:
+                message = (
+                    f"{connector.name} is limiting requests ({status}): no poll of "
+                    f"{connection.name} before {retry_after} s have passed."
+                )
+                until = timezone.now() + timedelta(seconds=retry_after)
+                batch.hold(connector, request.url, until, message)
+                raise PollFailed(message, retry_after=retry_after)
             if not 200 <= status < 300:
                 said = health._provider_message(response, list(credentials.secret.values()))
                 raise PollFailed(
@@ -293,14 +323,17 @@ def _poll(
                 result = read_poll_answer(request, answer=answer, headers=response.headers)
             except EventAnswerError as error:
                 raise PollFailed(str(error)) from None
-            jobs = outbox.store_page(
-                trigger,
-                lease_owner=owner,
-                items=result.items,
-                cursor=result.cursor,
-                on_new_jobs=on_new_jobs,
-            )
-            progress.fired += len(jobs)
+            if result.items:
+                jobs = outbox.store_page(
+                    trigger,
+                    lease_owner=owner,
+                    items=result.items,
+                    cursor=result.cursor,
+                    on_new_jobs=on_new_jobs,
+                )
+                progress.fired += len(jobs)
+            else:
+                trigger.cursor = result.cursor
             progress.pages += 1
             pages += 1
             page = result.next_page
@@ -308,8 +341,6 @@ def _poll(
                 break
     except (egress.EgressDenied, egress.EgressError) as error:
         raise PollFailed(str(error)) from None
-    finally:
-        session.close()
 
 
 def _send(session: egress.EgressSession, request, credentials: Credentials):
@@ -343,98 +374,111 @@ def _refreshed_credentials(connection: Connection) -> Credentials:
     return _credentials(connection)
 
 
-def _record(
-    trigger: Trigger,
-    *,
-    owner: str | None,
-    last_poll_ok: bool | None,
-    message: str,
-    next_at: datetime,
-    progress: Progress,
-    failures: int | None = None,
-    backoff_until: datetime | None = None,
-) -> None:
-    """The poll's result on the trigger, and its lease handed back, in one
-    UPDATE; and its line in the trigger's poll history."""
+# What the batch's result writes of each trigger.
+RESULT_FIELDS = [
+    "cursor",
+    "last_polled_at",
+    "last_poll_ok",
+    "last_poll_items",
+    "last_error",
+    "consecutive_failures",
+    "backoff_until",
+    "next_poll_at",
+    "poll_queued_until",
+    "poll_lease_owner",
+    "poll_lease_until",
+]
+OUTCOMES = {
+    "ok": TriggerPoll.Outcome.OK,
+    "paused": TriggerPoll.Outcome.PAUSED,
+    "failed": TriggerPoll.Outcome.FAILED,
+}
+
+
+def _record(polls: list[_Poll], owner: str) -> None:
+    """Each poll's result on its trigger, its lease handed back (one UPDATE
+    for the batch, only where the lease is still ``owner``'s), its line in
+    the trigger's poll history (one INSERT), a rate limit's hold on the
+    connection, and the health checks the successful polls stand for."""
     done = timezone.now()
-    values = {
-        "last_polled_at": done,
-        "last_poll_ok": last_poll_ok,
-        "last_poll_items": progress.fired,
-        "last_error": message[:500],
-        "backoff_until": backoff_until,
-        "poll_queued_until": None,
-    }
-    if failures is not None:
-        values["consecutive_failures"] = failures
-    rows = Trigger.objects.filter(pk=trigger.pk)
-    if owner is not None:
-        rows = rows.filter(poll_lease_owner=owner)
-        values.update(poll_lease_owner="", poll_lease_until=None)
-    # Disabled meanwhile: it stays unscheduled.
-    rows.update(next_poll_at=Case(When(enabled=True, then=Value(next_at)), default=None), **values)
-    for name, value in values.items():
-        setattr(trigger, name, value)
-    trigger.next_poll_at = next_at
-    outcome = {True: TriggerPoll.Outcome.OK, False: TriggerPoll.Outcome.FAILED}.get(
-        last_poll_ok, TriggerPoll.Outcome.PAUSED
+    recorded = [poll for poll in polls if poll.outcome.status in OUTCOMES]
+    if not recorded:
+        return
+    checked: dict[int, int] = {}  # connection id: interval, for Connected ones polled fine
+    for poll in recorded:
+        trigger, outcome = poll.trigger, poll.outcome
+        trigger.last_polled_at = done
+        trigger.last_poll_items = poll.progress.fired
+        trigger.last_error = outcome.message[:500]
+        trigger.poll_queued_until = None
+        trigger.poll_lease_owner, trigger.poll_lease_until = "", None
+        next_at = done + timedelta(seconds=poll.interval)
+        if outcome.status == "ok":
+            trigger.last_poll_ok, trigger.consecutive_failures, trigger.backoff_until = (
+                True,
+                0,
+                None,
+            )
+            if trigger.connection.state == ConnectionState.CONNECTED:
+                checked[trigger.connection_id] = poll.interval
+        elif outcome.status == "paused":
+            trigger.last_poll_ok, trigger.backoff_until = None, None
+        else:
+            trigger.last_poll_ok = False
+            trigger.consecutive_failures += 1
+            if poll.retry_after is not None:
+                next_at = done + timedelta(seconds=poll.retry_after)
+            else:
+                next_at = done + failure_backoff(poll.interval, trigger.consecutive_failures)
+            trigger.backoff_until = next_at
+            poll.outcome = PollOutcome("failed", message=outcome.message, until=next_at)
+        # Disabled meanwhile: it stays unscheduled.
+        trigger.next_poll_at = Case(When(enabled=True, then=Value(next_at)), default=None)
+    triggers = [poll.trigger for poll in recorded]
+    Trigger.objects.filter(poll_lease_owner=owner).bulk_update(triggers, RESULT_FIELDS)
+    for poll in recorded:
+        poll.trigger.next_poll_at = poll.outcome.until or (done + timedelta(seconds=poll.interval))
+    TriggerPoll.objects.bulk_create(
+        TriggerPoll(
+            trigger=poll.trigger,
+            started_at=poll.progress.started_at,
+            finished_at=done,
+            outcome=OUTCOMES[poll.outcome.status],
+            items=poll.progress.fired,
+            pages=poll.progress.pages,
+            error=poll.outcome.message[:500],
+        )
+        for poll in recorded
     )
-    TriggerPoll.objects.create(
-        trigger=trigger,
-        started_at=progress.started_at,
-        finished_at=done,
-        outcome=outcome,
-        items=progress.fired,
-        pages=progress.pages,
-        error=message[:500],
-    )
-
-
-def _failed(
-    trigger: Trigger,
-    owner: str,
-    interval: int,
-    message: str,
-    progress: Progress,
-    retry_after: int | None = None,
-) -> PollOutcome:
-    now = timezone.now()
-    failures = trigger.consecutive_failures + 1
-    if retry_after is not None:
-        until = now + timedelta(seconds=retry_after)
-        hold_connection(trigger.connection_id, until, message)
-    else:
-        until = now + failure_backoff(interval, failures)
-    _record(
-        trigger,
-        owner=owner,
-        last_poll_ok=False,
-        message=message,
-        next_at=until,
-        progress=progress,
-        failures=failures,
-        backoff_until=until,
-    )
-    return PollOutcome("failed", message=message, until=until)
+    for poll in recorded:
+        if poll.retry_after is not None:
+            hold_connection(poll.trigger.connection_id, poll.outcome.until, poll.outcome.message)
+    _count_as_health_checks(checked, done)
 
 
 def hold_connection(connection_id: int, until: datetime, message: str) -> None:
-    """A provider's Retry-After holds every trigger of the connection: none
-    polls before ``until``."""
+    """A provider's Retry-After holds every trigger of the connection and its
+    health check: none polls or checks before ``until``."""
     Trigger.objects.filter(connection_id=connection_id).filter(
         Q(backoff_until__isnull=True) | Q(backoff_until__lt=until)
     ).update(backoff_until=until, last_error=message[:500])
     Trigger.objects.filter(
         connection_id=connection_id, enabled=True, next_poll_at__lt=until
     ).update(next_poll_at=until)
+    Connection.objects.filter(pk=connection_id, next_check_at__lt=until).update(next_check_at=until)
 
 
-def _count_as_health_check(connection: Connection, when: datetime, interval: int) -> None:
+def _count_as_health_checks(checked: dict[int, int], when: datetime) -> None:
     """A Connected connection's successful poll stands for its health check:
     the next check moves one interval on (a Degraded one is left to the
-    health check, whose state machine decides whether it recovered)."""
-    Connection.objects.filter(pk=connection.pk, state=ConnectionState.CONNECTED).update(
-        last_checked_at=when,
-        last_success_at=when,
-        next_check_at=when + timedelta(seconds=interval),
-    )
+    health check, whose state machine decides whether it recovered). One
+    UPDATE per polling interval among them."""
+    by_interval: dict[int, list[int]] = {}
+    for connection_id, interval in checked.items():
+        by_interval.setdefault(interval, []).append(connection_id)
+    for interval, ids in by_interval.items():
+        Connection.objects.filter(pk__in=ids, state=ConnectionState.CONNECTED).update(
+            last_checked_at=when,
+            last_success_at=when,
+            next_check_at=when + timedelta(seconds=interval),
+        )

@@ -19,49 +19,34 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from connections import health
+from connections import engine
 from connections.models import Job, Trigger
 from connections.triggers.delivery import deliver_job
-from connections.triggers.polling import poll_trigger
+from connections.triggers.polling import poll_trigger, poll_triggers
 
 log = logging.getLogger(__name__)
 
-# As the refresh sweep (connections/tasks.py): several per task when many
-# are due, as long as that leaves at least TASKS_AT_LEAST tasks to share.
+# Several per task when many are due (connections/engine.py, per_task).
 POLLS_PER_TASK = 25
 DELIVERIES_PER_TASK = 25
-TASKS_AT_LEAST = 50
 # A poll or delivery waits at most this long in the queue before a sweep may
 # enqueue it again (a message lost with the embedded broker, say).
 QUEUE_MARGIN_SECONDS = 300
 
 
-def per_task(due: int, most: int) -> int:
-    return max(1, min(most, due // TASKS_AT_LEAST))
-
-
-def chunks(ids: Sequence[int], size: int) -> list[tuple[int, ...]]:
-    return [tuple(ids[start : start + size]) for start in range(0, len(ids), size)]
-
-
 def enqueue_deliveries(job_ids: Sequence[int]) -> None:
     """Deliver these jobs' webhooks now (after the poll that made them committed)."""
-    for chunk in chunks(job_ids, DELIVERIES_PER_TASK):
+    for chunk in engine.chunks(job_ids, DELIVERIES_PER_TASK):
         deliver_jobs_task.delay(*chunk)
 
 
 @shared_task(name="connections.triggers.tasks.poll_triggers", acks_late=True)
 def poll_triggers_task(*trigger_ids: int) -> None:
-    """Poll each trigger if still due, one after the other; one failing does
-    not stop the others. New jobs' deliveries are enqueued as each page commits."""
-    minimum = health.tenant_min_polling_seconds()
-    for trigger_id in trigger_ids:
-        try:
-            poll_trigger(
-                trigger_id, if_due=True, minimum_interval=minimum, on_new_jobs=enqueue_deliveries
-            )
-        except Exception:
-            log.exception("Polling trigger %s failed.", trigger_id)
+    """Poll the triggers still due, as one batch of the polling engine; one
+    failing does not stop the others. New jobs' deliveries are enqueued as
+    each page commits."""
+    with engine.Batch() as batch:
+        poll_triggers(trigger_ids, batch, if_due=True, on_new_jobs=enqueue_deliveries)
 
 
 @shared_task(name="connections.triggers.tasks.poll_now", acks_late=True)
@@ -104,7 +89,7 @@ def poll_sweep() -> int:
     queued_until = now + timedelta(seconds=QUEUE_MARGIN_SECONDS)
     with transaction.atomic():
         Trigger.objects.filter(pk__in=ids).update(poll_queued_until=queued_until)
-        for chunk in chunks(ids, per_task(len(ids), POLLS_PER_TASK)):
+        for chunk in engine.chunks(ids, engine.per_task(len(ids), POLLS_PER_TASK)):
             transaction.on_commit(lambda chunk=chunk: poll_triggers_task.delay(*chunk))
     return len(ids)
 
@@ -135,6 +120,6 @@ def delivery_sweep() -> int:
     queued_until = now + timedelta(seconds=QUEUE_MARGIN_SECONDS)
     with transaction.atomic():
         Job.objects.filter(pk__in=ids).update(delivery_queued_until=queued_until)
-        for chunk in chunks(ids, per_task(len(ids), DELIVERIES_PER_TASK)):
+        for chunk in engine.chunks(ids, engine.per_task(len(ids), DELIVERIES_PER_TASK)):
             transaction.on_commit(lambda chunk=chunk: deliver_jobs_task.delay(*chunk))
     return len(ids)

@@ -108,9 +108,9 @@ def enqueued(monkeypatch):
     """The checks the sweep hands to the broker (after commit)."""
     sent = []
     monkeypatch.setattr(
-        tasks.check_connection_task,
+        tasks.check_connections_task,
         "apply_async",
-        lambda args, kwargs, countdown: sent.append((args, kwargs, countdown)),
+        lambda args, countdown: sent.append((args, countdown)),
     )
     return sent
 
@@ -121,8 +121,8 @@ def test_sweep_enqueues_due_checks_once(robot, provider, enqueued, settings):
     assert tasks.health_sweep.run() == 0  # not due yet
     Connection.objects.filter(pk=robot.pk).update(next_check_at=timezone.now())
     assert tasks.health_sweep.run() == 1
-    assert sent == [((robot.pk,), {"if_due": True}, sent[0][2])]
-    assert 0 <= sent[0][2] <= 30
+    assert sent == [((robot.pk,), sent[0][1])]
+    assert 0 <= sent[0][1] <= 30
     robot.refresh_from_db()
     assert robot.check_queued_until > timezone.now()
     assert tasks.health_sweep.run() == 0  # queued: not enqueued again
@@ -130,13 +130,13 @@ def test_sweep_enqueues_due_checks_once(robot, provider, enqueued, settings):
 
     # The worker runs it: one check, the next one scheduled, the mark cleared.
     checks_before = HealthCheck.objects.filter(connection=robot).count()
-    tasks.check_connection_task.run(robot.pk, if_due=True)
+    tasks.check_connections_task.run(robot.pk)
     robot.refresh_from_db()
     assert HealthCheck.objects.filter(connection=robot).count() == checks_before + 1
     assert robot.check_queued_until is None
     assert robot.next_check_at > timezone.now() + timedelta(seconds=290)
     # Delivered twice: no longer due, so no second check.
-    tasks.check_connection_task.run(robot.pk, if_due=True)
+    tasks.check_connections_task.run(robot.pk)
     assert HealthCheck.objects.filter(connection=robot).count() == checks_before + 1
 
 
@@ -164,14 +164,14 @@ def test_sweep_queries_do_not_grow_with_connections_not_due(settings, enqueued):
     _many(folder, 3, due=True)
     with CaptureQueriesContext(db) as small:
         assert tasks.health_sweep.run() == 3
-    assert len(enqueued) == 3
+    assert sum(len(args) for args, _ in enqueued) == 3
     Connection.objects.update(check_queued_until=None)
     _many(folder, 2000, due=False)
     _many(folder, 500, due=True, is_enabled=False)  # disabled: never checked
     with CaptureQueriesContext(db) as large:
         assert tasks.health_sweep.run() == 3
     assert len(large) == len(small)
-    assert len(enqueued) == 6
+    assert sum(len(args) for args, _ in enqueued) == 6
     # At most a batch per sweep, most overdue first; the next sweep takes the rest.
     Connection.objects.update(check_queued_until=None)
     _many(folder, 60, due=True, tag="-more")
@@ -210,6 +210,7 @@ def test_disabled_connections_are_never_checked(robot, provider, enqueued):
     assert tasks.health_sweep.run() == 0
     # ...and a task already queued does nothing.
     requests, checks = len(provider.requests), robot.health_checks.count()
+    tasks.check_connections_task.run(robot.pk)
     tasks.check_connection_task.run(robot.pk)
     assert len(provider.requests) == requests and robot.health_checks.count() == checks
 

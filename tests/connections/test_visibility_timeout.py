@@ -59,7 +59,7 @@ def test_every_countdown_fits_within_the_longest(
         assert tasks.backoff(retries, retry_after=10**6) <= tasks.MAX_BACKOFF_SECONDS <= longest
     # The sweeps: a countdown within their jitter, here at its largest.
     sent = []
-    for task in (tasks.refresh_connection_task, tasks.check_connection_task):
+    for task in (tasks.refresh_connection_task, tasks.check_connections_task):
         monkeypatch.setattr(
             task, "apply_async", lambda *args, countdown=0, **kw: sent.append(countdown)
         )

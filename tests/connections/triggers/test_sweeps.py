@@ -9,6 +9,7 @@ import pytest
 from django.db import connection as db
 from django.utils import timezone
 
+from connections import engine
 from connections.models import Job, Trigger, TriggerEvent
 from connections.triggers import tasks
 from connections.triggers.processes import create_process
@@ -82,7 +83,7 @@ def test_the_poll_sweep_sends_several_per_task_when_many_are_due(
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.poll_sweep() == 300
     sizes = [len(ids) for _, ids in sent]
-    assert sum(sizes) == 300 and max(sizes) == tasks.per_task(300, tasks.POLLS_PER_TASK) == 6
+    assert sum(sizes) == 300 and max(sizes) == engine.per_task(300, tasks.POLLS_PER_TASK) == 6
 
 
 def test_disabled_triggers_are_never_due(triggers, sent):
