@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db import transaction
 
+from connections.catalog import get_catalog
 from connections.health import schedule_next_check
-from connections.models import Connection, ConnectionEvent
+from connections.models import Connection, ConnectionEvent, Process, Trigger
+
+
+@dataclass(frozen=True)
+class DeletionImpact:
+    """What deleting a connection takes with it: its triggers (deleted too,
+    with their events and jobs, only when the deleter says so), and the
+    processes that require it (they stay, waiting for another connection)."""
+
+    triggers: list[Trigger]
+    processes: list[Process]
+
+    def trigger_names(self) -> list[str]:
+        return [trigger.label for trigger in self.triggers]
+
+
+class TriggersNotConfirmed(Exception):
+    """The connection has triggers and the deleter did not say to delete
+    them too: nothing was deleted."""
+
+    def __init__(self, connection: Connection, impact: DeletionImpact):
+        self.impact = impact
+        count = len(impact.triggers)
+        super().__init__(
+            f"{connection.name} has {count} trigger{'s' if count != 1 else ''} "
+            f"({'; '.join(impact.trigger_names())}): confirm that they are deleted with it, "
+            "or delete them first. Nothing was deleted."
+        )
+
+
+def deletion_impact(connection: Connection) -> DeletionImpact:
+    """The connection's triggers (each labelled "event → process") and the
+    processes of its folder that require it; two queries."""
+    connector = get_catalog().get(connection.connector_key)
+    triggers = list(connection.triggers.select_related("process").order_by("pk"))
+    for trigger in triggers:
+        event = connector.event(trigger.event_key) if connector else None
+        trigger.label = f"{event.name if event else trigger.event_key} → {trigger.process.name}"
+    processes = list(
+        Process.objects.filter(requirements__connection=connection).distinct().order_by("name")
+    )
+    return DeletionImpact(triggers=triggers, processes=processes)
 
 
 def set_enabled(*, connection: Connection, enabled: bool, actor) -> None:
@@ -28,6 +72,13 @@ def set_enabled(*, connection: Connection, enabled: bool, actor) -> None:
         )
 
 
-def delete_connection(*, connection: Connection, actor) -> None:
-    """Delete the connection with its credential and history."""
-    connection.delete()
+def delete_connection(*, connection: Connection, actor, delete_triggers: bool = False) -> None:
+    """Delete the connection with its credential and history. A connection
+    with triggers goes (and they with it, with their events and jobs) only
+    with ``delete_triggers``; else TriggersNotConfirmed, naming them, and
+    nothing changes. Processes that require it stay, with that requirement
+    left to choose again."""
+    with transaction.atomic():
+        if not delete_triggers and connection.triggers.exists():
+            raise TriggersNotConfirmed(connection, deletion_impact(connection))
+        connection.delete()

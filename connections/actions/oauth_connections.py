@@ -198,6 +198,22 @@ def finish_with_token(
     return Outcome(connection=stored)
 
 
+def identity_change_warning(connection: Connection, new_identity: str) -> str:
+    """What confirming another account means for the connection's triggers
+    ("" when it has none): from then on they poll as that account and fire
+    for what it sees."""
+    count = connection.triggers.count()
+    if not count:
+        return ""
+    its = f"its {count} trigger{'s' if count != 1 else ''}"
+    return (
+        f"{connection.name} has {count} trigger{'s' if count != 1 else ''}: once you confirm, "
+        f"{its} poll as {new_identity} and will see another account's data, firing events "
+        f"(and starting processes) for what {new_identity} sees instead of "
+        f"{connection.account_identity or 'the account before'}."
+    )
+
+
 def confirm_identity_change(*, flow: OAuthFlow, actor) -> Connection:
     """The user confirmed: the tokens for the other account replace the old ones."""
     if flow.completed_at or not flow.pending_identity or flow.user_id != actor.pk:

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Query, Router, Status
 
 from connections import runtime
 from connections.actions import check, create, credentials, defaults, details, lifecycle
 from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     CheckOut,
+    Conflict,
     ConnectionCreate,
     ConnectionEdit,
     ConnectionOut,
+    DeleteConnectionQuery,
     SecretReplace,
     answers,
 )
@@ -245,12 +247,22 @@ def enable_connection(request: HttpRequest, connection_id: int) -> dict:
 
 @router.delete(
     "/connections/{int:connection_id}",
-    response=answers({204: None}, *REFUSALS),
+    response=answers({204: None}, *REFUSALS, 409, 422),
     summary="Delete a connection and its credential",
+    description="A connection that has triggers is refused with 409 naming them (nothing is "
+    "deleted) unless delete_triggers=true: then they go with it, with their events and jobs. "
+    "Processes that require it stay, with that requirement to choose again.",
 )
-def delete_connection(request: HttpRequest, connection_id: int):
+def delete_connection(
+    request: HttpRequest, connection_id: int, query: Query[DeleteConnectionQuery]
+):
     connection = scoped_connection(request, connection_id, Action.DELETE_CONNECTIONS)
-    lifecycle.delete_connection(connection=connection, actor=request.user)
+    try:
+        lifecycle.delete_connection(
+            connection=connection, actor=request.user, delete_triggers=query.delete_triggers
+        )
+    except lifecycle.TriggersNotConfirmed as refused:
+        raise Conflict(f"{refused} Pass delete_triggers=true to delete them with it.") from None
     return Status(204, None)
 
 

@@ -268,6 +268,32 @@ class ProcessCreate(Schema):
     )
 
 
+class ProcessEdit(Schema):
+    """Only what is sent changes."""
+
+    name: Required | None = None
+    description: Text | None = None
+    webhook_url: Text | None = Field(
+        None,
+        max_length=500,
+        description='Where each job is POSTed; "" for no webhook. Its signing secret is '
+        "kept when the address changes; a first webhook gets one, in this answer only.",
+    )
+    job_queue: bool | None = None
+    requirements: dict[NoNul, Id | None] | None = Field(
+        None,
+        description="The whole set, connector key -> a connection of the folder (null: to "
+        "choose later); a connector left out stops being required.",
+    )
+
+
+class ProcessEdited(ProcessOut):
+    signing_secret: str | None = Field(
+        description="Only when this edit gave the process its first webhook: the new signing "
+        "secret (whsec_…), in this answer only. Otherwise null: the secret it has is kept."
+    )
+
+
 class TriggerOut(Schema):
     id: int
     connection_id: int
@@ -332,7 +358,8 @@ class TriggerEventOut(Schema):
     summary: str
     payload: dict
     created_at: datetime
-    job: JobSummary | None
+    job: JobSummary | None = Field(description="The job its poll made.")
+    replays: list[JobSummary] = Field(description="The jobs that replayed it since, oldest first.")
 
 
 class TriggerEventPage(Schema):
@@ -363,6 +390,9 @@ class JobOut(Schema):
     finished_at: datetime | None
     delivery_state: str
     delivery_attempts: int
+    replay_of: int | None = Field(
+        description="For a replay of its event: the event's first job (null: the poll's job)."
+    )
     event: JobEvent
 
 
@@ -389,6 +419,14 @@ class JobClaim(Schema):
 class JobComplete(Schema):
     lease_token: Required
     result: Text = Field("", description="What the robot did, in a few words.")
+
+
+class DeleteConnectionQuery(Schema):
+    delete_triggers: bool = Field(
+        False,
+        description="Delete the connection's triggers with it (their events and jobs too). "
+        "Without it, a connection that has triggers is refused with 409 naming them.",
+    )
 
 
 class JobFail(Schema):

@@ -191,11 +191,20 @@ def delete(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
     connection, perms = connection_for(
         request.user, folder_id, connection_id, Action.DELETE_CONNECTIONS
     )
+    refused = None
     if request.method == "POST":
         name = connection.name
-        lifecycle.delete_connection(connection=connection, actor=request.user)
-        messages.success(request, f"{name} was deleted.")
-        return redirect("folder_connections", folder_id)
+        try:
+            lifecycle.delete_connection(
+                connection=connection,
+                actor=request.user,
+                delete_triggers=request.POST.get("delete_triggers") == "1",
+            )
+        except lifecycle.TriggersNotConfirmed as error:
+            refused = str(error)
+        else:
+            messages.success(request, f"{name} was deleted.")
+            return redirect("folder_connections", folder_id)
     return render(
         request,
         "connections/confirm_delete.html",
@@ -205,5 +214,8 @@ def delete(request: HttpRequest, folder_id: int, connection_id: int) -> HttpResp
             "tab": "connections",
             "connection": connection,
             "connector": get_catalog().get(connection.connector_key),
+            "impact": lifecycle.deletion_impact(connection),
+            "refused": refused,
         },
+        status=400 if refused else 200,
     )

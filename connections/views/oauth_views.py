@@ -426,7 +426,14 @@ def confirm_identity(request: HttpRequest, flow_id: int) -> HttpResponse:
     return render(
         request,
         "connections/oauth_confirm_identity.html",
-        {"flow": flow, "connection": connection, "folder": connection.folder},
+        {
+            "flow": flow,
+            "connection": connection,
+            "folder": connection.folder,
+            "triggers_warning": oauth_connections.identity_change_warning(
+                connection, flow.pending_identity
+            ),
+        },
     )
 
 
