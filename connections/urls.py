@@ -55,9 +55,15 @@ urlpatterns = [
         triggers.trigger_job_retry,
         name="trigger_job_retry",
     ),
+    path(
+        TRIGGER + "events/<int:event_id>/replay/",
+        triggers.trigger_event_replay,
+        name="trigger_event_replay",
+    ),
     path(PROCESSES, processes.process_list, name="folder_processes"),
     path(PROCESSES + "add/", processes.process_add, name="process_add"),
     path(PROCESS, processes.process_detail, name="process_detail"),
+    path(PROCESS + "edit/", processes.process_edit, name="process_edit"),
     path(PROCESS + "delete/", processes.process_delete, name="process_delete"),
     path(
         PROCESS + "jobs/<int:job_id>/retry/",

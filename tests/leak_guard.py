@@ -25,10 +25,13 @@ ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/apps/", "/sandbox/oauth/token/")
 CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
 # The Processes tab's creation: its answer shows the new process's webhook
 # signing secret, once. Only a POST answered 200 (the process made) is let
-# through; a refused form is searched like any page.
-SHOWN_ONCE_PAGES = re.compile(r"^/folders/\d+/processes/add/$")
-# The same through the API: only a POST answered 201 (the process made).
+# through; a refused form is searched like any page. So is an edit that gives
+# a process its first webhook (answered 200; any other edit redirects, 302).
+SHOWN_ONCE_PAGES = re.compile(r"^/folders/\d+/processes/(add|\d+/edit)/$")
+# The same through the API: only a POST answered 201 (the process made), and
+# a PATCH answered 200 (its secret only when the edit gave it a first webhook).
 SHOWN_ONCE_API = re.compile(r"^/api/v1/folders/\d+/processes$")
+SHOWN_ONCE_API_EDIT = re.compile(r"^/api/v1/processes/\d+$")
 # Parts of an OAuth token set that are not secret (shown on pages by design).
 NOT_SECRET = {"client_id", "scope", "token_type", "expires_at"}
 # Shorter values are ordinary words in tests ("mine"), not secrets worth searching.
@@ -80,15 +83,23 @@ def install() -> None:
     def recording_get_response(self, request):
         response = original_get_response(self, request)
         handing_out = (
-            response.status_code == 200
-            and (
-                CREDENTIAL_ENDPOINTS.match(request.path)
-                or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
+            (
+                response.status_code == 200
+                and (
+                    CREDENTIAL_ENDPOINTS.match(request.path)
+                    or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
+                )
             )
-        ) or (
-            response.status_code == 201
-            and request.method == "POST"
-            and SHOWN_ONCE_API.match(request.path)
+            or (
+                response.status_code == 201
+                and request.method == "POST"
+                and SHOWN_ONCE_API.match(request.path)
+            )
+            or (
+                response.status_code == 200
+                and request.method == "PATCH"
+                and SHOWN_ONCE_API_EDIT.match(request.path)
+            )
         )
         if (
             not getattr(response, "streaming", False)

@@ -1,7 +1,8 @@
 """Jobs through the API: the job queue robots pull (a process's pending jobs,
-claim one with a lease, complete or fail it with the lease token) and Retry
-of a failed webhook delivery. The same domain functions as the pages
-(``connections.triggers.jobs``, ``connections.triggers.delivery``).
+claim one with a lease, complete or fail it with the lease token), Retry
+of a failed webhook delivery and Replay of a job's event. The same domain
+functions as the pages (``connections.triggers.jobs``,
+``connections.triggers.delivery``, ``connections.triggers.replay``).
 
 Seeing jobs needs Jobs - View; claiming and finishing one is running the
 process, which needs Connections - Use as well (the Automation User's role;
@@ -27,8 +28,8 @@ from connections.api.schemas import (
     page_of,
 )
 from connections.api.scope import scoped_in
-from connections.models import Job
-from connections.triggers import jobs
+from connections.models import Job, Trigger
+from connections.triggers import jobs, replay
 from connections.triggers.delivery import retry_delivery
 from connections.triggers.tasks import enqueue_deliveries
 from portal.permissions import Action, require_on_connection
@@ -71,6 +72,7 @@ def job_out(job: Job) -> dict:
         "finished_at": job.finished_at,
         "delivery_state": job.delivery_state,
         "delivery_attempts": job.delivery_attempts,
+        "replay_of": job.replay_of_id,
         "event": {
             "id": event.pk,
             "provider_id": event.provider_id,
@@ -156,3 +158,19 @@ def retry_job_delivery(request: HttpRequest, job_id: int) -> dict:
     job_id = job.pk
     transaction.on_commit(lambda: enqueue_deliveries([job_id]))
     return job_out(job)
+
+
+@router.post(
+    "/jobs/{int:job_id}/replay",
+    response=answers({201: JobOut}, *REFUSALS),
+    summary="Replay the job's event: a new job of its trigger's process",
+    description="Needs Processes - Manage, as retry-delivery. The new job (replay_of: the "
+    "event's first job) is delivered like any job: to the webhook with a new webhook-id, "
+    "and/or in the job queue. Its trigger's process now may differ from the job's.",
+)
+def replay_job_event(request: HttpRequest, job_id: int):
+    job, _ = scoped_job(request, job_id, Action.MANAGE_PROCESSES)
+    event = job.event
+    event.trigger = Trigger.objects.select_related("process").get(pk=job.trigger_id)
+    made = replay.replay_event(event, on_new_job=enqueue_deliveries)
+    return Status(201, job_out(Job.objects.select_related("trigger", "event").get(pk=made.pk)))

@@ -13,6 +13,8 @@ from connections.api.folders import router as folders_router
 from connections.api.schemas import (
     ProcessCreate,
     ProcessCreated,
+    ProcessEdit,
+    ProcessEdited,
     ProcessOut,
     ProcessPage,
     answers,
@@ -21,7 +23,7 @@ from connections.api.schemas import (
 from connections.api.scope import scoped_folder, scoped_in
 from connections.catalog import get_catalog
 from connections.models import Connection, Process
-from connections.triggers.processes import create_process
+from connections.triggers.processes import create_process, edit_process
 from portal.models import Folder
 from portal.permissions import Action
 
@@ -135,3 +137,31 @@ def create_process_in_folder(request: HttpRequest, folder_id: int, data: Process
     )
     process = _with_requirements(Process.objects.filter(pk=made.process.pk)).get()
     return Status(201, {**process_out(process), "signing_secret": made.signing_secret})
+
+
+@router.patch(
+    "/processes/{int:process_id}",
+    response=answers({200: ProcessEdited}, 400, 403, 404, 422, 503),
+    summary="Edit a process",
+    description="Only what is sent changes; the same rules as its creation (422 by field). "
+    "Changing webhook_url keeps the signing secret; a process given its first webhook gets "
+    "one, in this answer only. requirements, when sent, is the whole set.",
+)
+def edit_process_by_id(request: HttpRequest, process_id: int, data: ProcessEdit):
+    process, _ = scoped_process(request, process_id, Action.MANAGE_PROCESSES)
+    sent = data.dict(exclude_unset=True)
+    given = {key: value for key, value in sent.items() if value is not None}
+    saved = edit_process(
+        process,
+        name=given.get("name", process.name),
+        description=given.get("description", process.description),
+        webhook_url=given.get("webhook_url", process.webhook_url),
+        job_queue=given.get("job_queue", process.job_queue),
+        requirements=(
+            _requirements(process.folder, given["requirements"])
+            if "requirements" in given
+            else None
+        ),
+    )
+    process = _with_requirements(Process.objects.filter(pk=saved.process.pk)).get()
+    return {**process_out(process), "signing_secret": saved.signing_secret}

@@ -218,12 +218,18 @@ def poll_trigger_now(request: HttpRequest, trigger_id: int):
 def list_trigger_events(request: HttpRequest, trigger_id: int, query: Query[PageQuery]) -> dict:
     trigger = scoped_trigger(request, trigger_id, Action.VIEW_TRIGGERS)
     events = TriggerEvent.objects.filter(trigger=trigger).prefetch_related(
-        Prefetch("jobs", queryset=Job.objects.only("pk", "event_id", "state", "delivery_state"))
+        Prefetch(
+            "jobs",
+            queryset=Job.objects.only(
+                "pk", "event_id", "replay_of_id", "state", "delivery_state"
+            ).order_by("pk"),
+        )
     )
     items, counts = page_of(events.order_by("-created_at", "-pk"), query.page, query.page_size)
     out = []
     for event in items:
-        job = next(iter(event.jobs.all()), None)
+        made = list(event.jobs.all())
+        job = next((each for each in made if each.replay_of_id is None), None)
         out.append(
             {
                 "id": event.pk,
@@ -233,11 +239,12 @@ def list_trigger_events(request: HttpRequest, trigger_id: int, query: Query[Page
                 "summary": event.summary,
                 "payload": event.payload,
                 "created_at": event.created_at,
-                "job": (
-                    {"id": job.pk, "state": job.state, "delivery_state": job.delivery_state}
-                    if job
-                    else None
-                ),
+                "job": _summary(job) if job else None,
+                "replays": [_summary(each) for each in made if each.replay_of_id is not None],
             }
         )
     return {"items": out, **counts}
+
+
+def _summary(job: Job) -> dict:
+    return {"id": job.pk, "state": job.state, "delivery_state": job.delivery_state}

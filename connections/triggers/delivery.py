@@ -77,6 +77,8 @@ def payload(job: Job) -> dict[str, Any]:
         "timestamp": event.created_at.isoformat(),
         "data": {
             "job_id": job.pk,
+            # A replay of the event: the event's first job (None: this is it).
+            "replay_of": job.replay_of_id,
             "process": {"id": job.process_id, "name": job.process.name},
             "trigger": {"id": trigger.pk, "event": trigger.event_key},
             "connection": {

@@ -50,8 +50,15 @@ def clean_webhook_url(url: str) -> str:
 
 
 def _bind_requirements(
-    process: Process, folder: Folder, requirements: dict[str, Connection | None]
+    process: Process,
+    folder: Folder,
+    requirements: dict[str, Connection | None],
+    *,
+    replace: bool = False,
 ) -> None:
+    """Bind each connector key to a connection of the folder (or None, still
+    to choose); with ``replace``, a connector no longer named stops being
+    required."""
     for connector_key, connection in requirements.items():
         if connection is not None and (
             connection.folder_id != folder.pk or connection.connector_key != connector_key
@@ -65,6 +72,67 @@ def _bind_requirements(
         ProcessConnection.objects.update_or_create(
             process=process, connector_key=connector_key, defaults={"connection": connection}
         )
+    if replace:
+        ProcessConnection.objects.filter(process=process).exclude(
+            connector_key__in=list(requirements)
+        ).delete()
+
+
+def _clean(name: str, webhook_url: str, job_queue: bool) -> tuple[str, str]:
+    """The name and webhook address as stored; ValidationError by field for
+    a missing or long name, a bad address, or no way to start the process."""
+    name = (name or "").strip()
+    errors: dict[str, str] = {}
+    if not name:
+        errors["name"] = "Give the process a name."
+    elif len(name) > Process._meta.get_field("name").max_length:
+        errors["name"] = "The name is too long (120 characters at most)."
+    try:
+        webhook_url = clean_webhook_url(webhook_url)
+    except ValidationError as error:
+        errors.update({k: v[0] for k, v in error.message_dict.items()})
+    if not webhook_url and not job_queue and "webhook_url" not in errors:
+        errors["webhook_url"] = "Give a webhook address, or let robots pull its jobs, or both."
+    if errors:
+        raise ValidationError(errors)
+    return name, webhook_url
+
+
+def save_process(
+    process: Process,
+    *,
+    name: str,
+    description: str = "",
+    webhook_url: str = "",
+    job_queue: bool = False,
+    requirements: dict[str, Connection | None] | None = None,
+    replace_requirements: bool = False,
+) -> str | None:
+    """Write a process made or changed (``process.folder`` set; ``pk`` None
+    for a new one), all or nothing: the one place the rules of both are.
+    A webhook needs a signing secret: one is made, sealed, and returned once
+    when the process has none yet (a new process, or a first webhook added);
+    an existing secret is kept when the address changes or goes (None)."""
+    name, webhook_url = _clean(name, webhook_url, job_queue)
+    folder = process.folder
+    secret = new_signing_secret() if webhook_url and not process.ciphertext else None
+    process.name = name
+    process.description = (description or "").strip()[:500]
+    process.webhook_url = webhook_url
+    process.job_queue = job_queue
+    try:
+        with transaction.atomic():
+            process.save()
+            if secret:
+                vault.seal_row(process, {"secret": secret})
+                process.save(update_fields=["ciphertext", "key_id"])
+            if requirements is not None:
+                _bind_requirements(process, folder, requirements, replace=replace_requirements)
+    except IntegrityError:
+        raise ValidationError(
+            {"name": f"{folder.name} already has a process named {name}."}
+        ) from None
+    return secret
 
 
 def create_process(
@@ -82,40 +150,57 @@ def create_process(
     -> a connection of the folder (or None, still to choose). ValidationError
     (by field) for a missing or taken name, a bad address, no way to start it,
     or a connection of another folder or connector; nothing is made then."""
-    name = (name or "").strip()
-    errors: dict[str, str] = {}
-    if not name:
-        errors["name"] = "Give the process a name."
-    elif len(name) > Process._meta.get_field("name").max_length:
-        errors["name"] = "The name is too long (120 characters at most)."
+    process = Process(folder=folder, created_by=created_by)
     try:
-        webhook_url = clean_webhook_url(webhook_url)
-    except ValidationError as error:
-        errors.update({k: v[0] for k, v in error.message_dict.items()})
-    if not webhook_url and not job_queue and "webhook_url" not in errors:
-        errors["webhook_url"] = "Give a webhook address, or let robots pull its jobs, or both."
-    if errors:
-        raise ValidationError(errors)
-    secret = new_signing_secret() if webhook_url else None
-    try:
-        with transaction.atomic():
-            process = Process.objects.create(
-                folder=folder,
-                name=name,
-                description=(description or "").strip()[:500],
-                webhook_url=webhook_url,
-                job_queue=job_queue,
-                created_by=created_by,
-            )
-            if secret:
-                vault.seal_row(process, {"secret": secret})
-                process.save(update_fields=["ciphertext", "key_id"])
-            _bind_requirements(process, folder, requirements or {})
-    except IntegrityError:
-        raise ValidationError(
-            {"name": f"{folder.name} already has a process named {name}."}
-        ) from None
+        secret = save_process(
+            process,
+            name=name,
+            description=description,
+            webhook_url=webhook_url,
+            job_queue=job_queue,
+            requirements=requirements or {},
+        )
+    except ValidationError:
+        process.pk = None  # nothing was made
+        raise
     return NewProcess(process, secret)
+
+
+def edit_process(
+    process: Process,
+    *,
+    name: str,
+    description: str = "",
+    webhook_url: str = "",
+    job_queue: bool = False,
+    requirements: dict[str, Connection | None] | None = None,
+) -> NewProcess:
+    """Change a process by the same rules as ``create_process``.
+    ``requirements`` (None: unchanged) is the whole set: a connector not named
+    stops being required. Its signing secret is kept when the webhook address
+    changes; the answer carries a new one (once) only when a first webhook
+    is added to a process that never had one. ValidationError by field;
+    nothing changes then."""
+    before = {field: getattr(process, field) for field in EDITABLE}
+    try:
+        secret = save_process(
+            process,
+            name=name,
+            description=description,
+            webhook_url=webhook_url,
+            job_queue=job_queue,
+            requirements=requirements,
+            replace_requirements=True,
+        )
+    except ValidationError:
+        for field, value in before.items():
+            setattr(process, field, value)
+        raise
+    return NewProcess(process, secret)
+
+
+# What an edit changes on the row (a refused edit puts them back on the object).
+EDITABLE = ("name", "description", "webhook_url", "job_queue", "ciphertext", "key_id")
 
 
 def replace_signing_secret(process: Process) -> str:

@@ -53,8 +53,15 @@ class ProcessForm(forms.Form):
         help_text="One connection per connector, of this folder.",
     )
 
-    def __init__(self, *args, folder, **kwargs):
+    def __init__(self, *args, folder, process: Process | None = None, **kwargs):
+        if process is not None and "initial" not in kwargs:
+            kwargs["initial"] = initial_of(process)
         super().__init__(*args, **kwargs)
+        if process is not None and process.ciphertext:
+            self.fields["webhook_url"].help_text = (
+                "Each job is posted here as a Standard Webhooks delivery. Its signing secret "
+                "is kept when the address changes."
+            )
         field = self.fields["requirements"]
         field.queryset = Connection.objects.filter(folder=folder).order_by("name")
         catalog = get_catalog()
@@ -77,6 +84,21 @@ class ProcessForm(forms.Form):
                 )
             chosen[connection.connector_key] = connection
         return chosen
+
+
+def initial_of(process: Process) -> dict:
+    """The edit form's values: the process as stored."""
+    return {
+        "name": process.name,
+        "description": process.description,
+        "webhook_url": process.webhook_url,
+        "job_queue": process.job_queue,
+        "requirements": [
+            requirement.connection_id
+            for requirement in process.requirements.all()
+            if requirement.connection_id is not None
+        ],
+    }
 
 
 def process_for(user, folder_id: int, process_id: int, action: Action):
@@ -139,6 +161,64 @@ def process_add(request: HttpRequest, folder_id: int) -> HttpResponse:
         request,
         "connections/processes/add.html",
         {"folder": folder, "perms_here": perms, "tab": "processes", "form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache  # a first webhook's signing secret may be in the answer
+@login_required
+def process_edit(request: HttpRequest, folder_id: int, process_id: int) -> HttpResponse:
+    folder, process, perms = process_for(
+        request.user, folder_id, process_id, Action.MANAGE_PROCESSES
+    )
+    form = ProcessForm(request.POST or None, folder=folder, process=process)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        # A connector still to choose (its connection deleted) stays required
+        # unless the form binds it: the form lists connections, not connectors.
+        unbound = {
+            requirement.connector_key: None
+            for requirement in process.requirements.filter(connection__isnull=True)
+        }
+        try:
+            saved = processes.edit_process(
+                process,
+                name=data["name"],
+                description=data["description"],
+                webhook_url=data["webhook_url"],
+                job_queue=data["job_queue"],
+                requirements={**unbound, **data["requirements"]},
+            )
+        except ValidationError as error:
+            add_errors(form, error)
+        else:
+            if saved.signing_secret:
+                # A first webhook: its secret is in this answer only.
+                return render(
+                    request,
+                    "connections/processes/created.html",
+                    {
+                        "folder": folder,
+                        "perms_here": perms,
+                        "tab": "processes",
+                        "process": process,
+                        "signing_secret": saved.signing_secret,
+                        "edited": True,
+                    },
+                )
+            messages.success(request, f"{process.name} is saved.")
+            return redirect("process_detail", folder.pk, process.pk)
+    return render(
+        request,
+        "connections/processes/add.html",
+        {
+            "folder": folder,
+            "perms_here": perms,
+            "tab": "processes",
+            "form": form,
+            "process": process,
+        },
         status=400 if request.method == "POST" else 200,
     )
 

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,8 +20,8 @@ from connections.access import connection_for
 from connections.catalog import connector_of
 from connections.catalog.schema import ConnectorSpec, EventSpec
 from connections.forms import _form_field, add_errors
-from connections.models import Connection, Job, Process, Trigger, TriggerEvent
-from connections.triggers import configure
+from connections.models import Connection, Job, Process, Trigger, TriggerEvent, TriggerPoll
+from connections.triggers import configure, replay
 from connections.triggers.delivery import retry_delivery
 from connections.triggers.polling import paused_because
 from connections.triggers.tasks import enqueue_deliveries
@@ -29,6 +30,9 @@ from portal.permissions import Action
 
 # The events a trigger's history lists per page, newest first.
 EVENTS_PER_PAGE = 20
+# Its polls, newest first, per page (their own page number: ?polls=).
+POLLS_PER_PAGE = 20
+POLLS_PAGE_PARAM = "polls"
 # What choosing another event swaps in: that event's filters.
 PARTIALS = ("trigger-fields",)
 
@@ -303,13 +307,18 @@ def trigger_detail(
     connector = connector_of(connection)
     events = (
         TriggerEvent.objects.filter(trigger=trigger)
-        .prefetch_related("jobs__deliveries")
+        .prefetch_related(
+            # The poll's job first, then its replays.
+            Prefetch("jobs", queryset=Job.objects.order_by("pk")),
+            "jobs__deliveries",
+        )
         .order_by("-created_at", "-pk")
     )
     page = Paginator(events, EVENTS_PER_PAGE).get_page(request.GET.get("page"))
     for event in page.object_list:
-        jobs = list(event.jobs.all())
-        event.job = jobs[0] if jobs else None
+        event.job_list = list(event.jobs.all())
+    polls = TriggerPoll.objects.filter(trigger=trigger).order_by("-started_at", "-pk")
+    polls_page = Paginator(polls, POLLS_PER_PAGE).get_page(request.GET.get(POLLS_PAGE_PARAM))
     return render(
         request,
         "connections/triggers/detail.html",
@@ -320,8 +329,50 @@ def trigger_detail(
             trigger=trigger,
             event=_event_of(connector, trigger),
             page=page,
+            polls_page=polls_page,
             paused=paused_because(connection),
             may_manage=Action.MANAGE_TRIGGERS in perms,
+        ),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def trigger_event_replay(
+    request: HttpRequest, folder_id: int, connection_id: int, trigger_id: int, event_id: int
+) -> HttpResponse:
+    """Replay one event (the same permission as Retry of a failed delivery
+    on this page): a confirmation, then a new job of the trigger's process."""
+    connection, trigger, perms = trigger_for(
+        request.user, folder_id, connection_id, trigger_id, Action.MANAGE_TRIGGERS
+    )
+    event = TriggerEvent.objects.filter(pk=event_id, trigger=trigger).first()
+    if event is None:
+        raise Http404("No such event.")
+    event.trigger = trigger
+    if request.method == "POST":
+        job = replay.replay_event(event, on_new_job=enqueue_deliveries)
+        how = []
+        if job.webhook_id:
+            how.append("delivered to its webhook with a new webhook-id")
+        if trigger.process.job_queue:
+            how.append("waiting in its job queue")
+        messages.success(
+            request,
+            f"Job {job.pk} replays {event.summary or event.provider_id} for "
+            f"{trigger.process.name}: {' and '.join(how)}.",
+        )
+        return redirect("trigger_detail", folder_id, connection.pk, trigger.pk)
+    return render(
+        request,
+        "connections/triggers/confirm_replay.html",
+        _context(
+            connection,
+            perms,
+            trigger=trigger,
+            item=event,
+            event=_event_of(connector_of(connection), trigger),
+            jobs=list(event.jobs.order_by("pk")),
         ),
     )
 

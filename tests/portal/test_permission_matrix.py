@@ -63,7 +63,8 @@ class FolderPage:
     # view_triggers, manage_triggers, view_processes or manage_processes
     needs: str
     ok: int
-    # folder, connection, own_app, flow, assignment, process, job, trigger, trigger_job
+    # folder, connection, own_app, flow, assignment, process, job, trigger, trigger_job,
+    # trigger_event
     target: str = "folder"
     data: dict = field(default_factory=dict)
 
@@ -106,6 +107,8 @@ FOLDER_PAGES = [
     FolderPage("process_add", "get", "manage_processes", 200),
     FolderPage("process_add", "post", "manage_processes", 400),
     FolderPage("process_detail", "get", "view_processes", 200, "process"),
+    FolderPage("process_edit", "get", "manage_processes", 200, "process"),
+    FolderPage("process_edit", "post", "manage_processes", 400, "process"),
     FolderPage("process_delete", "get", "manage_processes", 200, "process"),
     FolderPage("process_delete", "post", "manage_processes", 302, "process"),
     FolderPage("process_job_retry", "post", "manage_processes", 302, "job"),
@@ -120,6 +123,9 @@ FOLDER_PAGES = [
     FolderPage("trigger_delete", "get", "manage_triggers", 200, "trigger"),
     FolderPage("trigger_delete", "post", "manage_triggers", 302, "trigger"),
     FolderPage("trigger_job_retry", "post", "manage_triggers", 302, "trigger_job"),
+    # Replay of an event: the same permission as Retry on that page.
+    FolderPage("trigger_event_replay", "get", "manage_triggers", 200, "trigger_event"),
+    FolderPage("trigger_event_replay", "post", "manage_triggers", 302, "trigger_event"),
 ]
 
 
@@ -203,11 +209,13 @@ def _request(client, page: FolderPage, folder, user, make_user):
         args.append(job.process_id)
         if page.target == "job":
             args.append(job.pk)
-    elif page.target in {"trigger", "trigger_job"}:
+    elif page.target in {"trigger", "trigger_job", "trigger_event"}:
         job = _job(folder)
         args += [job.trigger.connection_id, job.trigger_id]
         if page.target == "trigger_job":
             args.append(job.pk)
+        elif page.target == "trigger_event":
+            args.append(job.event_id)
     elif page.target == "connection":
         connection = ConnectionFactory(folder=folder, sandbox=True, name="Robot", secret=SECRET)
     elif page.target in {"own_app", "flow"}:
@@ -273,8 +281,10 @@ def test_role_matrix(client, tree, make_user, role, place, governance_on):
             wanted = SECRET if page.target == "connection" else OWN_APP_SECRET
             if stored is None or vault.read_secret(stored) != wanted:
                 problems.append(f"{row}: refused, but the connection changed")
-        if page.target in {"process", "job", "trigger", "trigger_job"} and expected in {403, 404}:
-            job = Job.objects.filter(process__folder=folder).select_related("trigger").first()
+        targets = {"process", "job", "trigger", "trigger_job", "trigger_event"}
+        if page.target in targets and expected in {403, 404}:
+            made = list(Job.objects.filter(process__folder=folder).select_related("trigger"))
+            job = made[0] if len(made) == 1 else None  # a refused replay makes no job
             if (
                 job is None
                 or job.delivery_state != Job.DeliveryState.FAILED

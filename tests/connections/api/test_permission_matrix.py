@@ -638,6 +638,17 @@ TRIGGER_ENDPOINTS = [
         ("manage_processes",),
         "retry_job_delivery",
     ),
+    TriggerEndpoint(
+        "replay", "POST", "/jobs/{job}/replay", ("manage_processes",), "replay_job_event", ok=201
+    ),
+    TriggerEndpoint(
+        "edit-process",
+        "PATCH",
+        "/processes/{process}",
+        ("manage_processes",),
+        "edit_process_by_id",
+        body={"description": "Changed through the API"},
+    ),
 ]
 API_URL_NAMES |= {endpoint.url_name for endpoint in TRIGGER_ENDPOINTS}
 
@@ -695,6 +706,13 @@ def _trigger_effect(endpoint: TriggerEndpoint, world: dict, response) -> str:
         return "" if answer["id"] == wanted else f"answered {answer['id']}"
     if name == "poll":
         return "" if answer["trigger_id"] == trigger.pk else "not queued"
+    if name == "replay":
+        made = Job.objects.filter(pk=answer["id"], replay_of=job).exists()
+        return "" if made and answer["replay_of"] == job.pk else f"not replayed: {answer}"
+    if name == "edit-process":
+        world["process"].refresh_from_db()
+        changed = world["process"].description == "Changed through the API"
+        return "" if changed else "not edited"
     trigger.refresh_from_db()
     job.refresh_from_db()
     if name in {"disable-trigger", "enable-trigger"}:
