@@ -11,6 +11,7 @@ import base64
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -268,3 +269,74 @@ def machine_cpu() -> tuple[int, int]:
         return 0, 0
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+# --- Shared by the benches that run Celery workers ---------------------------
+
+
+def prepare_broker(redis_db: int) -> tuple[str, str]:
+    """An empty broker: (REDIS_URL for the bench or "", description)."""
+    shutil.rmtree(VAR / "celery", ignore_errors=True)
+    url = redis_database(redis_db)
+    if not url:
+        return "", "the filesystem broker (var/bench/celery)"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    # The bench's own database: what an earlier, interrupted run left queued.
+    stale = [b"celery", b"unacked", b"unacked_index", b"unacked_mutex"]
+    stale += list(client.scan_iter(match="celery\x06\x16*"))
+    client.delete(*stale)
+    client.close()
+    return url, f"Redis (database {redis_db})"
+
+
+def wait_for_log(text: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{log.name}: the process stopped:\n{log.read_text()[-3000:]}")
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{log.name}: no {text!r} after {timeout} s")
+
+
+def cpu_seconds_all() -> dict:
+    """CPU seconds so far by process group, and by PostgreSQL and Redis server
+    processes under their names (all of them), each figure including the
+    children the process has reaped: a PostgreSQL connection's process is gone
+    by the end of the run, and its CPU time then counts with the postmaster's."""
+    return cpu_seconds(with_children=True)
+
+
+class CpuMeter:
+    """CPU milliseconds per item (a refresh, a check, a poll) spent by the
+    provider, PostgreSQL, Redis and the working side (this process's client
+    threads, or the Celery workers)."""
+
+    def __init__(self, web: int, refreshers: list[int] | None = None) -> None:
+        self.web, self.refreshers = web, refreshers
+        self.before, self.own = cpu_seconds_all(), time.process_time()
+        self.machine = machine_cpu()
+
+    def per_item(self, refreshes: int) -> dict:
+        after, own = cpu_seconds_all(), time.process_time()
+        busy, total = (b - a for a, b in zip(self.machine, machine_cpu(), strict=True))
+
+        def used(key) -> float:
+            return after.get(key, 0.0) - self.before.get(key, 0.0)
+
+        if self.refreshers is None:
+            refreshing = own - self.own
+        else:
+            refreshing = sum(used(pid) for pid in self.refreshers)
+        per = 1000 / max(refreshes, 1)
+        return {
+            "provider": used(self.web) * per,
+            "postgres": used("postgres") * per,
+            "redis": used("redis-server") * per,
+            "bench": (own - self.own) * per,
+            "working": refreshing * per,
+            "machine_busy": busy / total if total else 0.0,
+        }

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -72,23 +71,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- Environment ---------------------------------------------------------------
-
-
-def prepare_broker(args) -> tuple[str, str]:
-    """An empty broker: (REDIS_URL for the bench or "", description)."""
-    shutil.rmtree(VAR / "celery", ignore_errors=True)
-    url = common.redis_database(args.redis_db)
-    if not url:
-        return "", "the filesystem broker (var/bench/celery)"
-    import redis
-
-    client = redis.Redis.from_url(url)
-    # The bench's own database: what an earlier, interrupted run left queued.
-    stale = [b"celery", b"unacked", b"unacked_index", b"unacked_mutex"]
-    stale += list(client.scan_iter(match="celery\x06\x16*"))
-    client.delete(*stale)
-    client.close()
-    return url, f"Redis (database {args.redis_db})"
 
 
 def environment(args, port: int, database_url: str, redis_url: str) -> dict[str, str]:
@@ -211,20 +193,6 @@ def seed(connections: int, baseline: int) -> dict:
     }
 
 
-# --- Processes ---------------------------------------------------------------------
-
-
-def wait_for_log(text: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{log.name}: the process stopped:\n{log.read_text()[-3000:]}")
-        if text in log.read_text(errors="replace"):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{log.name}: no {text!r} after {timeout} s")
-
-
 # --- The two measurements --------------------------------------------------------------
 
 
@@ -261,45 +229,6 @@ def plain_client(url: str, client: tuple[str, str], tokens: list[str], loops: in
     for thread in threads:
         thread.join()
     return counts["ok"], counts["failed"], time.monotonic() - began
-
-
-def cpu_seconds() -> dict:
-    """CPU seconds so far by process group, and by PostgreSQL and Redis server
-    processes under their names (all of them), each figure including the
-    children the process has reaped: a PostgreSQL connection's process is gone
-    by the end of the run, and its CPU time then counts with the postmaster's."""
-    return common.cpu_seconds(with_children=True)
-
-
-class CpuMeter:
-    """CPU milliseconds per refresh spent by the provider, PostgreSQL and the
-    refreshing side (this process's client threads, or the Celery workers)."""
-
-    def __init__(self, web: int, refreshers: list[int] | None = None) -> None:
-        self.web, self.refreshers = web, refreshers
-        self.before, self.own = cpu_seconds(), time.process_time()
-        self.machine = common.machine_cpu()
-
-    def per_refresh(self, refreshes: int) -> dict:
-        after, own = cpu_seconds(), time.process_time()
-        busy, total = (b - a for a, b in zip(self.machine, common.machine_cpu(), strict=True))
-
-        def used(key) -> float:
-            return after.get(key, 0.0) - self.before.get(key, 0.0)
-
-        if self.refreshers is None:
-            refreshing = own - self.own
-        else:
-            refreshing = sum(used(pid) for pid in self.refreshers)
-        per = 1000 / max(refreshes, 1)
-        return {
-            "provider": used(self.web) * per,
-            "postgres": used("postgres") * per,
-            "redis": used("redis-server") * per,
-            "bench": (own - self.own) * per,
-            "refreshing": refreshing * per,
-            "machine_busy": busy / total if total else 0.0,
-        }
 
 
 def progress(threshold) -> tuple[int, int]:
@@ -393,7 +322,7 @@ def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     port = common.free_port()
     database_url, database = common.fresh_database(args.database, "bench.sqlite3")
-    redis_url, broker = prepare_broker(args)
+    redis_url, broker = common.prepare_broker(args.redis_db)
     env = environment(args, port, database_url, redis_url)
     common.setup_django(env)
     from django.core.management import call_command
@@ -422,7 +351,7 @@ def main() -> int:
         pools = spare[warmup:half], spare[half:]
 
         def measure_plain(tokens: list[str]) -> dict:
-            meter = CpuMeter(web.pid)
+            meter = common.CpuMeter(web.pid)
             ok, failed, seconds = plain_client(
                 token_url, client, tokens, loops, args.baseline_seconds
             )
@@ -431,7 +360,7 @@ def main() -> int:
                 "failed": failed,
                 "seconds": seconds,
                 "rate": ok / seconds,
-                "cpu_ms": meter.per_refresh(ok),
+                "cpu_ms": meter.per_item(ok),
             }
 
         # The plain client before and after the workers' run, on the same
@@ -448,18 +377,18 @@ def main() -> int:
                 log,
             )  # fmt: skip
             processes.append(worker)
-            wait_for_log(" ready.", worker, log)
+            common.wait_for_log(" ready.", worker, log)
         print(
             f"  Celery: {args.celery_workers} worker(s) x {args.concurrency} pool processes; "
             f"sweep batch {env['PORTAL_REFRESH_BATCH']}, jitter 0 s"
         )
-        meter = CpuMeter(web.pid, [worker.pid for worker in processes[1:]])
+        meter = common.CpuMeter(web.pid, [worker.pid for worker in processes[1:]])
         refreshed, seconds = celery_sweep(n, args.timeout)
         celery = {
             "refreshed": refreshed,
             "seconds": seconds,
             "rate": refreshed / seconds,
-            "cpu_ms": meter.per_refresh(refreshed),
+            "cpu_ms": meter.per_item(refreshed),
         }
         time.sleep(2)  # let any stray duplicate task finish before counting
         found = audit(seeded["families"], refreshed, n)
@@ -508,7 +437,7 @@ def main() -> int:
         cpu = run["cpu_ms"]
         print(
             f"    {label:18} {cpu['provider']:>8.1f} {cpu['postgres']:>11.1f} "
-            f"{cpu['redis']:>6.1f} {cpu['refreshing']:>11.1f} {cpu['bench']:>6.1f} "
+            f"{cpu['redis']:>6.1f} {cpu['working']:>11.1f} {cpu['bench']:>6.1f} "
             f"{cpu['machine_busy']:>13.0%}"
         )
     result = {

@@ -292,7 +292,11 @@ def failure_state(result: CheckResult) -> str:
 
 
 def apply_result(
-    connection: Connection, result: CheckResult, *, minimum: int | None = None
+    connection: Connection,
+    result: CheckResult,
+    *,
+    minimum: int | None = None,
+    now: datetime | None = None,
 ) -> None:
     """The health state machine, on the connection in memory (callers save).
 
@@ -301,7 +305,7 @@ def apply_result(
     failures count, and turn a connection Degraded only after
     PORTAL_HEALTH_DEGRADED_AFTER in a row (one timeout does not flip a healthy
     connection); they never hide a Needs reconnect or Misconfigured state."""
-    now = timezone.now()
+    now = now or timezone.now()
     connection.last_checked_at = now
     if result.ok:
         connection.state = ConnectionState.CONNECTED

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from connections import notifications, refresh, vault
 from connections.catalog import AuthKind, ConnectorMissing, connector_of
-from connections.engine import Batch, host_of
+from connections.engine import Batch, host_of, update_grouped
 from connections.health import CheckResult, apply_result, run_check
 from connections.models import Connection, ConnectionEvent, ConnectionState, HealthCheck
 from connections.unreadable import failed_check
@@ -222,7 +222,8 @@ def record_checks(checked: list[Checked], actor, batch: Batch) -> dict[int, Conn
     PostgreSQL: a refresh or another check may have moved it meanwhile), the
     state machine moved, the next check scheduled, the queued mark cleared;
     the check rows and history lines. One transaction, whatever the number
-    of checks: a lock, an UPDATE and two INSERTs. Returns the rows saved."""
+    of checks: a lock, an UPDATE per distinct result (mostly one) and two
+    INSERTs. Returns the rows saved."""
     if not checked:
         return {}
     now = timezone.now()
@@ -249,7 +250,7 @@ def record_checks(checked: list[Checked], actor, batch: Batch) -> dict[int, Conn
                 # The refresh brought it back without telling anyone; the
                 # check now says whether it really recovered.
                 previous = item.initial_state
-            apply_result(row, item.result, minimum=batch.minimum_interval)
+            apply_result(row, item.result, minimum=batch.minimum_interval, now=now)
             row.check_queued_until = None
             row.updated_at = now
             check_row, event = check_rows(row, item.result, actor)
@@ -259,7 +260,7 @@ def record_checks(checked: list[Checked], actor, batch: Batch) -> dict[int, Conn
             if change is not None:
                 events.append(change)
             saved[row.pk] = row
-        Connection.objects.bulk_update(saved.values(), [*CHECK_FIELDS, "check_queued_until"])
+        update_grouped(Connection.objects, saved.values(), [*CHECK_FIELDS, "check_queued_until"])
         HealthCheck.objects.bulk_create(check_rows_)
         ConnectionEvent.objects.bulk_create(events)
     return saved

@@ -40,7 +40,7 @@ from connections.catalog.events import (
     read_poll_answer,
 )
 from connections.catalog.schema import OAUTH2_KINDS
-from connections.engine import Batch, host_of
+from connections.engine import Batch, host_of, update_grouped
 from connections.models import Connection, ConnectionState, Trigger, TriggerPoll
 from connections.runtime import Credentials, Unresolved, credentials_for
 from connections.triggers import outbox
@@ -141,9 +141,10 @@ def poll_triggers(
 
     Statements: one UPDATE takes the leases of all, one SELECT reads them
     with their connections and credentials; a page that finds new items
-    stores them in its own transaction (the outbox); then one UPDATE writes
-    every trigger's result and hands its lease back, one INSERT its line of
-    history, one UPDATE per polling interval the health checks they stand for."""
+    stores them in its own transaction (the outbox); then an UPDATE per
+    distinct result (``engine.update_grouped``) writes the triggers' results
+    and hands their leases back, one INSERT their lines of history, one
+    UPDATE per polling interval the health checks they stand for."""
     now = timezone.now()
     owner = uuid.uuid4().hex
     leased = _lease(trigger_ids, owner, now, if_due=if_due)
@@ -432,12 +433,13 @@ def _record(polls: list[_Poll], owner: str) -> None:
                 next_at = done + failure_backoff(poll.interval, trigger.consecutive_failures)
             trigger.backoff_until = next_at
             poll.outcome = PollOutcome("failed", message=outcome.message, until=next_at)
-        # Disabled meanwhile: it stays unscheduled.
-        trigger.next_poll_at = Case(When(enabled=True, then=Value(next_at)), default=None)
-    triggers = [poll.trigger for poll in recorded]
-    Trigger.objects.filter(poll_lease_owner=owner).bulk_update(triggers, RESULT_FIELDS)
-    for poll in recorded:
-        poll.trigger.next_poll_at = poll.outcome.until or (done + timedelta(seconds=poll.interval))
+        trigger.next_poll_at = next_at
+    update_grouped(
+        Trigger.objects.filter(poll_lease_owner=owner),
+        (poll.trigger for poll in recorded),
+        RESULT_FIELDS,
+        expressions=_unless_disabled,
+    )
     TriggerPoll.objects.bulk_create(
         TriggerPoll(
             trigger=poll.trigger,
@@ -454,6 +456,12 @@ def _record(polls: list[_Poll], owner: str) -> None:
         if poll.retry_after is not None:
             hold_connection(poll.trigger.connection_id, poll.outcome.until, poll.outcome.message)
     _count_as_health_checks(checked, done)
+
+
+def _unless_disabled(changes: dict) -> dict:
+    """A trigger disabled meanwhile stays unscheduled."""
+    next_at = changes["next_poll_at"]
+    return {**changes, "next_poll_at": Case(When(enabled=True, then=Value(next_at)), default=None)}
 
 
 def hold_connection(connection_id: int, until: datetime, message: str) -> None:
