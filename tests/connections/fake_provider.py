@@ -22,6 +22,8 @@ class FakeProvider:
         self.token_expiration: str = ""
         # When set, every request gets this status (e.g. 503: the provider is down).
         self.fail_with: int = 0
+        # Headers of those answers (e.g. Retry-After with a 429).
+        self.fail_headers: dict[str, str] = {}
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,7 +50,9 @@ class FakeProvider:
                     self.end_headers()
                     return None
                 if provider.fail_with:
-                    return self._answer(provider.fail_with, {"message": "Try again later"})
+                    return self._answer(
+                        provider.fail_with, {"message": "Try again later"}, provider.fail_headers
+                    )
                 if self.path == "/user":
                     basic = base64.b64encode(":".join(GOOD_BASIC).encode()).decode()
                     if auth == f"Bearer {GOOD_TOKEN}":
