@@ -4,19 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0013_job_replay_of'),
+        ("connections", "0013_job_replay_of"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProviderHold',
+            name="ProviderHold",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('host', models.CharField(max_length=255, unique=True)),
-                ('until', models.DateTimeField()),
-                ('reason', models.CharField(blank=True, max_length=500)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("host", models.CharField(max_length=255, unique=True)),
+                ("until", models.DateTimeField()),
+                ("reason", models.CharField(blank=True, max_length=500)),
             ],
         ),
     ]
