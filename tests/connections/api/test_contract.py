@@ -181,7 +181,7 @@ STATUSES = {
     ("get", "/connections/{connection_id}/credentials"): {200, 401, 403, 404, 409, 422, 429, 503},
     ("get", "/connections/{connection_id}"): {200, 401, 403, 404, 429},
     ("patch", "/connections/{connection_id}"): {200, 400, 401, 403, 404, 409, 422, 429, 503},
-    ("delete", "/connections/{connection_id}"): {204, 401, 403, 404, 429},
+    ("delete", "/connections/{connection_id}"): {204, 401, 403, 404, 409, 422, 429},
     ("put", "/connections/{connection_id}/secret"): {200, 400, 401, 403, 404, 422, 429, 503},
     ("post", "/connections/{connection_id}/check"): {200, 401, 403, 404, 409, 422, 429},
     ("post", "/connections/{connection_id}/disable"): {200, 401, 403, 404, 429},
@@ -191,6 +191,7 @@ STATUSES = {
     ("get", "/folders/{folder_id}/processes"): {200, 401, 403, 404, 422, 429},
     ("post", "/folders/{folder_id}/processes"): {201, 400, 401, 403, 404, 422, 429, 503},
     ("get", "/processes/{process_id}"): {200, 401, 403, 404, 429},
+    ("patch", "/processes/{process_id}"): {200, 400, 401, 403, 404, 422, 429, 503},
     ("get", "/connections/{connection_id}/triggers"): {200, 401, 403, 404, 422, 429},
     ("post", "/connections/{connection_id}/triggers"): {201, 400, 401, 403, 404, 409, 422, 429},
     ("get", "/triggers/{trigger_id}"): {200, 401, 403, 404, 429},
@@ -204,6 +205,7 @@ STATUSES = {
     ("post", "/jobs/{job_id}/complete"): {200, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/fail"): {200, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/retry-delivery"): {200, 401, 403, 404, 409, 429},
+    ("post", "/jobs/{job_id}/replay"): {201, 401, 403, 404, 429},
 }
 
 
