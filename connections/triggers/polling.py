@@ -150,12 +150,23 @@ def poll_triggers(
     leased = _lease(trigger_ids, owner, now, if_due=if_due)
     outcomes = {} if len(leased) == len(trigger_ids) else _not_polled(trigger_ids, leased, now)
     polls: list[_Poll] = []
+    # A Retry-After holds the connection's other triggers of this batch too.
+    held: dict[int, _Poll] = {}
     for trigger in leased:
         poll = _Poll(trigger, batch.interval(trigger.connection), Progress(timezone.now()))
-        poll.outcome = _poll_one(poll, batch, owner, on_new_jobs)
+        limited = held.get(trigger.connection_id)
+        if limited is not None:
+            remaining = (limited.until - timezone.now()).total_seconds()
+            poll.retry_after = max(1, int(remaining) + 1)
+            poll.outcome = PollOutcome("failed", message=limited.outcome.message)
+        else:
+            poll.outcome = _poll_one(poll, batch, owner, on_new_jobs)
+            if poll.retry_after is not None:
+                poll.until = timezone.now() + timedelta(seconds=poll.retry_after)
+                held[trigger.connection_id] = poll
         polls.append(poll)
-        outcomes[trigger.pk] = poll.outcome
     _record(polls, owner)
+    outcomes.update((poll.trigger.pk, poll.outcome) for poll in polls)
     return outcomes
 
 
@@ -166,6 +177,7 @@ class _Poll:
     progress: Progress
     outcome: PollOutcome | None = None
     retry_after: int | None = None
+    until: datetime | None = None  # when a Retry-After ends
 
 
 def _lease(trigger_ids: Sequence[int], owner: str, now: datetime, *, if_due: bool) -> list[Trigger]:

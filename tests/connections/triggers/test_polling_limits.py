@@ -287,14 +287,6 @@ def test_retry_after_holds_every_trigger_of_the_connection(
     assert [seen.status for seen in gate.requests_to(RECORDS)][1:] == [200, 200, 200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "connections/triggers/polling.py: a connection's Retry-After hold is written only once "
-        "the batch is recorded (_record -> hold_connection); Batch.hold keeps per-app (host) "
-        "holds only, so the batch's other triggers of that connection still send their requests"
-    ),
-)
 def test_retry_after_stops_the_rest_of_the_batch_on_that_connection(
     gate, three_triggers, connection, sent
 ):
