@@ -8,7 +8,8 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from portal.models import Folder, Role, RoleAssignment, TenantSettings
+from portal import audit
+from portal.models import AuditRecord, Folder, Role, RoleAssignment, TenantSettings
 
 
 def create_folder(*, name: str, parent: Folder | None, description: str = "") -> Folder:
@@ -53,12 +54,45 @@ def set_governance(
     allow_shared_connection_creation: bool,
     changed_by,
     min_polling_interval_seconds: int | None = None,
+    read_only: bool | None = None,
 ) -> TenantSettings:
-    """Tenant-wide settings; a minimum polling interval of None keeps the current one."""
-    tenant = TenantSettings.load()
-    tenant.allow_shared_connection_creation = allow_shared_connection_creation
-    if min_polling_interval_seconds is not None:
-        tenant.min_polling_interval_seconds = min_polling_interval_seconds
-    tenant.updated_by = changed_by
-    tenant.save()
+    """Tenant-wide settings; a minimum polling interval (or read-only mode) of
+    None keeps the current one. Each change is audited, naming the values
+    before and after."""
+    with transaction.atomic():
+        tenant = TenantSettings.objects.select_for_update().get(pk=TenantSettings.load().pk)
+        governance = []
+        if tenant.allow_shared_connection_creation != allow_shared_connection_creation:
+            governance.append(
+                "Users may create connections in shared folders: "
+                + ("off → on" if allow_shared_connection_creation else "on → off")
+            )
+            tenant.allow_shared_connection_creation = allow_shared_connection_creation
+        if (
+            min_polling_interval_seconds is not None
+            and tenant.min_polling_interval_seconds != min_polling_interval_seconds
+        ):
+            governance.append(
+                f"Minimum polling interval: {tenant.min_polling_interval_seconds} s → "
+                f"{min_polling_interval_seconds} s"
+            )
+            tenant.min_polling_interval_seconds = min_polling_interval_seconds
+        settings_changed = read_only is not None and tenant.read_only != read_only
+        if settings_changed:
+            tenant.read_only = read_only
+        tenant.updated_by = changed_by
+        tenant.save()
+        if governance:
+            audit.record(
+                AuditRecord.Action.GOVERNANCE_CHANGED,
+                actor=changed_by,
+                detail="; ".join(governance),
+            )
+        if settings_changed:
+            audit.record(
+                AuditRecord.Action.TENANT_SETTINGS_CHANGED,
+                actor=changed_by,
+                detail="Read-only API and command-line client: "
+                + ("off → on" if read_only else "on → off"),
+            )
     return tenant

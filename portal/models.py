@@ -273,6 +273,13 @@ class TenantSettings(models.Model):
         help_text="No connection is checked (or, later, polled for events) more often than "
         "this. Connections with a shorter interval are checked at this pace.",
     )
+    read_only = models.BooleanField(
+        "Read-only API and command-line client",
+        default=False,
+        help_text="For public sector tenants: the runtime API and portal-cli can read "
+        "connections but not change, check or add them; connections are managed in these "
+        "pages only.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
