@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin
 from oauth2_provider.models import get_application_model
 
+from connections.actions import lifecycle
 from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthApp, SandboxToken
 from connections.oauth_apps import set_portal_app
 
@@ -43,6 +44,18 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # connections are made through the wizard, which checks the secret
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # edited on the portal, which checks, records and audits each change
+
+    def delete_model(self, request, obj) -> None:
+        lifecycle.delete_connection(connection=obj, actor=request.user, delete_triggers=True)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for connection in queryset:
+            lifecycle.delete_connection(
+                connection=connection, actor=request.user, delete_triggers=True
+            )
 
 
 @admin.register(HealthCheck)

@@ -12,7 +12,11 @@ from portal import audit
 from portal.models import AuditRecord, Folder, Role, RoleAssignment, TenantSettings
 
 
-def create_folder(*, name: str, parent: Folder | None, description: str = "") -> Folder:
+def _folder_target(folder: Folder) -> tuple[str, int, str]:
+    return ("folder", folder.pk, folder.name)
+
+
+def create_folder(*, name: str, parent: Folder | None, description: str = "", actor=None) -> Folder:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the folder a name."})
@@ -24,9 +28,71 @@ def create_folder(*, name: str, parent: Folder | None, description: str = "") ->
         raise ValidationError({"name": f"A folder named {name!r} already exists {where}."})
     try:
         with transaction.atomic():
-            return Folder.objects.create(name=name, parent=parent, description=description)
+            folder = Folder.objects.create(name=name, parent=parent, description=description)
+            audit.record(
+                AuditRecord.Action.FOLDER_CREATED,
+                actor=actor,
+                folder=folder,
+                target=_folder_target(folder),
+                detail=f"In {parent.name}." if parent else "At the top level.",
+            )
+            return folder
     except IntegrityError:
         raise ValidationError({"name": f"A folder named {name!r} already exists there."}) from None
+
+
+def save_folder(folder: Folder, *, actor) -> Folder:
+    """Save a folder edited in place (the admin): renamed and moved are
+    audited, with the names before and after."""
+    with transaction.atomic():
+        before = (
+            Folder.objects.select_related("parent").filter(pk=folder.pk).first()
+            if folder.pk
+            else None
+        )
+        folder.save()
+        if before is None:
+            audit.record(
+                AuditRecord.Action.FOLDER_CREATED,
+                actor=actor,
+                folder=folder,
+                target=_folder_target(folder),
+            )
+            return folder
+        if before.name != folder.name:
+            audit.record(
+                AuditRecord.Action.FOLDER_RENAMED,
+                actor=actor,
+                folder=folder,
+                target=_folder_target(folder),
+                detail=f"{before.name} → {folder.name}",
+            )
+        if before.parent_id != folder.parent_id:
+            old = before.parent.name if before.parent else "the top level"
+            new = folder.parent.name if folder.parent else "the top level"
+            audit.record(
+                AuditRecord.Action.FOLDER_MOVED,
+                actor=actor,
+                folder=folder,
+                target=_folder_target(folder),
+                detail=f"From {old} to {new}",
+            )
+    return folder
+
+
+def delete_folder(folder: Folder, *, actor) -> None:
+    """Delete a folder with everything in it (its subfolders, connections
+    and role assignments), audited first."""
+    with transaction.atomic():
+        below = Folder.objects.filter(path__startswith=folder.path).exclude(pk=folder.pk).count()
+        audit.record(
+            AuditRecord.Action.FOLDER_DELETED,
+            actor=actor,
+            folder=folder,
+            target=_folder_target(folder),
+            detail=f"With {below} subfolder(s)." if below else "",
+        )
+        folder.delete()
 
 
 def assign_role(
@@ -37,16 +103,35 @@ def assign_role(
     if (user is None) == (group is None):
         raise ValidationError("Choose either a user or a group.")
     existing = RoleAssignment.objects.filter(folder=folder, role=role, user=user, group=group)
+    who = user.get_username() if user else f"group {group.name}"
     if existing.exists():
-        who = user.get_username() if user else f"group {group.name}"
         raise ValidationError(f"{who} already has the role {role.name} on {folder.name}.")
-    return RoleAssignment.objects.create(
-        folder=folder, role=role, user=user, group=group, created_by=assigned_by
-    )
+    with transaction.atomic():
+        assignment = RoleAssignment.objects.create(
+            folder=folder, role=role, user=user, group=group, created_by=assigned_by
+        )
+        audit.record(
+            AuditRecord.Action.ROLE_ASSIGNED,
+            actor=assigned_by,
+            folder=folder,
+            target=("role_assignment", assignment.pk, f"{role.name} for {who}"),
+        )
+    return assignment
 
 
-def remove_assignment(*, assignment: RoleAssignment) -> None:
-    assignment.delete()
+def remove_assignment(*, assignment: RoleAssignment, actor=None) -> None:
+    with transaction.atomic():
+        audit.record(
+            AuditRecord.Action.ROLE_REMOVED,
+            actor=actor,
+            folder_id=assignment.folder_id,
+            target=(
+                "role_assignment",
+                assignment.pk,
+                f"{assignment.role.name} for {assignment.principal_name}",
+            ),
+        )
+        assignment.delete()
 
 
 def set_governance(

@@ -1,5 +1,11 @@
+"""Admin for the portal app. Every change made here goes through the domain
+functions that the pages use (``portal.actions``, ``portal.api_keys``), so it
+is validated and audited alike; what has no such function is read-only here
+and changed on the portal's pages."""
+
 from django.contrib import admin
 
+from portal import actions, api_keys
 from portal.models import (
     ApiKey,
     AuditRecord,
@@ -14,11 +20,19 @@ from portal.models import (
 
 
 class RoleAssignmentInline(admin.TabularInline):
+    """Roles are given and taken on the folder's Access page (audited)."""
+
     model = RoleAssignment
     extra = 0
-    autocomplete_fields = ["user"]
+    can_delete = False
     fields = ["role", "user", "group", "created_at"]
-    readonly_fields = ["created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Folder)
@@ -30,6 +44,16 @@ class FolderAdmin(admin.ModelAdmin):
     readonly_fields = ["path", "created_at"]
     raw_id_fields = ["parent", "owner"]
     inlines = [RoleAssignmentInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        actions.save_folder(obj, actor=request.user)
+
+    def delete_model(self, request, obj) -> None:
+        actions.delete_folder(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for folder in queryset:
+            actions.delete_folder(folder, actor=request.user)
 
 
 @admin.register(Role)
@@ -47,6 +71,20 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
     list_select_related = ["folder", "role", "user", "group"]
     raw_id_fields = ["folder", "user", "created_by"]
 
+    # Given on the folder's Access page; taken here or there, audited alike.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def delete_model(self, request, obj) -> None:
+        actions.remove_assignment(assignment=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for assignment in queryset.select_related("role", "user", "group"):
+            actions.remove_assignment(assignment=assignment, actor=request.user)
+
 
 @admin.register(TenantSettings)
 class TenantSettingsAdmin(admin.ModelAdmin):
@@ -59,6 +97,14 @@ class TenantSettingsAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def save_model(self, request, obj, form, change) -> None:
+        actions.set_governance(
+            allow_shared_connection_creation=obj.allow_shared_connection_creation,
+            min_polling_interval_seconds=obj.min_polling_interval_seconds,
+            read_only=obj.read_only,
+            changed_by=request.user,
+        )
+
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
@@ -70,6 +116,12 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # invitations are sent from the portal, which e-mails the link
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # revoked on the portal's Invitations page (audited)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(WorkerHeartbeat)
@@ -110,6 +162,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, never deleted: its audit records keep naming it
+
+    def save_model(self, request, obj, form, change) -> None:
+        if "revoked_at" in form.changed_data and obj.revoked_at:
+            api_keys.revoke(
+                ApiKey.objects.select_related("user").get(pk=obj.pk), actor=request.user
+            )
 
 
 @admin.register(AuditRecord)

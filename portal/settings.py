@@ -153,6 +153,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "axes.middleware.AxesMiddleware",
+    "portal.audit.AuditContextMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -20,7 +20,8 @@ from connections.validation import (
     default_polling_interval,
     name_kept,
 )
-from portal.models import Folder
+from portal import audit
+from portal.models import AuditRecord, Folder
 
 
 def create_secret_connection(
@@ -61,6 +62,12 @@ def create_secret_connection(
             connection=connection, kind=ConnectionEvent.Kind.CREATED, actor=created_by
         )
         record_check(connection, result, created_by)
+        audit.record_connection(
+            AuditRecord.Action.CONNECTION_CREATED,
+            connection,
+            actor=created_by,
+            detail=f"{connector.name}, {auth.display_label}",
+        )
     return connection
 
 

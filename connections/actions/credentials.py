@@ -15,6 +15,8 @@ from connections.catalog import connector_of
 from connections.health import CheckResult, apply_result, run_check
 from connections.models import Connection, ConnectionEvent
 from connections.validation import clean_secret
+from portal import audit
+from portal.models import AuditRecord
 
 
 def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResult:
@@ -38,6 +40,7 @@ def replace_secret(*, connection: Connection, secret: dict, actor) -> CheckResul
         ConnectionEvent.objects.create(
             connection=locked, kind=ConnectionEvent.Kind.SECRET_REPLACED, actor=actor
         )
+        audit.record_connection(AuditRecord.Action.SECRET_REPLACED, locked, actor=actor)
         record_check(locked, result, actor)
         record_state_change(locked, previous, actor)
     copy_saved(locked, connection, saved)
@@ -61,3 +64,4 @@ def replace_client_secret(*, connection: Connection, client_secret: str, actor) 
             actor=actor,
             detail="Client secret of the connection's own OAuth app replaced.",
         )
+        audit.record_connection(AuditRecord.Action.CLIENT_SECRET_REPLACED, connection, actor=actor)

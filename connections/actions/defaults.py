@@ -7,6 +7,8 @@ from django.db import IntegrityError, transaction
 
 from connections.catalog import get_catalog
 from connections.models import Connection, ConnectionEvent
+from portal import audit
+from portal.models import AuditRecord
 
 
 def _connector_name(connection: Connection) -> str:
@@ -40,6 +42,7 @@ def set_default(*, connection: Connection, actor) -> None:
             actor=actor,
             detail=f"Made the folder's default {_connector_name(connection)} connection.",
         )
+        audit.record_connection(AuditRecord.Action.DEFAULT_SET, connection, actor=actor)
 
 
 def clear_default(*, connection: Connection, actor) -> None:
@@ -55,3 +58,4 @@ def clear_default(*, connection: Connection, actor) -> None:
             actor=actor,
             detail="No longer the folder's default connection.",
         )
+        audit.record_connection(AuditRecord.Action.DEFAULT_CLEARED, connection, actor=actor)

@@ -17,6 +17,8 @@ from connections.catalog import connector_of
 from connections.health import apply_result, run_check, schedule_next_check, update_expiry_warning
 from connections.models import Connection, ConnectionEvent
 from connections.validation import clean_fields, clean_name, clean_polling_interval, name_kept
+from portal import audit
+from portal.models import AuditRecord
 from portal.permissions import require_may_change_fields
 
 # What an edit writes of a connection (and, when it ran a check, CHECK_FIELDS).
@@ -90,6 +92,12 @@ def edit_connection(
         ConnectionEvent.objects.create(
             connection=locked,
             kind=ConnectionEvent.Kind.EDITED,
+            actor=actor,
+            detail="Changed " + ", ".join(changed) + ".",
+        )
+        audit.record_connection(
+            AuditRecord.Action.CONNECTION_EDITED,
+            locked,
             actor=actor,
             detail="Changed " + ", ".join(changed) + ".",
         )

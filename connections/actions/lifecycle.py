@@ -9,6 +9,8 @@ from django.db import transaction
 from connections.catalog import get_catalog
 from connections.health import schedule_next_check
 from connections.models import Connection, ConnectionEvent, Process, Trigger
+from portal import audit
+from portal.models import AuditRecord
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ def set_enabled(*, connection: Connection, enabled: bool, actor) -> None:
             kind=ConnectionEvent.Kind.ENABLED if enabled else ConnectionEvent.Kind.DISABLED,
             actor=actor,
         )
+        audit.record_connection(
+            AuditRecord.Action.CONNECTION_ENABLED
+            if enabled
+            else AuditRecord.Action.CONNECTION_DISABLED,
+            connection,
+            actor=actor,
+        )
 
 
 def delete_connection(*, connection: Connection, actor, delete_triggers: bool = False) -> None:
@@ -79,6 +88,13 @@ def delete_connection(*, connection: Connection, actor, delete_triggers: bool = 
     nothing changes. Processes that require it stay, with that requirement
     left to choose again."""
     with transaction.atomic():
-        if not delete_triggers and connection.triggers.exists():
+        triggers = connection.triggers.count()
+        if not delete_triggers and triggers:
             raise TriggersNotConfirmed(connection, deletion_impact(connection))
+        audit.record_connection(
+            AuditRecord.Action.CONNECTION_DELETED,
+            connection,
+            actor=actor,
+            detail=f"With its {triggers} trigger(s)." if triggers else "",
+        )
         connection.delete()

@@ -21,7 +21,8 @@ from connections.health import CheckResult, apply_result, run_check
 from connections.models import Connection, ConnectionEvent, HealthCheck, OAuthFlow
 from connections.oauth_apps import ClientCredentials
 from connections.validation import clean_fields, clean_name, name_kept
-from portal.models import Folder
+from portal import audit
+from portal.models import AuditRecord, Folder
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,7 @@ def store_oauth_connection(
         else:
             connection = Connection.objects.select_for_update().get(pk=connection.pk)
             kind = ConnectionEvent.Kind.RECONNECTED
+        identity_before = connection.account_identity
         connection.fields = fields
         connection.authenticated_by = actor
         connection.token_expires_at = oauth.expiry_of(secret)
@@ -299,6 +301,20 @@ def store_oauth_connection(
             detail=f"Authenticated as {result.identity}." if result.identity else "",
             token_expires_at=connection.token_expires_at,
         )
+        if kind == ConnectionEvent.Kind.CREATED:
+            audit.record_connection(
+                AuditRecord.Action.CONNECTION_CREATED,
+                connection,
+                actor=actor,
+                detail=f"{connector.name}, {auth.display_label}, as {result.identity or 'unknown'}",
+            )
+        else:
+            audit.record_connection(
+                AuditRecord.Action.CONNECTION_RECONNECTED,
+                connection,
+                actor=actor,
+                detail=f"Account: {identity_before or 'none'} → {result.identity or 'unknown'}",
+            )
         HealthCheck.objects.create(
             connection=connection,
             ok=True,

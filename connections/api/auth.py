@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 from ninja.security.http import HttpAuthBase
 
-from portal import api_keys
+from portal import api_keys, audit
 from portal.client_ip import client_ip
 from portal.models import ApiKey
 
@@ -106,6 +106,7 @@ class ApiKeyAuth(HttpAuthBase):
             raise
         request.auth = key
         request.user = key.user
+        audit.bind(api_key=key)
         enforce_rate_limit(request)
         return key
 

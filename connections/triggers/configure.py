@@ -20,6 +20,8 @@ from connections.models import Connection, Credential, Process, Trigger
 from connections.triggers.polling import paused_because
 from connections.triggers.tasks import poll_now_task
 from connections.unreadable import read_for_use
+from portal import audit
+from portal.models import AuditRecord
 
 
 class MissingScopes(ValidationError):
@@ -102,16 +104,19 @@ def create_trigger(
         raise ValidationError({"include_existing": f"{event.name} cannot include existing items."})
     _check_process(connection, process)
     _check_scopes(connection, connector, event)
-    return Trigger.objects.create(
-        connection=connection,
-        event_key=event.key,
-        filters=cleaned,
-        process=process,
-        include_existing=include_existing,
-        enabled=enabled,
-        created_by=created_by,
-        next_poll_at=timezone.now() if enabled else None,
-    )
+    with transaction.atomic():
+        trigger = Trigger.objects.create(
+            connection=connection,
+            event_key=event.key,
+            filters=cleaned,
+            process=process,
+            include_existing=include_existing,
+            enabled=enabled,
+            created_by=created_by,
+            next_poll_at=timezone.now() if enabled else None,
+        )
+        _record(AuditRecord.Action.TRIGGER_CREATED, trigger, actor=created_by)
+    return trigger
 
 
 def edit_trigger(
@@ -135,31 +140,57 @@ def edit_trigger(
         _check_process(connection, process)
         trigger.process = process
         changed.append("process")
-    trigger.save(update_fields=changed)
+    with transaction.atomic():
+        trigger.save(update_fields=changed)
+        if len(changed) > 1:
+            what = ", ".join(name for name in changed if name in {"filters", "process"})
+            _record(AuditRecord.Action.TRIGGER_EDITED, trigger, detail=f"Changed {what}.")
     return trigger
 
 
 def enable_trigger(trigger: Trigger) -> None:
     """Polled again from where it stopped; due now."""
     now = timezone.now()
-    Trigger.objects.filter(pk=trigger.pk).update(
-        enabled=True, next_poll_at=now, consecutive_failures=0, backoff_until=None, updated_at=now
-    )
+    with transaction.atomic():
+        Trigger.objects.filter(pk=trigger.pk).update(
+            enabled=True,
+            next_poll_at=now,
+            consecutive_failures=0,
+            backoff_until=None,
+            updated_at=now,
+        )
+        _record(AuditRecord.Action.TRIGGER_ENABLED, trigger)
     trigger.refresh_from_db()
 
 
 def disable_trigger(trigger: Trigger) -> None:
     """Not polled until enabled again (the cursor is kept)."""
-    Trigger.objects.filter(pk=trigger.pk).update(
-        enabled=False, next_poll_at=None, poll_queued_until=None, updated_at=timezone.now()
-    )
+    with transaction.atomic():
+        Trigger.objects.filter(pk=trigger.pk).update(
+            enabled=False, next_poll_at=None, poll_queued_until=None, updated_at=timezone.now()
+        )
+        _record(AuditRecord.Action.TRIGGER_DISABLED, trigger)
     trigger.refresh_from_db()
 
 
 def delete_trigger(trigger: Trigger) -> None:
     """The trigger goes, with its events, jobs and deliveries."""
     with transaction.atomic():
+        _record(AuditRecord.Action.TRIGGER_DELETED, trigger)
         trigger.delete()
+
+
+def _record(action: str, trigger: Trigger, *, actor=None, detail: str = "") -> None:
+    """A change to a trigger, audited with its connection's folder (the
+    actor: the request's user when not given)."""
+    connection = trigger.connection
+    audit.record(
+        action,
+        actor=actor,
+        folder_id=connection.folder_id,
+        target=("trigger", trigger.pk, f"{trigger.event_key} on {connection.name}"),
+        detail=detail,
+    )
 
 
 class PollRefused(Exception):

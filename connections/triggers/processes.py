@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 
 from connections import vault
 from connections.models import Connection, Process, ProcessConnection
-from portal.models import Folder
+from portal import audit
+from portal.models import AuditRecord, Folder
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
 SECRET_BYTES = 32
@@ -163,6 +164,7 @@ def create_process(
     except ValidationError:
         process.pk = None  # nothing was made
         raise
+    _record(AuditRecord.Action.PROCESS_CREATED, process, actor=created_by)
     return NewProcess(process, secret)
 
 
@@ -196,6 +198,12 @@ def edit_process(
         for field, value in before.items():
             setattr(process, field, value)
         raise
+    changed = [field for field in EDITABLE[:4] if before[field] != getattr(process, field)]
+    _record(
+        AuditRecord.Action.PROCESS_EDITED,
+        process,
+        detail="Changed " + ", ".join(changed).replace("_", " ") + "." if changed else "",
+    )
     return NewProcess(process, secret)
 
 
@@ -208,7 +216,9 @@ def replace_signing_secret(process: Process) -> str:
     one stops working at once."""
     secret = new_signing_secret()
     vault.seal_row(process, {"secret": secret})
-    process.save(update_fields=["ciphertext", "key_id", "updated_at"])
+    with transaction.atomic():
+        process.save(update_fields=["ciphertext", "key_id", "updated_at"])
+        _record(AuditRecord.Action.PROCESS_EDITED, process, detail="Signing secret replaced.")
     return secret
 
 
@@ -222,4 +232,17 @@ def delete_process(process: Process) -> None:
     """The process goes, with its triggers, their events, jobs and deliveries,
     and its sealed signing secret."""
     with transaction.atomic():
+        _record(AuditRecord.Action.PROCESS_DELETED, process)
         process.delete()
+
+
+def _record(action: str, process: Process, *, actor=None, detail: str = "") -> None:
+    """A change to a process, audited with its folder (the actor: the
+    request's user when not given)."""
+    audit.record(
+        action,
+        actor=actor,
+        folder_id=process.folder_id,
+        target=("process", process.pk, process.name),
+        detail=detail,
+    )

@@ -7,13 +7,14 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from portal import audit
 from portal.auth.invitations import (
     SESSION_KEY,
     forget_invitation,
     pending_invitation_in_session,
 )
 from portal.client_ip import client_ip
-from portal.models import Invitation
+from portal.models import AuditRecord, Invitation
 
 
 class PortalAccountAdapter(DefaultAccountAdapter):
@@ -48,6 +49,12 @@ class PortalAccountAdapter(DefaultAccountAdapter):
             if not claimed and not settings.PORTAL_OPEN_SIGNUP:
                 raise PermissionDenied(
                     "This invitation has already been used, was revoked or has expired."
+                )
+            if claimed:
+                audit.record(
+                    AuditRecord.Action.INVITATION_ACCEPTED,
+                    actor=user,
+                    target=("invitation", invitation_id, user.email),
                 )
         if invitation_id:
             forget_invitation(request)

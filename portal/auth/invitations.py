@@ -7,7 +7,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.models import Invitation
+from portal import audit
+from portal.models import AuditRecord, Invitation
 
 SESSION_KEY = "portal_invitation_id"
 
@@ -38,6 +39,11 @@ def invitation_url(token: str) -> str:
 def send_invitation(*, email: str, invited_by) -> Invitation:
     """Create an invitation and e-mail its link; the token is not kept."""
     invitation, token = Invitation.issue(email=email, invited_by=invited_by)
+    audit.record(
+        AuditRecord.Action.INVITATION_SENT,
+        actor=invited_by,
+        target=("invitation", invitation.pk, email),
+    )
     inviter = invited_by.get_full_name() or invited_by.get_username()
     send_mail(
         subject="You are invited to the Connections portal",
@@ -52,7 +58,12 @@ def send_invitation(*, email: str, invited_by) -> Invitation:
     return invitation
 
 
-def revoke_invitation(invitation: Invitation) -> None:
+def revoke_invitation(invitation: Invitation, *, actor=None) -> None:
     """The link stops working: opening it says so, and nobody signs up with it."""
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
+    audit.record(
+        AuditRecord.Action.INVITATION_REVOKED,
+        actor=actor,
+        target=("invitation", invitation.pk, invitation.email),
+    )

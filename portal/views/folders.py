@@ -41,7 +41,9 @@ def folder_subfolders(request: HttpRequest, folder_id: int) -> HttpResponse:
         form = FolderForm(request.POST)
         if form.is_valid():
             try:
-                child = actions.create_folder(parent=folder, **form.cleaned_data)
+                child = actions.create_folder(
+                    parent=folder, actor=request.user, **form.cleaned_data
+                )
             except ValidationError as error:
                 form.add_error(None, error)
             else:
@@ -121,7 +123,7 @@ def assignment_remove(request: HttpRequest, folder_id: int, assignment_id: int) 
         folder=folder,
     )
     if request.method == "POST":
-        actions.remove_assignment(assignment=assignment)
+        actions.remove_assignment(assignment=assignment, actor=request.user)
         messages.success(
             request, f"{assignment.principal_name} no longer has {assignment.role} here."
         )
