@@ -52,7 +52,7 @@ class AssignmentForm(forms.Form):
 class GovernanceForm(forms.ModelForm):
     class Meta:
         model = TenantSettings
-        fields = ["allow_shared_connection_creation", "min_polling_interval_seconds"]
+        fields = ["allow_shared_connection_creation", "min_polling_interval_seconds", "read_only"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

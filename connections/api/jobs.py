@@ -6,7 +6,9 @@ functions as the pages (``connections.triggers.jobs``,
 
 Seeing jobs needs Jobs - View; claiming and finishing one is running the
 process, which needs Connections - Use as well (the Automation User's role;
-a Viewer sees the queue and changes nothing)."""
+a Viewer sees the queue and changes nothing). Robots running jobs do their
+work, not manage connections: claiming and finishing jobs stays allowed in
+read-only mode (``WHILE_READ_ONLY``); Retry and Replay do not."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ninja import Query, Router, Status
 
 from connections.api.folders import PageQuery
 from connections.api.processes import scoped_process
+from connections.api.read_only import WHILE_READ_ONLY
 from connections.api.schemas import (
     ClaimedJob,
     Conflict,
@@ -104,6 +107,7 @@ def list_pending_jobs(request: HttpRequest, process_id: int, query: Query[PageQu
     description="Answers the job and its lease token (204 when no job waits). Two robots "
     "never hold one job. Once the lease ends another robot may claim it. Needs Jobs - View "
     "and Connections - Use.",
+    openapi_extra=WHILE_READ_ONLY,
 )
 def claim_job(request: HttpRequest, process_id: int, data: JobClaim | None = None):
     process, perms = scoped_process(request, process_id, Action.VIEW_JOBS)
@@ -126,6 +130,7 @@ def _held_job(request: HttpRequest, job_id: int) -> Job:
     summary="Complete a claimed job (with its lease token)",
     description="409 when the token does not hold the job: its lease ended and another robot "
     "claimed it, or it is finished.",
+    openapi_extra=WHILE_READ_ONLY,
 )
 def complete_job(request: HttpRequest, job_id: int, data: JobComplete) -> dict:
     job = _held_job(request, job_id)
@@ -138,6 +143,7 @@ def complete_job(request: HttpRequest, job_id: int, data: JobComplete) -> dict:
     summary="Fail a claimed job, saying why (with its lease token)",
     description="409 when the token does not hold the job: its lease ended and another robot "
     "claimed it, or it is finished.",
+    openapi_extra=WHILE_READ_ONLY,
 )
 def fail_job(request: HttpRequest, job_id: int, data: JobFail) -> dict:
     job = _held_job(request, job_id)

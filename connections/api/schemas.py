@@ -63,6 +63,14 @@ class Me(Schema):
     folder_scope: int | None = Field(None, description="The folder the key is limited to.")
 
 
+class PortalSettings(Schema):
+    read_only: bool = Field(
+        description="The portal is in read-only mode: the API reads, and connections are "
+        "managed in the portal's pages (operations that change something answer 403)."
+    )
+    portal_url: str = Field(description="Where the portal's pages are.")
+
+
 class FolderOut(Schema):
     id: int
     name: str

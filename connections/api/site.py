@@ -23,6 +23,7 @@ from connections.api.credentials import router as credentials_router
 from connections.api.folders import router as folders_router
 from connections.api.jobs import router as jobs_router
 from connections.api.processes import router as processes_router
+from connections.api.read_only import ReadOnlyMode, manages, refuse_while_read_only
 from connections.api.schemas import Conflict
 from connections.api.triggers import router as triggers_router
 from connections.catalog import ConnectorMissing
@@ -51,6 +52,11 @@ STATUS_MEANINGS = {
     503: "Try again later: a due token refresh failed for a transient reason, or the "
     "portal cannot open stored secrets now.",
 }
+# What 403 adds on the operations refused in read-only mode (read_only.manages).
+READ_ONLY_403 = (
+    " Also, whatever the permissions, while the portal is in read-only mode: connections are "
+    "managed in the portal's pages then."
+)
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
@@ -65,10 +71,13 @@ class PortalApi(NinjaAPI):
         Retry-After header of 429 and 503."""
         schema = super().get_openapi_schema(**kwargs)
         for operations in schema["paths"].values():
-            for operation in operations.values():
+            for method, operation in operations.items():
+                refused_while_read_only = manages([method.upper()], operation)
                 for status, answer in operation.get("responses", {}).items():
                     if int(status) in STATUS_MEANINGS:
                         answer["description"] = STATUS_MEANINGS[int(status)]
+                    if int(status) == 403 and refused_while_read_only:
+                        answer["description"] += READ_ONLY_403
                     if int(status) in (429, 503):
                         answer["headers"] = RETRY_AFTER
         return schema
@@ -116,6 +125,11 @@ def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
 @api.exception_handler(PermissionDenied)
 def _forbidden(request: HttpRequest, error: PermissionDenied) -> HttpResponse:
     return _error(request, 403, str(error) or "You may not do this.")
+
+
+@api.exception_handler(ReadOnlyMode)
+def _read_only(request: HttpRequest, error: ReadOnlyMode) -> HttpResponse:
+    return _error(request, 403, str(error))
 
 
 @api.exception_handler(ValidationError)
@@ -218,6 +232,8 @@ def _sealed_value_unreadable(request: HttpRequest, error: vault.VaultError) -> H
         "encryption key it was sealed with.",
     )
 
+
+api.add_decorator(refuse_while_read_only, mode="view")
 
 for router, tag in (
     (account_router, "Account"),

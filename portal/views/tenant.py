@@ -31,6 +31,7 @@ def governance(request: HttpRequest) -> HttpResponse:
                     "allow_shared_connection_creation"
                 ],
                 min_polling_interval_seconds=form.cleaned_data["min_polling_interval_seconds"],
+                read_only=form.cleaned_data["read_only"],
                 changed_by=request.user,
             )
             messages.success(request, "Governance settings saved.")

@@ -173,6 +173,7 @@ ERROR = "#/components/schemas/Error"
 # Every status each operation may answer (docs/api.md has the same table).
 STATUSES = {
     ("get", "/me"): {200, 401, 429},
+    ("get", "/settings"): {200, 401, 429},
     ("get", "/folders"): {200, 401, 422, 429},
     ("get", "/folders/{folder_id}/connections"): {200, 401, 403, 404, 422, 429},
     ("post", "/folders/{folder_id}/connections"): {201, 400, 401, 403, 404, 422, 429, 503},
