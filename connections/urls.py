@@ -9,6 +9,7 @@ from connections.views import (
     oauth_views,
     processes,
     sandbox,
+    transfer,
     triggers,
     wizard,
 )
@@ -71,6 +72,11 @@ urlpatterns = [
         name="process_job_retry",
     ),
     path("tenant/health/", health.tenant_health, name="tenant_health"),
+    path("tenant/transfer/", transfer.transfer, name="tenant_transfer"),
+    path("tenant/transfer/export/", transfer.transfer_export, name="tenant_transfer_export"),
+    path("tenant/transfer/upload/", transfer.transfer_upload, name="tenant_transfer_upload"),
+    path("tenant/transfer/plan/", transfer.transfer_plan, name="tenant_transfer_plan"),
+    path("tenant/transfer/confirm/", transfer.transfer_confirm, name="tenant_transfer_confirm"),
     path("help/troubleshooting/", help_pages.troubleshooting_guide, name="help_troubleshooting"),
     path("oauth/callback/", oauth_views.callback, name="oauth_callback"),
     path(

@@ -28,7 +28,7 @@ from connections.forms import (
     PasswordGrantForm,
     add_errors,
 )
-from connections.models import Connection, OAuthFlow
+from connections.models import Connection, Credential, OAuthFlow
 from connections.oauth_apps import ClientCredentials, portal_app
 from portal.htmx import render_page, vary_on_htmx
 from portal.models import Folder
@@ -450,6 +450,22 @@ def reconnect(request: HttpRequest, folder_id: int, connection_id: int) -> HttpR
     if auth is None or auth.is_secret_based:
         return redirect("connection_replace_secret", folder_id, connection.pk)
     byoa = connection.own_app and auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE
+    if byoa and not Credential.objects.filter(pk=connection.pk).exists():
+        # Its own app was never stored here (an imported connection): the
+        # user brings it, as in the wizard, and signs in.
+        context = {
+            "folder": connection.folder,
+            "perms_here": perms,
+            "tab": "connections",
+            "connector": connector,
+            "auth": auth,
+            "own_app": True,
+            "auth_label": "Bring your own OAuth 2.0 app",
+            "redirect_uri": oauth.redirect_uri(),
+        }
+        return connect_with_oauth(
+            request, connection.folder, connector, auth, True, context, connection=connection
+        )
     if byoa and request.method == "POST":
         retry = retry_flow(
             request,

@@ -312,6 +312,15 @@ class Page:
     tenant_admin: int
     member: int
     target: str = ""  # what the URL names; "another's ..." belongs to someone else
+    # For a Folder Administrator (of any folder), when not what a member gets.
+    folder_admin: int | None = None
+
+    def expected(self, role: str | None) -> int:
+        if role == TENANT_ADMIN:
+            return self.tenant_admin
+        if role == "Folder Administrator" and self.folder_admin is not None:
+            return self.folder_admin
+        return self.member
 
 
 PAGES = [
@@ -325,8 +334,18 @@ PAGES = [
     Page("tenant_robots", "get", 200, 403),
     Page("tenant_robot", "get", 200, 403, "robot"),
     Page("tenant_robot_key_revoke", "get", 200, 403, "robot key"),
-    Page("tenant_audit", "get", 200, 403),
+    # Tenant administrators read every record, folder administrators their folders'.
+    Page("audit_log", "get", 200, 403, folder_admin=200),
+    Page("audit_log_csv", "get", 200, 403, folder_admin=200),
     Page("tenant_health", "get", 200, 403),
+    Page("tenant_transfer", "get", 200, 403),
+    # Download with no folder chosen: every shared folder's definitions.
+    Page("tenant_transfer_export", "post", 200, 403),
+    # No file: the form again, refused.
+    Page("tenant_transfer_upload", "post", 400, 403),
+    # Nothing uploaded yet: back to the Transfer tab.
+    Page("tenant_transfer_plan", "get", 302, 403),
+    Page("tenant_transfer_confirm", "post", 302, 403),
     Page("api_keys", "get", 200, 200),
     Page("api_key_revoke", "get", 200, 200, "own key"),
     Page("api_key_revoke", "get", 404, 404, "another's key"),
@@ -390,7 +409,7 @@ def test_pages_outside_a_folder(client, tree, make_user, tenant_admin, role):
         args = _args(page.target, user, stranger, tenant_admin, tree)
         client.force_login(user)
         response = getattr(client, page.method)(reverse(page.url_name, args=args))
-        expected = page.tenant_admin if role == TENANT_ADMIN else page.member
+        expected = page.expected(role)
         if response.status_code != expected:
             row = f"{page.method.upper()} {page.url_name} {page.target}".strip()
             problems.append(f"{row}: {response.status_code} (expected {expected})")
