@@ -1,0 +1,1 @@
+"""portal-cli: the portal's runtime API from a terminal or a script."""
