@@ -85,14 +85,17 @@ class Plan:
     def count(self, action: StepAction, kind: str) -> int:
         return sum(1 for s in self.steps if s.action == action and s.kind == kind)
 
-    def summary(self) -> str:
-        made = [
-            f"{self.count('create', kind)} {kind}s"
-            for kind in ("folder", "connection", "process", "trigger")
-            if self.count("create", kind)
-        ]
+    def summary(self, *, done: bool = False) -> str:
+        """ "Create 3 folders, 1 connection; 2 already there, left alone." (done: "Created")."""
+        plurals = {"folder": "s", "connection": "s", "process": "es", "trigger": "s"}
+        made = []
+        for kind, plural in plurals.items():
+            count = self.count("create", kind)
+            if count:
+                made.append(f"{count} {kind}{plural if count != 1 else ''}")
+        verb = "Created " if done else "Create "
+        text = (verb + ", ".join(made)) if made else "Nothing to create"
         kept = sum(1 for s in self.steps if s.action == "exists")
-        text = ("Create " + ", ".join(made)) if made else "Nothing to create"
         if kept:
             text += f"; {kept} already there, left alone"
         if self.refused:
@@ -121,6 +124,10 @@ class Imported:
     plan: Plan
     to_authenticate: list[Connection]
     signing_secrets: list[tuple[Process, str]]
+
+    @property
+    def summary(self) -> str:
+        return self.plan.summary(done=True)
 
 
 def path_text(path: list[str] | tuple[str, ...]) -> str:
@@ -515,7 +522,7 @@ def import_connections(
             AuditRecord.Action.CONNECTIONS_IMPORTED,
             actor=actor,
             folder=under,
-            detail=f"Imported{where}: {plan.summary()}",
+            detail=f"Imported{where}: {plan.summary(done=True)}",
         )
     return Imported(plan, writer.to_authenticate, writer.signing_secrets)
 

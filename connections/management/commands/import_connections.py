@@ -49,7 +49,7 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write(f"Dry run: {plan.summary()} Nothing was written.")
             return
-        self.stdout.write(f"Imported: {plan.summary()}")
+        self.stdout.write(plan.summary(done=True))
         if imported.to_authenticate:
             self.stdout.write("Still to authenticate (Not yet connected; triggers paused):")
             for connection in imported.to_authenticate:
