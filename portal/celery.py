@@ -82,6 +82,10 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "connections.triggers.tasks.delivery_sweep",
             "schedule": float(settings.PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS),
         },
+        "audit-retention": {
+            "task": "portal.tasks.prune_audit",
+            "schedule": 24 * 3600.0,
+        },
         # Abandoned OAuth sign-ins, once per flow lifetime.
         "oauth-flow-cleanup": {
             "task": "connections.tasks.delete_expired_oauth_flows",

@@ -156,7 +156,36 @@ class RobotAccountForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
+    """The audit log's filters. ``folders``: those the user may filter by
+    (the folders whose records they may read)."""
+
     action = forms.ChoiceField(
         required=False, choices=[("", "All actions"), *AuditRecord.Action.choices]
     )
     q = forms.CharField(required=False, strip=True, max_length=200)
+    folder = forms.ModelChoiceField(
+        queryset=Folder.objects.none(),
+        required=False,
+        empty_label="All folders",
+        help_text="And the folders below it.",
+    )
+    connection = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    actor = forms.CharField(required=False, strip=True, max_length=150, label="User")
+    since = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args, folders=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if folders is not None:
+            self.fields["folder"].queryset = folders.order_by("path")
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end of the range is before its start.")
+        return data

@@ -538,3 +538,11 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} by {self.actor_name or 'System'}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("Audit records are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit records are only deleted by the retention (prune_audit).")

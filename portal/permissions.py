@@ -292,6 +292,19 @@ def _permission_id(codename: str) -> int:
     return ids.get(codename, 0)
 
 
+def audit_scope(user) -> Q | None:
+    """Which audit records the user may read: all of them for tenant
+    administrators; for folder administrators (Folder access - Manage), the
+    records of the folders they administer and of the folders below; None
+    for anyone else (the audit log is refused)."""
+    if is_tenant_admin(user):
+        return Q()
+    administered = folders_where(user, Action.MANAGE_FOLDER_ACCESS)
+    if not administered.exists():
+        return None
+    return Q(folder_id__in=administered.values("pk"))
+
+
 def listable_personal_workspaces(user) -> FolderQuerySet:
     """Tenant administrators may list every personal workspace (not open them)."""
     if not is_tenant_admin(user):

@@ -202,6 +202,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
 # (docs/security.md, "Audit log"). PORTAL_AUDIT_SYNCHRONOUS=1 makes every
 # read durable before it is answered. SQLite: one connection, no change.
 PORTAL_AUDIT_SYNCHRONOUS = env.bool("PORTAL_AUDIT_SYNCHRONOUS", default=False)
+# Audit records older than this many days are pruned (manage.py prune_audit,
+# and daily by beat); 0 keeps them all.
+PORTAL_AUDIT_RETENTION_DAYS = env.int("PORTAL_AUDIT_RETENTION_DAYS", default=365)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and not (
     PORTAL_AUDIT_SYNCHRONOUS
 ):

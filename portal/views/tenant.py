@@ -57,7 +57,7 @@ def folders(request: HttpRequest) -> HttpResponse:
         form = FolderForm(request.POST)
         if form.is_valid():
             try:
-                folder = actions.create_folder(parent=None, **form.cleaned_data)
+                folder = actions.create_folder(parent=None, actor=request.user, **form.cleaned_data)
             except ValidationError as error:
                 form.add_error(None, error)
             else:
@@ -99,7 +99,7 @@ def invitations(request: HttpRequest) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, invitation_id: int) -> HttpResponse:
     require_tenant_admin(request.user)
     invitation = get_object_or_404(Invitation.objects.pending(), pk=invitation_id)
-    revoke_invitation(invitation)
+    revoke_invitation(invitation, actor=request.user)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
     return redirect("tenant_invitations")
 

@@ -147,7 +147,7 @@ def test_main_pages_pass_axe_and_reflow_at_640_px(
         ("/tenant/invitations/", "tenant invitations"),
         ("/tenant/workspaces/", "tenant personal workspaces"),
         ("/tenant/robots/", "tenant robot accounts"),
-        ("/tenant/audit/", "the audit log"),
+        ("/audit/", "the audit log"),
     ):
         page.goto(live_server.url + path)
         tour.check(page, where, screenshot_as="audit-640" if "audit" in path else None)

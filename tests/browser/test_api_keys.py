@@ -190,7 +190,7 @@ def test_tenant_admin_reads_and_filters_the_audit_log(
     login(page, live_server, tenant_admin.username)
     page.goto(f"{live_server.url}/tenant/")
     page.get_by_role("link", name="Audit log").click()
-    expect(page).to_have_url(f"{live_server.url}/tenant/audit/")
+    expect(page).to_have_url(f"{live_server.url}/audit/")
     rows = page.get_by_test_id("audit").locator("tbody tr")
     expect(rows).to_have_count(4)
     expect(rows.first).to_contain_text("job-103")  # newest first
