@@ -513,6 +513,11 @@ class AuditRecord(models.Model):
         TRIGGER_DISABLED = "trigger.disabled", "Trigger disabled"
         TRIGGER_DELETED = "trigger.deleted", "Trigger deleted"
         AUDIT_PRUNED = "audit.pruned", "Audit records pruned"
+        SOLUTION_CREATED = "solution.created", "Solution created"
+        SOLUTION_EDITED = "solution.edited", "Solution components edited"
+        SOLUTION_PUBLISHED = "solution.published", "Solution version published"
+        SOLUTION_UPLOADED = "solution.uploaded", "Solution package uploaded"
+        SOLUTION_DOWNLOADED = "solution.downloaded", "Solution package downloaded"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=40, choices=Action.choices)
