@@ -518,6 +518,11 @@ class AuditRecord(models.Model):
         SOLUTION_PUBLISHED = "solution.published", "Solution version published"
         SOLUTION_UPLOADED = "solution.uploaded", "Solution package uploaded"
         SOLUTION_DOWNLOADED = "solution.downloaded", "Solution package downloaded"
+        SOLUTION_DEPLOYED = "solution.deployed", "Solution deployed"
+        SOLUTION_DEPLOY_FAILED = "solution.deploy_failed", "Solution deployment rolled back"
+        SOLUTION_UPGRADED = "solution.upgraded", "Solution deployment upgraded"
+        SOLUTION_DEPLOYMENT_EDITED = "solution.deployment_edited", "Deployment configuration edited"
+        SOLUTION_DEPLOYMENT_REMOVED = "solution.deployment_removed", "Solution deployment removed"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     action = models.CharField(max_length=40, choices=Action.choices)
