@@ -37,10 +37,10 @@ def folders_in_scope(folder: Folder | None):
     return folders.order_by("path")
 
 
-def _declared_fields(connection: Connection) -> dict[str, str]:
+def declared_fields(connection: Connection) -> dict[str, str]:
     """The connection's own field values: those its connector and auth type
     declare (values an OAuth sign-in discovered, such as an instance URL,
-    come back with the next sign-in)."""
+    come back with the next sign-in). Solution packages use it too."""
     connector = get_catalog().get(connection.connector_key)
     if connector is None:
         return dict(connection.fields)
@@ -82,7 +82,7 @@ def build_document(folder: Folder | None = None) -> Document:
                 own_app=c.own_app,
                 default=c.is_default,
                 polling_interval_seconds=c.polling_interval_seconds,
-                fields=_declared_fields(c),
+                fields=declared_fields(c),
                 triggers=[
                     TriggerEntry(
                         event=t.event_key,
