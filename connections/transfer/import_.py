@@ -32,7 +32,12 @@ from connections.models import Connection, ConnectionEvent, ConnectionState, Pro
 from connections.transfer.format import ConnectionEntry, Document, ProcessEntry, TriggerEntry
 from connections.triggers.configure import create_trigger
 from connections.triggers.processes import clean_webhook_url, create_process
-from connections.validation import clean_fields, clean_polling_interval, name_kept
+from connections.validation import (
+    clean_fields,
+    clean_name,
+    clean_polling_interval,
+    name_kept,
+)
 from portal import actions, audit
 from portal.models import AuditRecord, Folder
 
@@ -423,33 +428,25 @@ class _Writer:
     def connection(self, entry: ConnectionEntry) -> Connection:
         folder = self.folder(entry.folder)
         connector = get_catalog().get(entry.connector)
-        auth = connector.auth_type(entry.auth_type)
         default = (
             entry.default
             and not Connection.objects.filter(
                 folder=folder, connector_key=connector.key, is_default=True
             ).exists()
         )
-        with name_kept(folder, entry.name), transaction.atomic():
-            connection = Connection.objects.create(
-                folder=folder,
-                connector_key=connector.key,
-                name=entry.name,
-                description=entry.description.strip(),
-                auth_type=auth.type,
-                own_app=entry.own_app,
-                is_default=default,
-                fields=clean_fields(connector, auth, entry.fields),
-                state=ConnectionState.NOT_CONNECTED,
-                polling_interval_seconds=clean_polling_interval(entry.polling_interval_seconds),
-                created_by=self.actor,
-            )
-            ConnectionEvent.objects.create(
-                connection=connection,
-                kind=ConnectionEvent.Kind.CREATED,
-                actor=self.actor,
-                detail="Imported: not yet connected; authenticate it to use it.",
-            )
+        connection = create_unconnected_connection(
+            folder=folder,
+            connector=connector,
+            auth_type=entry.auth_type,
+            name=entry.name,
+            description=entry.description,
+            own_app=entry.own_app,
+            is_default=default,
+            fields=entry.fields,
+            polling_interval_seconds=entry.polling_interval_seconds,
+            actor=self.actor,
+            detail="Imported: not yet connected; authenticate it to use it.",
+        )
         self.to_authenticate.append(connection)
         return connection
 
@@ -487,6 +484,47 @@ class _Writer:
             enabled=entry.enabled,
             created_by=self.actor,
         )
+
+
+def create_unconnected_connection(
+    *,
+    folder: Folder,
+    connector: ConnectorSpec,
+    auth_type: AuthKind | str,
+    name: str,
+    description: str = "",
+    own_app: bool = False,
+    is_default: bool = False,
+    fields: dict,
+    polling_interval_seconds: int,
+    actor,
+    detail: str,
+) -> Connection:
+    """A connection made from a definition (an import, a solution's
+    deployment): Not yet connected, no credential, nobody has authenticated
+    it yet ("System"), so its triggers are paused until someone does. The
+    fields and interval are cleaned as the pages clean them; the name is
+    kept unique in the folder (ValidationError when it is taken)."""
+    auth = connector.auth_type(auth_type)
+    name = clean_name(folder, name)
+    with name_kept(folder, name), transaction.atomic():
+        connection = Connection.objects.create(
+            folder=folder,
+            connector_key=connector.key,
+            name=name,
+            description=(description or "").strip(),
+            auth_type=auth.type,
+            own_app=own_app,
+            is_default=is_default,
+            fields=clean_fields(connector, auth, fields),
+            state=ConnectionState.NOT_CONNECTED,
+            polling_interval_seconds=clean_polling_interval(polling_interval_seconds),
+            created_by=actor,
+        )
+        ConnectionEvent.objects.create(
+            connection=connection, kind=ConnectionEvent.Kind.CREATED, actor=actor, detail=detail
+        )
+    return connection
 
 
 def import_connections(

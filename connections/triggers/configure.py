@@ -89,6 +89,7 @@ def create_trigger(
     include_existing: bool = False,
     enabled: bool = True,
     created_by=None,
+    process_elsewhere: bool = False,
 ) -> Trigger:
     """A trigger on ``connection`` for its connector's event ``event_key``,
     starting ``process``. Its first poll is due now: it fires nothing and
@@ -96,13 +97,16 @@ def create_trigger(
     ``include_existing``, fires what exists). ValidationError (by field) for
     an unknown event, bad filters or a process of another folder;
     MissingScopes naming what the connection was not granted. Nothing is
-    made then."""
+    made then. ``process_elsewhere``: the process may be of another folder
+    (a solution deployed into a folder links a connection of another one;
+    the deployer's access to it was checked by the caller)."""
     connector = connector_of(connection)
     event = _event(connector, event_key)
     cleaned = clean_filters(event, filters or {})
     if include_existing and not event.can_include_existing:
         raise ValidationError({"include_existing": f"{event.name} cannot include existing items."})
-    _check_process(connection, process)
+    if not process_elsewhere:
+        _check_process(connection, process)
     _check_scopes(connection, connector, event)
     with transaction.atomic():
         trigger = Trigger.objects.create(
@@ -124,15 +128,21 @@ def edit_trigger(
     *,
     filters: dict[str, Any] | None = None,
     process: Process | None = None,
+    keep_cursor: bool = False,
 ) -> Trigger:
     """New filters and/or another process. Changed filters start the trigger
-    again from now (the cursor was for the old query)."""
+    again from now (the cursor was for the old query), unless
+    ``keep_cursor``: a solution's upgrade changes a trigger in place and
+    goes on from where it was, neither replaying nor skipping items."""
     connection = trigger.connection
     event = _event(connector_of(connection), trigger.event_key)
     changed = ["updated_at"]
     if filters is not None:
         cleaned = clean_filters(event, filters)
-        if cleaned != trigger.filters:
+        if cleaned != trigger.filters and keep_cursor:
+            trigger.filters = cleaned
+            changed.append("filters")
+        elif cleaned != trigger.filters:
             trigger.filters, trigger.cursor = cleaned, ""
             trigger.include_existing = False
             changed += ["filters", "cursor", "include_existing"]

@@ -56,13 +56,16 @@ def _bind_requirements(
     requirements: dict[str, Connection | None],
     *,
     replace: bool = False,
+    elsewhere: bool = False,
 ) -> None:
     """Bind each connector key to a connection of the folder (or None, still
     to choose); with ``replace``, a connector no longer named stops being
-    required."""
+    required. ``elsewhere``: a connection of another folder may be bound (a
+    solution's deployment linked it; the caller checked the access)."""
     for connector_key, connection in requirements.items():
         if connection is not None and (
-            connection.folder_id != folder.pk or connection.connector_key != connector_key
+            (connection.folder_id != folder.pk and not elsewhere)
+            or connection.connector_key != connector_key
         ):
             raise ValidationError(
                 {
@@ -108,6 +111,7 @@ def save_process(
     job_queue: bool = False,
     requirements: dict[str, Connection | None] | None = None,
     replace_requirements: bool = False,
+    elsewhere: bool = False,
 ) -> str | None:
     """Write a process made or changed (``process.folder`` set; ``pk`` None
     for a new one), all or nothing: the one place the rules of both are.
@@ -128,7 +132,9 @@ def save_process(
                 vault.seal_row(process, {"secret": secret})
                 process.save(update_fields=["ciphertext", "key_id"])
             if requirements is not None:
-                _bind_requirements(process, folder, requirements, replace=replace_requirements)
+                _bind_requirements(
+                    process, folder, requirements, replace=replace_requirements, elsewhere=elsewhere
+                )
     except IntegrityError:
         raise ValidationError(
             {"name": f"{folder.name} already has a process named {name}."}
@@ -145,6 +151,7 @@ def create_process(
     job_queue: bool = False,
     requirements: dict[str, Connection | None] | None = None,
     created_by=None,
+    elsewhere: bool = False,
 ) -> NewProcess:
     """Make a process in ``folder``. With a webhook, a signing secret is made,
     sealed, and returned once in the answer. ``requirements``: connector key
@@ -160,6 +167,7 @@ def create_process(
             webhook_url=webhook_url,
             job_queue=job_queue,
             requirements=requirements or {},
+            elsewhere=elsewhere,
         )
     except ValidationError:
         process.pk = None  # nothing was made
@@ -176,6 +184,7 @@ def edit_process(
     webhook_url: str = "",
     job_queue: bool = False,
     requirements: dict[str, Connection | None] | None = None,
+    elsewhere: bool = False,
 ) -> NewProcess:
     """Change a process by the same rules as ``create_process``.
     ``requirements`` (None: unchanged) is the whole set: a connector not named
@@ -193,6 +202,7 @@ def edit_process(
             job_queue=job_queue,
             requirements=requirements,
             replace_requirements=True,
+            elsewhere=elsewhere,
         )
     except ValidationError:
         for field, value in before.items():
