@@ -203,8 +203,19 @@ ENDPOINTS = [
 ]
 
 # Every URL name of the API the matrix asks: its endpoints, and what test_matrix
-# asks of every key first (who am I, which folders).
-API_URL_NAMES = {endpoint.url_name for endpoint in ENDPOINTS} | {"me", "list_folders"}
+# asks of every key first (who am I, which folders, the portal's settings).
+API_URL_NAMES = {endpoint.url_name for endpoint in ENDPOINTS} | {
+    "me",
+    "list_folders",
+    "portal_settings",
+}
+
+
+# What any valid key may ask, and nothing else may.
+WHO_AND_WHERE = [
+    Endpoint("me", "GET", "/me", "view", url_name="me"),
+    Endpoint("settings", "GET", "/settings", "view", url_name="portal_settings"),
+]
 
 
 def _fill(value, values: dict):
@@ -325,6 +336,7 @@ def test_matrix(tree, make_user, fakehub, role, place, scope):
     visible = bool(role) and place in {"granted", "subfolder"} and in_scope
 
     assert api.get(f"{API}/me").status_code == 200
+    assert api.get(f"{API}/settings").json()["read_only"] is False  # any valid key
     listed = {item["id"] for item in api.get(f"{API}/folders", {"page_size": 200}).json()["items"]}
     assert (folder.pk in listed) == visible, listed
 
@@ -457,7 +469,7 @@ def test_keys_that_do_not_authenticate(tree, make_user, fakehub, kind):
     assign(user, tree["finance"], "Folder Administrator")
     api, says = _refused_key(kind, user)
     folder = tree["finance"]
-    for endpoint in [Endpoint("me", "GET", "/me", "view", url_name="me"), *ENDPOINTS]:
+    for endpoint in [*WHO_AND_WHERE, *ENDPOINTS]:
         connection = make_connection(folder, **endpoint.setup)
         before = snapshot(folder)
         response = call(api, endpoint, folder, connection, PATHS["finance"])
@@ -476,7 +488,7 @@ def test_a_signed_in_browser_without_a_key_gets_401(tree, make_user, fakehub):
     browser.client.force_login(user)
     assert browser.client.get(f"/folders/{tree['finance'].pk}/connections/").status_code == 200
     folder = tree["finance"]
-    for endpoint in [Endpoint("me", "GET", "/me", "view", url_name="me"), *ENDPOINTS]:
+    for endpoint in [*WHO_AND_WHERE, *ENDPOINTS]:
         connection = make_connection(folder, **endpoint.setup)
         before = snapshot(folder)
         response = call(browser, endpoint, folder, connection, PATHS["finance"])
