@@ -82,6 +82,10 @@ def _setup(sender: Celery, **kwargs) -> None:
             "task": "connections.triggers.tasks.delivery_sweep",
             "schedule": float(settings.PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS),
         },
+        "deployment-sweep": {
+            "task": "solutions.deploy.tasks.deployment_sweep",
+            "schedule": float(settings.PORTAL_DEPLOY_SWEEP_SECONDS),
+        },
         "audit-retention": {
             "task": "portal.tasks.prune_audit",
             "schedule": 24 * 3600.0,
@@ -96,4 +100,4 @@ def _setup(sender: Celery, **kwargs) -> None:
 
 app.autodiscover_tasks()
 # Packages below an app keep their tasks in a tasks module of their own.
-app.autodiscover_tasks(["connections.triggers"])
+app.autodiscover_tasks(["connections.triggers", "solutions.deploy"])

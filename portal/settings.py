@@ -91,6 +91,12 @@ PORTAL_TRIGGER_POLL_BATCH = env.int("PORTAL_TRIGGER_POLL_BATCH", default=1000)
 PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS = env.int("PORTAL_TRIGGER_DELIVERY_SWEEP_SECONDS", default=10)
 PORTAL_TRIGGER_DELIVERY_BATCH = env.int("PORTAL_TRIGGER_DELIVERY_BATCH", default=1000)
 
+# Solution deployments (solutions/deploy/engine.py): a worker running one
+# holds a lease this long, renewed at every step; beat's sweep resumes or
+# rolls back those whose lease ran out (a worker that died) this often.
+PORTAL_DEPLOY_LEASE_SECONDS = env.int("PORTAL_DEPLOY_LEASE_SECONDS", default=60)
+PORTAL_DEPLOY_SWEEP_SECONDS = env.int("PORTAL_DEPLOY_SWEEP_SECONDS", default=30)
+
 # Runtime API (connections/api/, docs/api.md): requests per user per window,
 # all of a user's keys together ("600/m": django-ratelimit's notation),
 # counted in the cache, so
