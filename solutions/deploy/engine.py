@@ -65,9 +65,8 @@ def _hold(deployment_id: int, owner: str, **changes) -> None:
     """Renew the lease (and change the row), inside the caller's
     transaction; ``LeaseLost`` when it is no longer ours."""
     until = timezone.now() + timedelta(seconds=_lease_seconds())
-    if not Deployment.objects.filter(pk=deployment_id, lease_owner=owner).update(
-        lease_until=until, **changes
-    ):
+    changes.setdefault("lease_until", until)
+    if not Deployment.objects.filter(pk=deployment_id, lease_owner=owner).update(**changes):
         raise LeaseLost()
 
 

@@ -630,7 +630,10 @@ class _Planner:
             self.add("update_trigger", key, "update", label, args, "keeps its cursor")
             return
         if item is not None and item.created:
-            self.add("delete_trigger", key, "delete", label, note="moved to the new connection")
+            self.add(
+                "delete_trigger", key, "delete", label, {"now": True},
+                note="moved to the new connection",
+            )  # fmt: skip
         note = "paused until the connection is authenticated" if auth != "link_existing" else ""
         self.add("create_trigger", key, "create", label, args, note)
 
@@ -660,7 +663,8 @@ def preflight(
     planner.triggers()
     # Deletions last: everything new is in place before anything goes.
     steps = planner.steps
-    ordered = [s for s in steps if s.verb != "delete"] + [s for s in steps if s.verb == "delete"]
+    last = [s for s in steps if s.verb == "delete" and not s.args.get("now")]
+    ordered = [s for s in steps if s not in last] + last
     return Preflight(mode, "/".join(planner.root), ordered, planner.problems, settings)
 
 
