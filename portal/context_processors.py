@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from portal.folder_tree import folder_tree
-from portal.permissions import is_tenant_admin
+from portal.permissions import is_tenant_admin, may_use_solutions
 
 
 def shell(request: HttpRequest) -> dict:
@@ -14,4 +14,5 @@ def shell(request: HttpRequest) -> dict:
     return {
         "folder_tree": SimpleLazyObject(lambda: folder_tree(user)),
         "is_tenant_admin": SimpleLazyObject(lambda: is_tenant_admin(user)),
+        "uses_solutions": SimpleLazyObject(lambda: may_use_solutions(user)),
     }

@@ -292,6 +292,16 @@ def _permission_id(codename: str) -> int:
     return ids.get(codename, 0)
 
 
+SOLUTIONS_ACTIONS = (Action.VIEW_SOLUTIONS, Action.AUTHOR_SOLUTIONS, Action.DEPLOY_SOLUTIONS)
+
+
+def may_use_solutions(user) -> bool:
+    """Whether the user holds any Solutions permission in some folder (the
+    Solutions section's link; each of its pages asks again). Everyone's own
+    workspace answers at the first query."""
+    return any(folders_where(user, action).exists() for action in SOLUTIONS_ACTIONS)
+
+
 def audit_scope(user) -> Q | None:
     """Which audit records the user may read: all of them for tenant
     administrators; for folder administrators (Folder access - Manage), the

@@ -42,6 +42,7 @@ urlpatterns = [
     path("account/api-keys/<int:key_id>/revoke/", api_keys.own_key_revoke, name="api_key_revoke"),
     path("invitations/<str:token>/", invitations.accept, name="invitation_accept"),
     path("", include("connections.urls")),
+    path("", include("solutions.urls")),
     path("api/v1/", api.urls),
     # Any other path under api/v1/, whatever characters it holds (a line break too).
     re_path(r"^api/v1/(?P<rest>[\s\S]*)\Z", unknown_endpoint),

@@ -32,6 +32,7 @@ from connections.runtime import Unresolved
 from connections.triggers import configure, jobs
 from connections.unreadable import CredentialUnreadable
 from portal.api_keys import ApiKeyRefused
+from solutions.api import router as solutions_router
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ STATUS_MEANINGS = {
     400: "The request body is not JSON, or the connection is not named enough to be found.",
     401: "No API key, or an unknown, revoked or expired one.",
     403: "The folder is visible but the action is not allowed.",
-    404: "No such folder, connection, process, trigger or job (or not visible, or out of the "
-    "key's scope).",
+    404: "No such folder, connection, process, trigger, job, solution or version (or not "
+    "visible, or out of the key's scope).",
     409: "It cannot be done as things are: the connection is disabled, needs reconnecting, has "
     "several candidates and no default, or its stored credential cannot be read; it lacks "
     "scopes a trigger's event needs; the trigger is disabled or paused; the process has no "
@@ -243,6 +244,7 @@ for router, tag in (
     (processes_router, "Processes"),
     (triggers_router, "Triggers"),
     (jobs_router, "Jobs"),
+    (solutions_router, "Solutions"),
 ):
     api.add_router("/", router, tags=[tag])
 

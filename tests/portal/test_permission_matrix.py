@@ -22,6 +22,7 @@ from portal.models import Invitation, TenantSettings
 from portal.permissions import Action, can
 from tests.connections.api.test_permission_matrix import API_URL_NAMES
 from tests.factories import ConnectionFactory, FolderFactory, assign
+from tests.solutions import test_permission_matrix as solutions_matrix
 
 TENANT_ADMIN = "Tenant administrator"
 TRIGGERS_AND_PROCESSES = {"view_triggers", "manage_triggers", "view_processes", "manage_processes"}
@@ -458,6 +459,9 @@ def _excluded(route: str, name: str) -> str | None:
 def test_every_url_name_is_a_row_of_a_matrix():
     covered = {page.url_name for page in FOLDER_PAGES + PAGES}
     covered |= {f"api-v1:{name}" for name in API_URL_NAMES}
+    # The Solutions section's pages and API have their matrix of their own.
+    covered |= solutions_matrix.URL_NAMES
+    covered |= {f"api-v1:{name}" for name in solutions_matrix.API_URL_NAMES}
     uncovered, used = [], set()
     for route, name in _named_urls():
         exclusion = _excluded(route, name)

@@ -73,9 +73,7 @@ def test_a_process_brings_the_connections_it_requires_without_a_trigger(world, s
     assert keys(solution) == {f"process-{world['payments'].pk}", f"connection-{world['ledger'].pk}"}
 
 
-def test_the_panel_offers_the_required_connections_a_trigger_does_not_link(
-    world, solution, author
-):
+def test_the_panel_offers_the_required_connections_a_trigger_does_not_link(world, solution, author):
     authoring.add_components(solution, processes=[world["payments"]])
     Component.objects.filter(key=f"connection-{world['ledger'].pk}").delete()
     offered = authoring.candidates(solution, author)

@@ -207,6 +207,10 @@ STATUSES = {
     ("post", "/jobs/{job_id}/fail"): {200, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/retry-delivery"): {200, 401, 403, 404, 409, 429},
     ("post", "/jobs/{job_id}/replay"): {201, 401, 403, 404, 429},
+    ("get", "/solutions"): {200, 401, 422, 429},
+    ("get", "/solutions/{solution_id}"): {200, 401, 404, 429},
+    ("get", "/solutions/{solution_id}/versions/{number}/package"): {200, 401, 404, 429},
+    ("post", "/solutions/packages"): {201, 400, 401, 403, 404, 422, 429},
 }
 
 
