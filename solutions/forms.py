@@ -144,7 +144,7 @@ class ComponentForm(forms.Form):
         self.fields["locked"] = forms.MultipleChoiceField(
             label="Locked at deployment",
             required=False,
-            choices=[(name, labels[name]) for name in PROPERTIES[component.kind]],
+            choices=[(name, f"Lock {labels[name]}") for name in PROPERTIES[component.kind]],
             widget=forms.CheckboxSelectMultiple,
             help_text="A locked property cannot be changed when the solution is deployed.",
         )
