@@ -3,10 +3,11 @@ Authoring pages here; the deployment pages add their own lines below."""
 
 from django.urls import path
 
-from solutions.views import authoring
+from solutions.views import authoring, deployments
 
 SOLUTION = "solutions/<int:solution_id>/"
 COMPONENT = SOLUTION + "components/<int:component_id>/"
+DEPLOYMENT = "solutions/deployments/<int:deployment_id>/"
 
 urlpatterns = [
     path("solutions/", authoring.solution_list, name="solution_list"),
@@ -23,4 +24,15 @@ urlpatterns = [
         authoring.version_download,
         name="solution_version_download",
     ),
+    # Deployments.
+    path(
+        SOLUTION + "versions/<int:number>/deploy/",
+        deployments.version_deploy,
+        name="solution_version_deploy",
+    ),
+    path(SOLUTION + "deployments/", deployments.solution_deployments, name="solution_deployments"),
+    path(DEPLOYMENT, deployments.deployment_detail, name="deployment_detail"),
+    path(DEPLOYMENT + "edit/", deployments.deployment_edit, name="deployment_edit"),
+    path(DEPLOYMENT + "upgrade/", deployments.deployment_upgrade, name="deployment_upgrade"),
+    path(DEPLOYMENT + "remove/", deployments.deployment_remove, name="deployment_remove"),
 ]

@@ -22,6 +22,7 @@ from portal.models import Invitation, TenantSettings
 from portal.permissions import Action, can
 from tests.connections.api.test_permission_matrix import API_URL_NAMES
 from tests.factories import ConnectionFactory, FolderFactory, assign
+from tests.solutions import test_deploy_permission_matrix as deploy_matrix
 from tests.solutions import test_permission_matrix as solutions_matrix
 
 TENANT_ADMIN = "Tenant administrator"
@@ -462,6 +463,8 @@ def test_every_url_name_is_a_row_of_a_matrix():
     # The Solutions section's pages and API have their matrix of their own.
     covered |= solutions_matrix.URL_NAMES
     covered |= {f"api-v1:{name}" for name in solutions_matrix.API_URL_NAMES}
+    covered |= deploy_matrix.URL_NAMES
+    covered |= {f"api-v1:{name}" for name in deploy_matrix.API_URL_NAMES}
     uncovered, used = [], set()
     for route, name in _named_urls():
         exclusion = _excluded(route, name)
