@@ -30,7 +30,9 @@ from connections.transfer.format import (
     Key,
     Model,
     Name,
-    where,
+    load_json,
+    problems_of,
+    validated,
 )
 
 FORMAT_VERSION = 1
@@ -160,30 +162,11 @@ class DeploymentSettings(Model):
 
 def parse(raw: bytes | str) -> Package:
     """The package in ``raw`` (JSON text), or ``DocumentRefused`` naming each problem."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DocumentRefused([f"(top level): not a JSON document ({error})"]) from None
-    return validate(data)
+    return validate(load_json(raw))
 
 
 def validate(data: Any) -> Package:
-    if not isinstance(data, dict):
-        raise DocumentRefused(["(top level): expected a JSON object"])
-    version = data.get("format")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise DocumentRefused(
-            [
-                f"format: version {version} is newer than this portal reads "
-                f"(up to {FORMAT_VERSION}); upgrade the portal to use this package"
-            ]
-        )
-    try:
-        package = Package.model_validate(data)
-    except ValidationError as error:
-        raise DocumentRefused(
-            [f"{where(item['loc'])}: {item['msg']}" for item in error.errors()]
-        ) from None
+    package = validated(Package, data, newest=FORMAT_VERSION, to="use this package")
     problems = _references(package)
     if problems:
         raise DocumentRefused(problems)
@@ -218,12 +201,12 @@ def _references(package: Package) -> list[str]:
 
 def parse_settings(data: Any) -> DeploymentSettings:
     """A deployment settings document (JSON already parsed), or ``DocumentRefused``."""
+    if not isinstance(data, dict):
+        raise DocumentRefused(["(top level): expected a JSON object"])
     try:
         return DeploymentSettings.model_validate(data)
     except ValidationError as error:
-        raise DocumentRefused(
-            [f"{where(item['loc'])}: {item['msg']}" for item in error.errors()]
-        ) from None
+        raise DocumentRefused(problems_of(error)) from None
 
 
 def json_schema() -> dict:

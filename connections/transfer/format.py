@@ -13,13 +13,14 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from connections.catalog.schema import KEY_PATTERN, AuthKind
 
 FORMAT_VERSION = 1
+ModelT = TypeVar("ModelT", bound=BaseModel)
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 SCHEMA_ID = "https://connections-portal.example/schemas/transfer-v1.json"
 
@@ -125,32 +126,46 @@ def where(location: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
-def parse(raw: bytes | str) -> Document:
-    """The document in ``raw`` (JSON text), or ``DocumentRefused``."""
+def load_json(raw: bytes | str) -> Any:
+    """The JSON text ``raw``, parsed, or ``DocumentRefused``."""
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DocumentRefused([f"(top level): not a JSON document ({error})"]) from None
-    return validate(data)
 
 
-def validate(data: Any) -> Document:
+def problems_of(error: ValidationError) -> list[str]:
+    """A pydantic refusal as "where: why" lines."""
+    return [f"{where(item['loc'])}: {item['msg']}" for item in error.errors()]
+
+
+def validated(model: type[ModelT], data: Any, *, newest: int, to: str) -> ModelT:
+    """``data`` as a ``model`` document of format ``newest`` or older, or
+    ``DocumentRefused`` naming each problem (a newer format on its own, with
+    what upgrading the portal would let one do: ``to``)."""
     if not isinstance(data, dict):
         raise DocumentRefused(["(top level): expected a JSON object"])
     version = data.get("format")
-    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > newest:
         raise DocumentRefused(
             [
                 f"format: version {version} is newer than this portal reads "
-                f"(up to {FORMAT_VERSION}); upgrade the portal to import it"
+                f"(up to {newest}); upgrade the portal to {to}"
             ]
         )
     try:
-        return Document.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise DocumentRefused(
-            [f"{where(item['loc'])}: {item['msg']}" for item in error.errors()]
-        ) from None
+        raise DocumentRefused(problems_of(error)) from None
+
+
+def parse(raw: bytes | str) -> Document:
+    """The document in ``raw`` (JSON text), or ``DocumentRefused``."""
+    return validate(load_json(raw))
+
+
+def validate(data: Any) -> Document:
+    return validated(Document, data, newest=FORMAT_VERSION, to="import it")
 
 
 def json_schema() -> dict:
