@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from connections import oauth, status
@@ -39,7 +40,7 @@ def folder_connections(request: HttpRequest, folder_id: int) -> HttpResponse:
     if sort not in SORTS:
         sort = "name"
 
-    connections = Connection.objects.in_folder(folder).select_related("created_by")
+    connections = Connection.objects.in_folder(folder).select_related("authenticated_by")
     if query:
         connections = connections.filter(
             Q(name__icontains=query) | Q(account_identity__icontains=query)
@@ -81,9 +82,37 @@ def _notices(request: HttpRequest, folder, perms: frozenset[str]) -> dict:
     """What the folder page tells the user above the list: their sign-ins
     here that never came back (one query), and, where governance keeps them
     from adding connections here, why and where they can (asked only then)."""
-    notices = {"abandoned_flows": abandoned_flows(request.user, folder)}
+    notices = {
+        "abandoned_flows": abandoned_flows(request.user, folder),
+        "to_authenticate": _to_authenticate(folder, perms),
+    }
     if notices["abandoned_flows"]:
         notices["redirect_uri"] = oauth.redirect_uri()
     if "create_connections" not in perms and withheld_by_governance(request.user, folder):
         notices["personal_workspace"] = ensure_personal_workspace(request.user)
     return notices
+
+
+TO_AUTHENTICATE_SHOWN = 20
+
+
+def _to_authenticate(folder, perms: frozenset[str]) -> list[Connection]:
+    """The folder's connections still waiting to be authenticated (Not yet
+    connected: made by a solution's deployment or an import; one query),
+    each with where to authenticate it: its secret typed on its page, or its
+    OAuth 2.0 sign-in (Connections - Edit; otherwise its page)."""
+    waiting = list(
+        Connection.objects.in_folder(folder)
+        .filter(state=ConnectionState.NOT_CONNECTED, is_enabled=True)
+        .order_by("name", "pk")[:TO_AUTHENTICATE_SHOWN]
+    )
+    catalog = get_catalog()
+    for connection in waiting:
+        connector = catalog.get(connection.connector_key)
+        auth = connector.auth_type(connection.auth_type) if connector else None
+        args = [folder.pk, connection.pk]
+        name = "connection_detail"
+        if "edit_connections" in perms and auth is not None:
+            name = "connection_reconnect" if auth.oauth2 else "connection_replace_secret"
+        connection.authenticate_url = reverse(name, args=args)
+    return waiting

@@ -1,5 +1,7 @@
-"""The Connections tab costs a constant number of queries, at most 12, with
-10,000 connections in the folder, whatever the filters and sort."""
+"""The Connections tab costs a constant number of queries, at most 14 (with
+the Solutions link's check in the page shell and the connections still to
+authenticate), with 10,000 connections in the folder, whatever the filters
+and sort."""
 
 import pytest
 from django.db import connection as db
@@ -67,5 +69,5 @@ def test_constant_queries(client, make_user, big_folder, params):
     assert shown >= 1
     full_page, shown_full = _queries(client, big_folder, **params)
     assert one_row == full_page
-    assert full_page <= 12
+    assert full_page <= 14
     assert shown_full >= 50
