@@ -33,6 +33,7 @@ from connections.triggers import configure, jobs
 from connections.unreadable import CredentialUnreadable
 from portal.api_keys import ApiKeyRefused
 from solutions.api import router as solutions_router
+from solutions.deploy_api import router as deployments_router
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,13 @@ STATUS_MEANINGS = {
     400: "The request body is not JSON, or the connection is not named enough to be found.",
     401: "No API key, or an unknown, revoked or expired one.",
     403: "The folder is visible but the action is not allowed.",
-    404: "No such folder, connection, process, trigger, job, solution or version (or not "
-    "visible, or out of the key's scope).",
+    404: "No such folder, connection, process, trigger, job, solution, version or deployment "
+    "(or not visible, or out of the key's scope).",
     409: "It cannot be done as things are: the connection is disabled, needs reconnecting, has "
     "several candidates and no default, or its stored credential cannot be read; it lacks "
     "scopes a trigger's event needs; the trigger is disabled or paused; the process has no "
-    "job queue; the lease token does not hold the job; the delivery has not failed.",
+    "job queue; the lease token does not hold the job; the delivery has not failed; the "
+    "deployment is running, or was removed.",
     422: "Invalid data, or the provider refused the credential.",
     429: "Too many requests: the user's rate limit, or too many refused keys from the "
     "client's address.",
@@ -245,6 +247,7 @@ for router, tag in (
     (triggers_router, "Triggers"),
     (jobs_router, "Jobs"),
     (solutions_router, "Solutions"),
+    (deployments_router, "Deployments"),
 ):
     api.add_router("/", router, tags=[tag])
 

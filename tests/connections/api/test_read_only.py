@@ -16,8 +16,11 @@ from connections.models import Connection, Job, Process, Trigger, TriggerEvent
 from connections.triggers import configure, processes
 from portal.actions import set_governance
 from portal.models import ApiKey, AuditRecord, TenantSettings
+from solutions.deploy import actions
+from solutions.models import Solution
 from tests.connections.api.helpers import API, body, make_connection, snapshot
 from tests.factories import ConnectionFactory
+from tests.solutions.deploy_helpers import settings_doc, version_of
 
 PORTAL_URL = "http://portal.example.com"
 
@@ -54,7 +57,7 @@ def _portal(settings):
 
 
 @pytest.fixture
-def world(tree, fakehub):
+def world(tree, fakehub, tenant_admin):
     """One of everything an operation can name, in Finance."""
     connection = make_connection(tree["finance"])
     records = ConnectionFactory(folder=tree["finance"], sandbox=True, sealed=True, name="Records")
@@ -69,7 +72,15 @@ def world(tree, fakehub):
     )
     event = TriggerEvent.objects.create(trigger=trigger, provider_id="42", summary="Invoice 42")
     job = Job.objects.create(process=process, trigger=trigger, event=event)
+    solution = Solution.objects.create(name="Records", source_folder=tree["finance"])
+    version = version_of(solution=solution)
+    deployment = actions.deploy(
+        version=version, settings=settings_doc("Shared/Finance/Deployed"), actor=tenant_admin
+    )
     return {
+        "solution_id": solution.pk,
+        "number": version.number,
+        "deployment_id": deployment.pk,
         "folder_id": tree["finance"].pk,
         "connection_id": connection.pk,
         "process_id": process.pk,
@@ -103,8 +114,8 @@ def test_the_walk_finds_the_operations_it_should():
     """The walk sees what the schema tests count, so the tests below cover
     every operation: the writes that manage something, and the three that
     run jobs."""
-    assert len(operations()) == 35
-    assert len(managing()) == 18
+    assert len(operations()) == 47
+    assert len(managing()) == 23
     assert ("POST", "/folders/{folder_id}/connections") in managing()
     assert ("POST", "/connections/{connection_id}/check") in managing()
     assert ("POST", "/processes/{process_id}/jobs/claim") not in managing()
