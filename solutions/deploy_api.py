@@ -324,7 +324,19 @@ def _upgrade_settings(deployment: Deployment, document: dict[str, Any]) -> Deplo
             {"folder": [f"folder: an upgrade stays in the deployment's folder, "
                         f"{deployment.folder_path}."]}
         )  # fmt: skip
-    return _settings({**document, "folder": deployment.folder_path})
+    # The deployment's earlier choices hold unless the document changes them.
+    merged = {**document, "folder": deployment.folder_path}
+    for section in ("connections", "processes", "triggers"):
+        earlier = (deployment.configuration or {}).get(section) or {}
+        given = document.get(section) if isinstance(document.get(section), dict) else {}
+        if earlier or given:
+            merged[section] = {
+                key: {**earlier.get(key, {}), **(given.get(key) or {})}
+                if isinstance(given.get(key, {}), dict)
+                else given[key]
+                for key in {*earlier, *given}
+            }
+    return _settings(merged)
 
 
 def _newer_version(deployment: Deployment, number: int) -> SolutionVersion:

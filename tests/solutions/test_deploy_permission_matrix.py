@@ -8,13 +8,16 @@ names here are rows of the portal's walk (tests/portal/test_permission_matrix.py
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
 from django.urls import reverse
 
+from portal import api_keys
 from solutions.deploy import actions, engine
 from solutions.models import Deployment, Solution
+from tests.connections.api.conftest import ApiClient
 from tests.factories import assign
 from tests.solutions.deploy_helpers import CONNECTION, manifest, picture, settings_doc, version_of
 
@@ -60,8 +63,7 @@ DEPLOYMENT_PAGES = [
     DeploymentPage("deployment_remove", "post", "deploy", 302),
 ]
 URL_NAMES = {page.url_name for page in DEPLOYMENT_PAGES}
-API_URL_NAMES: set[str] = set()
-_LATER = {
+API_URL_NAMES = {
     "preflight_deployment",
     "deploy_version",
     "get_deployment",
@@ -191,3 +193,45 @@ FORM = {
     "process-1__name": "Book",
     "trigger-1__enabled": "on",
 }
+
+
+_keys = itertools.count()
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("role", list(ROLE_ACTIONS), ids=lambda r: r or "no-role")
+def test_deployment_api(tree, make_user, settings, role, place, tenant_admin):
+    settings.PORTAL_SANDBOX_ENABLED = True
+    user = _user(role, make_user, tree)
+    api = ApiClient(api_keys.issue(owner=user, name=f"k{next(_keys)}", actor=user).raw)
+    path = PLACES[place]
+    rows = [
+        ("get", "/deployments/{d}", None, "view", 200),
+        ("get", "/solutions/{s}/deployments", None, "view", 200),
+        ("post", "/solutions/{s}/versions/1/preflight", {"folder": path + "/New"}, "view", 200),
+        ("post", "/deployments/{d}/upgrade/preflight?version=2", {}, "deploy", 200),
+        ("post", "/deployments/{d}/upgrade?version=2", {}, "deploy", 202),
+        ("patch", "/deployments/{d}/configuration", {}, "deploy", 202),
+        ("delete", "/deployments/{d}", None, "deploy", 202),
+        # Deploying needs Solutions - Deploy where the folder is (or would be) made.
+        ("post", "/solutions/{s}/versions/1/deployments", {"folder": path + "/New"}, "deploy", 202),
+    ]
+    problems = []
+    for method, url, data, needs, ok in rows:
+        deployment = _deployed(path, tree, tenant_admin)
+        url = url.format(d=deployment.pk, s=deployment.solution_id)
+        before = picture()
+        with_state = list(Deployment.objects.values_list("state", "version_id"))
+        response = api.request(method, f"/api/v1{url}", body=data)
+        expected = _expected(role, place, needs, ok)
+        if response.status_code != expected:
+            problems.append(f"{method.upper()} {url}: {response.status_code} ({expected})")
+        if expected >= 400 and (
+            picture() != before
+            or list(Deployment.objects.values_list("state", "version_id")) != with_state
+        ):
+            problems.append(f"{method.upper()} {url}: refused, but it changed")
+        Deployment.objects.all().delete()
+        Solution.objects.all().delete()
+        _clean(tree)
+    assert not problems, "\n".join(problems)
