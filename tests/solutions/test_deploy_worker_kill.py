@@ -1,0 +1,223 @@
+"""A worker killed in the middle of a deployment leaves nothing half: a real
+``celery -A portal worker`` on Redis runs the deployment task and is
+SIGKILLed at an engine checkpoint (``tests.solutions.deploy_kill_points``);
+a fresh worker is started and the sweep runs as beat would run it, once the
+dead worker's lease on the deployment has run out.
+
+1. Killed after a step of a deployment: the deployment resumes after the
+   last step done and ends whole (each object made once).
+2. Killed while rolling back a failed deployment: the rollback goes on and
+   leaves nothing behind.
+
+Needs PostgreSQL and Redis (CI); skipped without REDIS_URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection as db
+
+from connections.models import Connection, Process, Trigger
+from portal.models import Folder
+from solutions.deploy import actions
+from solutions.models import Deployment, DeploymentStep
+from tests.connections.kill_checkpoints import read_events
+from tests.connections.triggers.test_worker_kill_triggers import Broker
+from tests.factories import assign
+from tests.servers import database_url
+from tests.solutions.deploy_helpers import picture, settings_doc, version_of
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = "solutions.deploy.tasks.run_deployment"
+SWEEP = "solutions.deploy.tasks.deployment_sweep"
+VISIBILITY_TIMEOUT = 3
+LEASE_SECONDS = 3
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+
+@pytest.fixture(autouse=True)
+def _servers():
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL) for a worker whose unacknowledged tasks come back")
+    if db.vendor != "postgresql":
+        pytest.skip("needs a database the worker process can open: PostgreSQL (DATABASE_URL)")
+
+
+@pytest.fixture
+def broker():
+    queue = Broker()
+    yield queue
+    queue.close()
+
+
+class Worker:
+    """``celery -A portal worker`` (one pool process) in a process group of
+    its own, on the test database and the test's queue."""
+
+    def __init__(self, name: str, folder: Path, broker: Broker, **env: str) -> None:
+        self.events = folder / f"{name}.events"
+        self.log = folder / f"{name}.log"
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": broker.url,
+            "PORTAL_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            "PORTAL_DEPLOY_LEASE_SECONDS": str(LEASE_SECONDS),
+            "PORTAL_SANDBOX_ENABLED": "1",
+            "PORTAL_TEST_EVENTS": str(self.events),
+            "PORTAL_TEST_QUEUE": broker.queue,
+            **env,
+        }
+        node = f"{name}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        broker.nodes.append(f"{node}.celery.pidbox")
+        command = [
+            sys.executable, "-m", "celery", "-A", "portal", "worker",
+            "--include", "tests.solutions.deploy_kill_points",
+            "-Q", broker.queue, "-n", node,
+            "-P", "prefork", "-c", "1", "-l", "INFO",
+            "--without-heartbeat", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
+                command,
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_for(self, event: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in read_events(self.events) if e["event"] == event]
+            if found:
+                return found[0]
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {event!r} from the worker:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def deployment(make_user, tree, monkeypatch, settings):
+    """Planned, its steps recorded; its task left for the test to send."""
+    settings.PORTAL_SANDBOX_ENABLED = True
+    user = make_user("deployer")
+    assign(user, tree["shared"], "Folder Administrator")
+    monkeypatch.setattr(actions.run_deployment_task, "delay_on_commit", lambda *a: None)
+    before = picture()
+    made = actions.deploy(
+        version=version_of(), settings=settings_doc("Shared/Deployed"), actor=user
+    )
+    actions_by_position = dict(made.steps.values_list("position", "action"))
+    assert list(actions_by_position.values()) == [
+        "begin", "create_folder", "create_connection", "create_process", "create_trigger",
+    ]  # fmt: skip
+    made.before = before
+    return made
+
+
+def _until_finished(deployment_id: int, worker: Worker, timeout: float = 40) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = Deployment.objects.get(pk=deployment_id)
+        if row.state in (Deployment.State.SUCCEEDED, Deployment.State.FAILED):
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"the deployment did not finish\n{worker.tail()}")
+
+
+def _restart_and_sweep(broker, workers, tmp_path) -> Worker:
+    """A fresh worker; once the dead one's lease has run out, the sweep as beat sends it."""
+    fresh = Worker("second", tmp_path, broker)
+    workers.append(fresh)
+    fresh.wait_for("ready", 30)
+    time.sleep(LEASE_SECONDS + 0.5)
+    broker.app.send_task(SWEEP, queue=broker.queue)
+    return fresh
+
+
+def test_killed_after_a_step_the_deployment_resumes_and_ends_whole(
+    deployment, broker, workers, tmp_path
+):
+    first = Worker("first", tmp_path, broker, PORTAL_TEST_DEPLOY_STOP_AT="after_step:3")
+    workers.append(first)
+    first.wait_for("ready", 30)
+    broker.app.send_task(RUN, args=[deployment.pk], queue=broker.queue)
+    first.wait_for("stopped", 30)
+    first.kill()
+    # Half way, as the kill left it: a folder and a connection, no process yet.
+    row = Deployment.objects.get(pk=deployment.pk)
+    assert row.state == Deployment.State.RUNNING
+    states = list(row.steps.order_by("position").values_list("state", flat=True))
+    assert states == ["done", "done", "done", "pending", "pending"]
+    assert Connection.objects.filter(folder__name="Deployed").count() == 1
+    assert not Process.objects.exists()
+
+    second = _restart_and_sweep(broker, workers, tmp_path)
+    row = _until_finished(deployment.pk, second)
+    assert row.state == Deployment.State.SUCCEEDED, row.error
+    folder = Folder.objects.get(name="Deployed")
+    assert Connection.objects.filter(folder=folder).count() == 1  # made once
+    assert Process.objects.filter(folder=folder).count() == 1
+    trigger = Trigger.objects.get()
+    assert trigger.connection.folder == folder and trigger.process.folder == folder
+    assert set(row.steps.values_list("state", flat=True)) == {DeploymentStep.State.DONE}
+    assert {i.component for i in row.items.all()} == {"connection-1", "process-1", "trigger-1"}
+
+
+def test_killed_while_rolling_back_the_rollback_goes_on_and_leaves_nothing(
+    deployment, broker, workers, tmp_path
+):
+    first = Worker(
+        "first",
+        tmp_path,
+        broker,
+        PORTAL_TEST_DEPLOY_FAIL_AT="5",  # the trigger's step fails
+        PORTAL_TEST_DEPLOY_STOP_AT="after_undo:4",  # the process undone, not the connection
+    )
+    workers.append(first)
+    first.wait_for("ready", 30)
+    broker.app.send_task(RUN, args=[deployment.pk], queue=broker.queue)
+    first.wait_for("stopped", 30)
+    first.kill()
+    row = Deployment.objects.get(pk=deployment.pk)
+    assert row.state == Deployment.State.ROLLING_BACK
+    assert Connection.objects.filter(folder__name="Deployed").exists()  # half undone
+
+    second = _restart_and_sweep(broker, workers, tmp_path)
+    row = _until_finished(deployment.pk, second)
+    assert row.state == Deployment.State.FAILED
+    assert "injected failure" in row.error
+    assert picture() == deployment.before  # nothing left behind
