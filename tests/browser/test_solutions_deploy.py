@@ -114,7 +114,9 @@ def test_deploy_into_a_new_folder_and_authenticate_after(
     screenshot(page, "5-folder-to-authenticate")
 
     # The connection: Not yet connected, its trigger paused.
-    page.get_by_test_id("to-authenticate").get_by_role("link", name="Finance records", exact=True).click()
+    page.get_by_test_id("to-authenticate").get_by_role(
+        "link", name="Finance records", exact=True
+    ).click()
     expect(page.get_by_test_id("status")).to_have_text("Not yet connected")
     page.get_by_test_id("manage-triggers").click()
     expect(page.get_by_test_id("trigger-status")).to_have_text("Paused")
