@@ -240,7 +240,7 @@ def test_developer_makes_a_connection_the_folder_default(
     login(page, live_server, "dev")
     page.goto(f"{live_server.url}/folders/{tree['finance'].pk}/connections/")
     expect(page.get_by_test_id("connections").get_by_test_id("default-badge")).to_have_count(0)
-    page.get_by_role("link", name="Sandbox main").click()
+    page.get_by_test_id("connections").get_by_role("link", name="Sandbox main").click()
     expect(page.get_by_test_id("default-note")).to_have_text("No")
     page.get_by_test_id("make-default").click()
     expect(page.get_by_role("status")).to_contain_text("Sandbox main is now the folder's default")
@@ -260,7 +260,7 @@ def test_developer_makes_a_connection_the_folder_default(
     ).to_have_count(0)
     screenshot(page, "02-list-badge")
 
-    page.get_by_role("link", name="Sandbox main").click()
+    page.get_by_test_id("connections").get_by_role("link", name="Sandbox main").click()
     page.get_by_test_id("clear-default").click()
     expect(page.get_by_role("status")).to_contain_text("no longer the folder's default")
     expect(page.get_by_test_id("default-badge")).to_have_count(0)
