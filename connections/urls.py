@@ -67,6 +67,11 @@ urlpatterns = [
     path(PROCESS + "edit/", processes.process_edit, name="process_edit"),
     path(PROCESS + "delete/", processes.process_delete, name="process_delete"),
     path(
+        PROCESS + "signing-secret/",
+        processes.process_replace_secret,
+        name="process_replace_secret",
+    ),
+    path(
         PROCESS + "jobs/<int:job_id>/retry/",
         processes.process_job_retry,
         name="process_job_retry",

@@ -28,9 +28,10 @@ CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
 # through; a refused form is searched like any page. So is an edit that gives
 # a process its first webhook (answered 200; any other edit redirects, 302).
 # An import that made processes with webhooks shows their new signing
-# secrets once, the same way (a POST of Confirm import answered 200).
+# secrets once, the same way (a POST of Confirm import answered 200), and so
+# does Replace signing secret (its POST answered 200).
 SHOWN_ONCE_PAGES = re.compile(
-    r"^/folders/\d+/processes/(add|\d+/edit)/$|^/tenant/transfer/confirm/$"
+    r"^/folders/\d+/processes/(add|\d+/edit|\d+/signing-secret)/$|^/tenant/transfer/confirm/$"
 )
 # The same through the API: only a POST answered 201 (the process made), and
 # a PATCH answered 200 (its secret only when the edit gave it a first webhook).

@@ -277,6 +277,26 @@ def process_job_retry(
 
 
 @require_http_methods(["GET", "POST"])
+@never_cache  # the answer holds the new signing secret: no copy in any cache
+@login_required
+def process_replace_secret(request: HttpRequest, folder_id: int, process_id: int) -> HttpResponse:
+    """Asked first; then a new webhook signing secret, shown once (the way to
+    get one for a process that came from a deployment or an import, or whose
+    secret was lost). The old one stops working at once."""
+    folder, process, perms = process_for(
+        request.user, folder_id, process_id, Action.MANAGE_PROCESSES
+    )
+    context = {"folder": folder, "perms_here": perms, "tab": "processes", "process": process}
+    if not process.webhook_url:
+        messages.error(request, f"{process.name} has no webhook: there is no secret to replace.")
+        return redirect("process_detail", folder.pk, process.pk)
+    if request.method == "POST":
+        context.update(signing_secret=processes.replace_signing_secret(process), replaced=True)
+        return render(request, "connections/processes/created.html", context)
+    return render(request, "connections/processes/confirm_replace_secret.html", context)
+
+
+@require_http_methods(["GET", "POST"])
 @login_required
 def process_delete(request: HttpRequest, folder_id: int, process_id: int) -> HttpResponse:
     folder, process, perms = process_for(

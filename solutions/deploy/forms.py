@@ -1,7 +1,8 @@
 """The deployment form: the target folder, and per component of the version
 the deployer's choices its author did not lock (a connection's
 Authentication type, the connection to link, its name and description; a
-process's name and description; whether a trigger is enabled). It builds the
+process's name, description, webhook URL and job queue; a trigger's filters,
+whether it is enabled and whether its first poll includes existing items). It builds the
 same deployment settings document the runtime API takes
 (``solutions.package.DeploymentSettings``), so both are validated alike.
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from django import forms
 
+from connections.catalog import get_catalog
 from connections.transfer.format import DocumentRefused
 from solutions.deploy.preflight import Preflight, linkable_connections
 from solutions.models import DeployedItem, Deployment
@@ -22,6 +24,7 @@ from solutions.package import Package, parse_settings
 
 AUTH_CHOICES = DeployedItem.AuthChoice.choices
 SEP = "__"
+FILTER = "filter_"  # a trigger's filter field: "<key>__filter_<filter key>"
 SECTIONS = {"connection": "connections", "process": "processes", "trigger": "triggers"}
 
 
@@ -145,6 +148,25 @@ class DeploymentForm(forms.Form):
                 field.widget = forms.Textarea(attrs={"rows": 2})
             self.fields[self.name(key, attr)] = field
             names.append(self.name(key, attr))
+        if "webhook_url" not in component.locked:
+            current = self._chosen(configured, "processes", key, "webhook_url")
+            self.fields[self.name(key, "webhook_url")] = forms.CharField(
+                label="Webhook URL",
+                max_length=500,
+                required=False,
+                initial=component.webhook_url if current is None else current,
+                help_text="Where its jobs are delivered (Standard Webhooks). It gets a new "
+                "signing secret: Replace signing secret on the process's page shows one once.",
+            )
+            names.append(self.name(key, "webhook_url"))
+        if "job_queue" not in component.locked:
+            current = self._chosen(configured, "processes", key, "job_queue")
+            self.fields[self.name(key, "job_queue")] = forms.BooleanField(
+                label="Robots pull its jobs",
+                required=False,
+                initial=component.job_queue if current is None else current,
+            )
+            names.append(self.name(key, "job_queue"))
         self.components.append(
             ComponentFields("process", key, component.name, names, list(component.locked))
         )
@@ -161,12 +183,40 @@ class DeploymentForm(forms.Form):
                 "someone authenticates it.",
             )
             names.append(self.name(key, "enabled"))
-        title = f"{component.event} on {component.connection}"
+        if "include_existing" not in component.locked:
+            current = self._chosen(configured, "triggers", key, "include_existing")
+            self.fields[self.name(key, "include_existing")] = forms.BooleanField(
+                label="Include existing items at the first poll",
+                required=False,
+                initial=component.include_existing if current is None else current,
+            )
+            names.append(self.name(key, "include_existing"))
+        if "filters" not in component.locked:
+            chosen = self._chosen(configured, "triggers", key, "filters")
+            values = component.filters if chosen is None else chosen
+            for spec in self._filter_specs(component):
+                name = self.name(key, f"{FILTER}{spec.key}")
+                self.fields[name] = forms.CharField(
+                    label=spec.label,
+                    required=spec.required,
+                    max_length=spec.max_length,
+                    help_text=spec.help,
+                    initial=values.get(spec.key, ""),
+                )
+                names.append(name)
         connections = {c.key: c.name for c in self.package.connections}
         title = f"{component.event} on {connections.get(component.connection, '')}"
         self.components.append(
             ComponentFields("trigger", key, title, names, list(component.locked))
         )
+
+    def _filter_specs(self, component) -> tuple:
+        """The filter fields of a trigger's event (none when this portal's
+        catalog lacks the connector or the event: the preflight says so)."""
+        connectors = {c.key: c.connector for c in self.package.connections}
+        connector = get_catalog().get(connectors.get(component.connection, ""))
+        event = connector.event(component.event) if connector else None
+        return event.filters if event else ()
 
     def groups(self) -> list[tuple[str, list]]:
         """(heading, [(component, [bound fields])]) for the template."""
@@ -211,6 +261,12 @@ class DeploymentForm(forms.Form):
                     continue
                 if attr == "description" and value is None:
                     value = ""
+                if attr.startswith(FILTER):
+                    if value:
+                        choice.setdefault("filters", {})[attr[len(FILTER) :]] = value
+                    else:
+                        choice.setdefault("filters", {})
+                    continue
                 choice[attr] = value
             if choice:
                 section[component.key] = choice
@@ -248,6 +304,8 @@ class DeploymentForm(forms.Form):
         if where == "folder":
             return "folder"
         parts = where.split(".")
+        if len(parts) >= 4 and parts[0] == "triggers" and parts[2] == "filters":
+            return self.name(parts[1], f"{FILTER}{parts[3]}")
         if len(parts) >= 3 and parts[0] in {"connections", "processes", "triggers"}:
             return self.name(parts[1], parts[2])
         return None

@@ -475,3 +475,28 @@ def test_jobs_are_shown_only_with_jobs_view(client, make_user, folder, connectio
     client.force_login(watcher)
     page = client.get(triggers_url(connection, "trigger_detail", job.trigger_id)).content.decode()
     assert "Invoice 7" in page and f"Job {job.pk}" not in page
+
+
+def test_replace_signing_secret_asks_first_then_shows_the_new_one_once(client, developer, folder):
+    made = processes.create_process(
+        folder=folder, name="Book", webhook_url="https://hooks.example.com/book"
+    )
+    url = reverse("process_replace_secret", args=[folder.pk, made.process.pk])
+    asked = client.get(url)
+    assert asked.status_code == 200 and "The old secret stops working at once" in asked.text
+    assert processes.signing_secret(made.process) == made.signing_secret  # nothing yet
+    answer = client.post(url)
+    assert answer.status_code == 200 and answer["Cache-Control"].startswith("max-age=0")
+    new = processes.signing_secret(Process.objects.get(pk=made.process.pk))
+    assert new != made.signing_secret and new in answer.text
+    # Shown once: the process page never shows it again.
+    page = client.get(reverse("process_detail", args=[folder.pk, made.process.pk]))
+    assert new not in page.text and "Replace signing secret" in page.text
+
+
+def test_a_process_without_a_webhook_has_no_secret_to_replace(client, developer, folder):
+    made = processes.create_process(folder=folder, name="Queue", job_queue=True)
+    url = reverse("process_replace_secret", args=[folder.pk, made.process.pk])
+    response = client.post(url, follow=True)
+    assert "has no webhook: there is no secret to replace" in response.text
+    assert not Process.objects.get(pk=made.process.pk).ciphertext

@@ -111,6 +111,8 @@ FOLDER_PAGES = [
     FolderPage("process_detail", "get", "view_processes", 200, "process"),
     FolderPage("process_edit", "get", "manage_processes", 200, "process"),
     FolderPage("process_edit", "post", "manage_processes", 400, "process"),
+    FolderPage("process_replace_secret", "get", "manage_processes", 200, "process"),
+    FolderPage("process_replace_secret", "post", "manage_processes", 200, "process"),
     FolderPage("process_delete", "get", "manage_processes", 200, "process"),
     FolderPage("process_delete", "post", "manage_processes", 302, "process"),
     FolderPage("process_job_retry", "post", "manage_processes", 302, "job"),
@@ -188,7 +190,9 @@ def _job(folder) -> Job:
     """A job of a process of ``folder``, from an event of a trigger on a
     Sandbox connection there, whose webhook delivery failed."""
     connection = ConnectionFactory(folder=folder, sandbox=True, name="Records", secret=SECRET)
-    process = Process.objects.create(folder=folder, name="Matrix", job_queue=True)
+    process = Process.objects.create(
+        folder=folder, name="Matrix", job_queue=True, webhook_url="https://hooks.example.com/m"
+    )
     trigger = Trigger.objects.create(
         connection=connection, event_key="record_created", process=process
     )

@@ -118,7 +118,10 @@ def test_a_settings_document_gives_the_same_result_as_the_pages(
         f"{CONNECTION}__description": "The records",
         f"{PROCESS}__name": "Book",
         f"{PROCESS}__description": "",
+        # As a browser sends the form: the package's webhook, job queue unticked.
+        f"{PROCESS}__webhook_url": "https://hooks.example.com/book",
         f"{TRIGGER}__enabled": "on",
+        f"{TRIGGER}__filter_title_contains": "invoice",
         "step": "deploy",
     }
     url = reverse("solution_version_deploy", args=[version.solution_id, version.number])

@@ -59,6 +59,8 @@ def form_data(folder="Shared/Deployed", auth="authenticate_after", **more) -> di
         f"{CONNECTION}__description": "The records",
         f"{PROCESS}__name": "Book",
         f"{PROCESS}__description": "",
+        f"{PROCESS}__webhook_url": "",
+        f"{PROCESS}__job_queue": "on",
         f"{TRIGGER}__enabled": "on",
     }
     data.update(more)
@@ -248,6 +250,7 @@ def test_edit_configuration_never_offers_link_or_another_auth_type(logged_in, ve
         f"{CONNECTION}__name": "Records renamed",
         f"{CONNECTION}__description": "",
         f"{PROCESS}__name": "Book",
+        f"{PROCESS}__job_queue": "on",
         f"{TRIGGER}__enabled": "on",
         # Not offered: ignored.
         f"{CONNECTION}__auth": "configurable",

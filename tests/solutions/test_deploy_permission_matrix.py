@@ -191,6 +191,7 @@ FORM = {
     f"{CONNECTION}__auth": "authenticate_after",
     f"{CONNECTION}__name": "Records",
     "process-1__name": "Book",
+    "process-1__job_queue": "on",
     "trigger-1__enabled": "on",
 }
 
