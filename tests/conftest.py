@@ -55,13 +55,35 @@ def pytest_sessionfinish(session, exitstatus):
     from tests import leak_guard
 
     found = leak_guard.findings()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # A pytest-xdist worker: the controller reports for all of them.
+        workeroutput["leaks"] = sorted(set(found))
+        workeroutput["secrets"] = len(leak_guard.secrets)
+        workeroutput["outputs"] = len(leak_guard.outputs)
+        return
+    found = [*found, *_from_workers["leaks"]]
+    secrets = len(leak_guard.secrets) + _from_workers["secrets"]
+    outputs = len(leak_guard.outputs) + _from_workers["outputs"]
     if found:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "Stored secrets leaked into output:\n  " + "\n  ".join(sorted(set(found))), red=True
         )
         session.exitstatus = 1
-    elif leak_guard.secrets:
+    elif secrets:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
-            f"Leak guard: {len(leak_guard.secrets)} stored secrets searched in "
-            f"{len(leak_guard.outputs)} pages and log lines; none found."
+            f"Leak guard: {secrets} stored secrets searched in "
+            f"{outputs} pages and log lines; none found."
         )
+
+
+# What the leak guards of pytest-xdist's workers found, for the controller.
+_from_workers: dict = {"leaks": [], "secrets": 0, "outputs": 0}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    output = getattr(node, "workeroutput", {})
+    _from_workers["leaks"].extend(output.get("leaks", []))
+    _from_workers["secrets"] += output.get("secrets", 0)
+    _from_workers["outputs"] += output.get("outputs", 0)

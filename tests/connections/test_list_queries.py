@@ -4,12 +4,11 @@ authenticate), with 10,000 connections in the folder, whatever the filters
 and sort."""
 
 import pytest
-from django.db import connection as db
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from connections.models import Connection, ConnectionState
 from tests.factories import assign
+from tests.queries import page_queries
 
 TOTAL = 10_000
 STATES = [ConnectionState.CONNECTED, ConnectionState.DEGRADED, ConnectionState.NEEDS_RECONNECT]
@@ -41,11 +40,10 @@ def big_folder(tree, make_user):
 
 
 def _queries(client, folder, **params) -> tuple[int, int]:
-    with CaptureQueriesContext(db) as captured:
-        response = client.get(reverse("folder_connections", args=[folder.pk]), params)
+    count, response = page_queries(client, reverse("folder_connections", args=[folder.pk]), params)
     assert response.status_code == 200
     rows = response.content.decode().count(f'href="/folders/{folder.pk}/connections/')
-    return len(captured), rows
+    return count, rows
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection as db
 from django.test import TestCase
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -28,6 +26,7 @@ from connections.models import (
 from connections.triggers import configure, processes, replay
 from connections.views.triggers import POLLS_PER_PAGE
 from tests.factories import ConnectionFactory, FolderFactory, assign
+from tests.queries import page_queries
 
 SECRET = {"token": "sbx_history_secret_value"}
 HOOK = "https://robots.example.com/hooks/invoices"
@@ -105,9 +104,9 @@ def add_poll(trigger: Trigger, minutes_ago: int, **fields) -> TriggerPoll:
 
 
 def count_queries(client, url) -> int:
-    with CaptureQueriesContext(db) as queries:
-        assert client.get(url).status_code == 200
-    return len(queries)
+    count, response = page_queries(client, url)
+    assert response.status_code == 200
+    return count
 
 
 # --- Poll history ---------------------------------------------------------------

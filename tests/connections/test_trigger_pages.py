@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection as db
 from django.test import TestCase
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,6 +15,7 @@ from connections.models import ConnectionState, Delivery, Job, Process, Trigger,
 from connections.triggers import configure, processes
 from portal.models import Role
 from tests.factories import ConnectionFactory, FolderFactory, assign
+from tests.queries import page_queries
 
 SECRET = {"token": "sbx_pages_secret_value"}
 
@@ -436,9 +435,9 @@ def test_a_trigger_of_another_connection_is_not_found(
 
 
 def count_queries(client, url) -> int:
-    with CaptureQueriesContext(db) as queries:
-        assert client.get(url).status_code == 200
-    return len(queries)
+    count, response = page_queries(client, url)
+    assert response.status_code == 200
+    return count
 
 
 def test_list_pages_cost_the_same_whatever_they_hold(client, developer, folder, connection):
