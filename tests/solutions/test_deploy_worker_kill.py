@@ -14,14 +14,7 @@ Needs PostgreSQL and Redis (CI); skipped without REDIS_URL.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -32,16 +25,12 @@ from connections.models import Connection, Process, Trigger
 from portal.models import Folder
 from solutions.deploy import actions
 from solutions.models import Deployment, DeploymentStep
-from tests.connections.kill_checkpoints import read_events
-from tests.connections.triggers.test_worker_kill_triggers import Broker
+from tests.celery_worker import Broker, Worker
 from tests.factories import assign
-from tests.servers import database_url
 from tests.solutions.deploy_helpers import picture, settings_doc, version_of
 
-ROOT = Path(__file__).resolve().parents[2]
 RUN = "solutions.deploy.tasks.run_deployment"
 SWEEP = "solutions.deploy.tasks.deployment_sweep"
-VISIBILITY_TIMEOUT = 3
 LEASE_SECONDS = 3
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -62,63 +51,16 @@ def broker():
     queue.close()
 
 
-class Worker:
-    """``celery -A portal worker`` (one pool process) in a process group of
-    its own, on the test database and the test's queue."""
-
-    def __init__(self, name: str, folder: Path, broker: Broker, **env: str) -> None:
-        self.events = folder / f"{name}.events"
-        self.log = folder / f"{name}.log"
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": broker.url,
-            "PORTAL_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            "PORTAL_DEPLOY_LEASE_SECONDS": str(LEASE_SECONDS),
-            "PORTAL_SANDBOX_ENABLED": "1",
-            "PORTAL_TEST_EVENTS": str(self.events),
-            "PORTAL_TEST_QUEUE": broker.queue,
-            **env,
-        }
-        node = f"{name}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        broker.nodes.append(f"{node}.celery.pidbox")
-        command = [
-            sys.executable, "-m", "celery", "-A", "portal", "worker",
-            "--include", "tests.solutions.deploy_kill_points",
-            "-Q", broker.queue, "-n", node,
-            "-P", "prefork", "-c", "1", "-l", "INFO",
-            "--without-heartbeat", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
-                command,
-                cwd=ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_for(self, event: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [e for e in read_events(self.events) if e["event"] == event]
-            if found:
-                return found[0]
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} from the worker:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+def deploy_worker(name: str, folder: Path, broker: Broker, **env: str) -> Worker:
+    """A worker with the deployment kill points and a short deployment lease."""
+    return Worker(
+        name,
+        folder,
+        broker,
+        include="tests.solutions.deploy_kill_points",
+        PORTAL_DEPLOY_LEASE_SECONDS=str(LEASE_SECONDS),
+        **env,
+    )
 
 
 @pytest.fixture
@@ -160,7 +102,7 @@ def _until_finished(deployment_id: int, worker: Worker, timeout: float = 40) -> 
 
 def _restart_and_sweep(broker, workers, tmp_path) -> Worker:
     """A fresh worker; once the dead one's lease has run out, the sweep as beat sends it."""
-    fresh = Worker("second", tmp_path, broker)
+    fresh = deploy_worker("second", tmp_path, broker)
     workers.append(fresh)
     fresh.wait_for("ready", 30)
     time.sleep(LEASE_SECONDS + 0.5)
@@ -171,7 +113,7 @@ def _restart_and_sweep(broker, workers, tmp_path) -> Worker:
 def test_killed_after_a_step_the_deployment_resumes_and_ends_whole(
     deployment, broker, workers, tmp_path
 ):
-    first = Worker("first", tmp_path, broker, PORTAL_TEST_DEPLOY_STOP_AT="after_step:3")
+    first = deploy_worker("first", tmp_path, broker, PORTAL_TEST_DEPLOY_STOP_AT="after_step:3")
     workers.append(first)
     first.wait_for("ready", 30)
     broker.app.send_task(RUN, args=[deployment.pk], queue=broker.queue)
@@ -200,7 +142,7 @@ def test_killed_after_a_step_the_deployment_resumes_and_ends_whole(
 def test_killed_while_rolling_back_the_rollback_goes_on_and_leaves_nothing(
     deployment, broker, workers, tmp_path
 ):
-    first = Worker(
+    first = deploy_worker(
         "first",
         tmp_path,
         broker,

@@ -19,16 +19,9 @@ Each test reports the raw number of delivery attempts the receiver saw
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -40,16 +33,13 @@ from django.utils import timezone
 
 from connections.models import Delivery, Job, SandboxRecord, Trigger, TriggerEvent
 from connections.triggers.polling import poll_trigger
-from tests.connections.kill_checkpoints import read_events
+from tests.celery_worker import VISIBILITY_TIMEOUT, Broker, Worker
 from tests.connections.triggers.receiver import Receiver
-from tests.servers import database_url
 
-ROOT = Path(__file__).resolve().parents[3]
 POLL_SWEEP = "connections.triggers.tasks.poll_sweep"
 DELIVERY_SWEEP = "connections.triggers.tasks.delivery_sweep"
 POLL = "connections.triggers.tasks.poll_triggers"
 DELIVER = "connections.triggers.tasks.deliver_jobs"
-VISIBILITY_TIMEOUT = 3  # seconds: an unacknowledged message comes back after this
 RECORDS = 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
@@ -63,63 +53,6 @@ def _servers():
         pytest.skip("needs a database the worker process can open: PostgreSQL (DATABASE_URL)")
 
 
-class Broker:
-    """The test's own queue on the suite's Redis database: send tasks as beat
-    would, see what is left of them, and clean up after."""
-
-    def __init__(self) -> None:
-        import redis
-        from celery import Celery
-
-        self.url = settings.REDIS_URL
-        self.queue = f"trigger-kill-{uuid.uuid4().hex[:12]}"
-        self.redis = redis.Redis.from_url(self.url)
-        self.app = Celery("trigger-kill-test", broker=self.url, set_as_current=False)
-        self.nodes: list[str] = []
-
-    def send(self, task: str) -> None:
-        self.app.send_task(task, queue=self.queue)
-
-    def waiting(self) -> int:
-        return self.redis.llen(self.queue)
-
-    def unacked(self) -> list[bytes]:
-        return [
-            tag
-            for tag, raw in self.redis.hgetall("unacked").items()
-            if json.loads(raw)[2] == self.queue
-        ]
-
-    def drained(self, timeout: float = 15) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.waiting() and not self.unacked():
-                return True
-            time.sleep(0.1)
-        return False
-
-    def close(self) -> None:
-        tags = self.unacked()
-        if tags:
-            self.redis.hdel("unacked", *tags)
-            self.redis.zrem("unacked_index", *tags)
-        self.redis.delete(
-            self.queue, f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"
-        )
-        # Killed workers leave their remote-control binding behind (kombu
-        # keeps it as "<routing key>\x06\x16<pattern>\x06\x16<queue>").
-        pidbox = "_kombu.binding.celery.pidbox"
-        ours = [
-            member
-            for member in self.redis.smembers(pidbox)
-            if member.split(b"\x06\x16")[-1].decode(errors="replace") in self.nodes
-        ]
-        if ours:
-            self.redis.srem(pidbox, *ours)
-        self.app.close()
-        self.redis.close()
-
-
 @pytest.fixture
 def broker():
     queue = Broker()
@@ -127,73 +60,17 @@ def broker():
     queue.close()
 
 
-class Worker:
-    """``celery -A portal worker`` (one pool process) in a process group of
-    its own, on the test database, the test's queue, and the live server as
-    the Sandbox."""
-
-    def __init__(self, name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> None:
-        self.events = folder / f"{name}.events"
-        self.log = folder / f"{name}.log"
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": broker.url,
-            "PORTAL_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            "PORTAL_BASE_URL": base_url,
-            "PORTAL_SANDBOX_ENABLED": "1",
-            "PORTAL_EGRESS_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
-            "PORTAL_TEST_EVENTS": str(self.events),
-            "PORTAL_TEST_QUEUE": broker.queue,
-            **env,
-        }
-        node = f"{name}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        broker.nodes.append(f"{node}.celery.pidbox")
-        command = [
-            sys.executable, "-m", "celery", "-A", "portal", "worker",
-            "--include", "tests.connections.triggers.kill_points",
-            "-Q", broker.queue, "-n", node,
-            "-P", "prefork", "-c", "1", "-l", "INFO",
-            "--without-heartbeat", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
-                command,
-                cwd=ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def read(self) -> list[dict]:
-        return read_events(self.events)
-
-    def done(self, task: str) -> int:
-        return sum(1 for e in self.read() if e["event"] == "task_done" and e["task"] == task)
-
-    def wait_for(self, event: str, timeout: float, task: str = "", count: int = 1) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [
-                e for e in self.read() if e["event"] == event and (not task or e["task"] == task)
-            ]
-            if len(found) >= count:
-                return found[count - 1]
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} {task} from the worker:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+def trigger_worker(name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> Worker:
+    """A worker with the trigger kill points, the live server as the Sandbox."""
+    return Worker(
+        name,
+        folder,
+        broker,
+        include="tests.connections.triggers.kill_points",
+        PORTAL_BASE_URL=base_url,
+        PORTAL_EGRESS_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+        **env,
+    )
 
 
 class HoldingReceiver(Receiver):
@@ -295,7 +172,7 @@ def test_killed_after_the_page_committed_before_delivery_loses_nothing(
     request, capsys, sandbox_api, make_trigger, add_record, receiver, broker, tmp_path
 ):
     trigger, record_ids = _due_trigger_with_records(make_trigger, add_record)
-    first = Worker(
+    first = trigger_worker(
         "first", tmp_path, sandbox_api.url, broker, PORTAL_TEST_TRIGGER_STOP_AT="before_delivery"
     )
     second = None
@@ -315,7 +192,7 @@ def test_killed_after_the_page_committed_before_delivery_loses_nothing(
         assert len(broker.unacked()) == 1, first.tail()
 
         _wait_out_visibility(stopped["at"])
-        second = Worker("second", tmp_path, sandbox_api.url, broker)
+        second = trigger_worker("second", tmp_path, sandbox_api.url, broker)
         second.wait_for("ready", timeout=30)
         # It takes back the dead worker's message and runs it.
         taken_back = POLL if stopped["via"] == "publish" else DELIVER
@@ -348,7 +225,7 @@ def test_killed_during_a_delivery_resends_the_same_webhook_id(
 ):
     trigger, record_ids = _due_trigger_with_records(make_trigger, add_record)
     receiver.hold_first = True
-    first = Worker("first", tmp_path, sandbox_api.url, broker)
+    first = trigger_worker("first", tmp_path, sandbox_api.url, broker)
     second = None
     try:
         first.wait_for("ready", timeout=30)
@@ -368,7 +245,7 @@ def test_killed_during_a_delivery_resends_the_same_webhook_id(
         assert len(broker.unacked()) == 1, first.tail()
 
         _wait_out_visibility(killed_at)
-        second = Worker("second", tmp_path, sandbox_api.url, broker)
+        second = trigger_worker("second", tmp_path, sandbox_api.url, broker)
         second.wait_for("ready", timeout=30)
         # The dead worker's delivery task comes back: the other jobs go out;
         # the interrupted one waits for its attempt's lease to end.
