@@ -390,6 +390,11 @@ def test_the_commands_round_trip(estate, tmp_path):
     text = out.getvalue()
     assert "Still to authenticate" in text and "Records" in text
     assert Connection.objects.count() == 2
+    # A command's output ends up in logs: never a signing secret, only where to get one.
+    assert "whsec_" not in text
+    assert Process.objects.exclude(webhook_url="").exists()
+    for process in Process.objects.exclude(webhook_url=""):
+        assert f"/processes/{process.pk}/signing-secret/" in text
     out = io.StringIO()
     call_command("import_connections", str(path), stdout=out)
     assert "Nothing to create" in out.getvalue()

@@ -56,8 +56,11 @@ class Command(BaseCommand):
                 url = reverse("connection_detail", args=[connection.folder_id, connection.pk])
                 self.stdout.write(f"  {connection.name}: {url}")
         if imported.signing_secrets:
+            # Never the secrets themselves: a command's output ends up in logs.
             self.stdout.write(
-                "New webhook signing secrets, shown this once: give each to its receiver."
+                "Processes with a new webhook signing secret: Replace signing secret on each "
+                "one's page shows one, once, to give its receiver:"
             )
-            for process, secret in imported.signing_secrets:
-                self.stdout.write(f"  {process.name} ({process.webhook_url}): {secret}")
+            for process, _ in imported.signing_secrets:
+                url = reverse("process_replace_secret", args=[process.folder_id, process.pk])
+                self.stdout.write(f"  {process.name} ({process.webhook_url}): {url}")
