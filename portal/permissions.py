@@ -372,6 +372,12 @@ def require_on_connection(perms: frozenset[str], action: Action) -> None:
         raise PermissionDenied(_lacking(action))
 
 
+# Retrying a job's webhook delivery and replaying an event as a new job
+# start work for a process: Processes - Manage, wherever they are asked (the
+# trigger's page, the process's page, the API).
+RERUN_JOBS = Action.MANAGE_PROCESSES
+
+
 def require_tenant_admin(user) -> None:
     if not is_tenant_admin(user):
         raise PermissionDenied("Only tenant administrators may do this.")

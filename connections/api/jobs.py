@@ -35,7 +35,7 @@ from connections.models import Job, Trigger
 from connections.triggers import jobs, replay
 from connections.triggers.delivery import retry_delivery
 from connections.triggers.tasks import enqueue_deliveries
-from portal.permissions import Action, require_on_connection
+from portal.permissions import RERUN_JOBS, Action, require_on_connection
 
 router = Router()
 
@@ -158,7 +158,7 @@ def fail_job(request: HttpRequest, job_id: int, data: JobFail) -> dict:
     "not failed (delivered, still retrying, or no webhook).",
 )
 def retry_job_delivery(request: HttpRequest, job_id: int) -> dict:
-    job, _ = scoped_job(request, job_id, Action.MANAGE_PROCESSES)
+    job, _ = scoped_job(request, job_id, RERUN_JOBS)
     if not retry_delivery(job):
         raise Conflict(f"Job {job.pk}'s delivery has not failed: there is nothing to retry.")
     job_id = job.pk
@@ -175,7 +175,7 @@ def retry_job_delivery(request: HttpRequest, job_id: int) -> dict:
     "and/or in the job queue. Its trigger's process now may differ from the job's.",
 )
 def replay_job_event(request: HttpRequest, job_id: int):
-    job, _ = scoped_job(request, job_id, Action.MANAGE_PROCESSES)
+    job, _ = scoped_job(request, job_id, RERUN_JOBS)
     event = job.event
     event.trigger = Trigger.objects.select_related("process").get(pk=job.trigger_id)
     made = replay.replay_event(event, on_new_job=enqueue_deliveries)

@@ -17,7 +17,7 @@ from connections.models import Connection, Job, Process
 from connections.triggers import processes
 from connections.triggers.delivery import retry_delivery
 from connections.triggers.tasks import enqueue_deliveries
-from portal.permissions import Action, folder_for
+from portal.permissions import RERUN_JOBS, Action, folder_for
 
 # How many of a process's latest jobs its page lists.
 JOBS_SHOWN = 20
@@ -250,7 +250,7 @@ def process_detail(request: HttpRequest, folder_id: int, process_id: int) -> Htt
             "requirements": requirements,
             "triggers": process.triggers.select_related("connection"),
             "jobs": jobs,
-            "may_retry": Action.MANAGE_PROCESSES in perms,
+            "may_retry": RERUN_JOBS in perms,
         },
     )
 
@@ -260,7 +260,7 @@ def process_detail(request: HttpRequest, folder_id: int, process_id: int) -> Htt
 def process_job_retry(
     request: HttpRequest, folder_id: int, process_id: int, job_id: int
 ) -> HttpResponse:
-    _, process, _ = process_for(request.user, folder_id, process_id, Action.MANAGE_PROCESSES)
+    _, process, _ = process_for(request.user, folder_id, process_id, RERUN_JOBS)
     job = Job.objects.select_related("process").filter(pk=job_id, process=process).first()
     if job is None:
         raise Http404("No such job.")

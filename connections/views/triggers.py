@@ -26,7 +26,7 @@ from connections.triggers.delivery import retry_delivery
 from connections.triggers.polling import paused_because
 from connections.triggers.tasks import enqueue_deliveries
 from portal.htmx import render_page
-from portal.permissions import Action
+from portal.permissions import RERUN_JOBS, Action, require_on_connection
 
 # The events a trigger's history lists per page, newest first.
 EVENTS_PER_PAGE = 20
@@ -332,6 +332,7 @@ def trigger_detail(
             polls_page=polls_page,
             paused=paused_because(connection),
             may_manage=Action.MANAGE_TRIGGERS in perms,
+            may_rerun=RERUN_JOBS in perms,
         ),
     )
 
@@ -341,11 +342,12 @@ def trigger_detail(
 def trigger_event_replay(
     request: HttpRequest, folder_id: int, connection_id: int, trigger_id: int, event_id: int
 ) -> HttpResponse:
-    """Replay one event (the same permission as Retry of a failed delivery
-    on this page): a confirmation, then a new job of the trigger's process."""
+    """Replay one event (``RERUN_JOBS``, as Retry): a confirmation, then a
+    new job of the trigger's process."""
     connection, trigger, perms = trigger_for(
-        request.user, folder_id, connection_id, trigger_id, Action.MANAGE_TRIGGERS
+        request.user, folder_id, connection_id, trigger_id, Action.VIEW_TRIGGERS
     )
+    require_on_connection(perms, RERUN_JOBS)
     event = TriggerEvent.objects.filter(pk=event_id, trigger=trigger).first()
     if event is None:
         raise Http404("No such event.")
@@ -382,9 +384,10 @@ def trigger_event_replay(
 def trigger_job_retry(
     request: HttpRequest, folder_id: int, connection_id: int, trigger_id: int, job_id: int
 ) -> HttpResponse:
-    connection, trigger, _ = trigger_for(
-        request.user, folder_id, connection_id, trigger_id, Action.MANAGE_TRIGGERS
+    connection, trigger, perms = trigger_for(
+        request.user, folder_id, connection_id, trigger_id, Action.VIEW_TRIGGERS
     )
+    require_on_connection(perms, RERUN_JOBS)
     job = Job.objects.select_related("process").filter(pk=job_id, trigger=trigger).first()
     if job is None:
         raise Http404("No such job.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
@@ -25,6 +26,7 @@ from connections.models import (
 )
 from connections.triggers import configure, processes, replay
 from connections.views.triggers import POLLS_PER_PAGE
+from portal.models import Role
 from tests.factories import ConnectionFactory, FolderFactory, assign
 from tests.queries import page_queries
 
@@ -205,6 +207,62 @@ def test_a_viewer_sees_no_replay_and_cannot_replay(client, make_user, folder, tr
     assert client.get(url).status_code == 403
     assert client.post(url).status_code == 403
     assert Job.objects.count() == 1
+
+
+def _role(name: str, *codenames: str) -> str:
+    role = Role.objects.create(name=name)
+    role.permissions.set(Permission.objects.filter(codename__in=codenames))
+    return name
+
+
+def test_replay_and_retry_need_processes_manage_on_every_page(client, make_user, folder, trigger):
+    """One rule (permissions.RERUN_JOBS) for the trigger's page, the process's
+    page and the API: Triggers - Manage without Processes - Manage starts no
+    job; Processes - Manage with Triggers - View does."""
+    job = add_event(trigger)
+    job.delivery_state = Job.DeliveryState.FAILED
+    job.save(update_fields=["delivery_state"])
+    replay_url = history_url(trigger, "trigger_event_replay", job.event_id)
+    retry_url = history_url(trigger, "trigger_job_retry", job.pk)
+    process_retry = reverse("process_job_retry", args=[folder.pk, trigger.process_id, job.pk])
+
+    triggers_only = make_user("triggers-only")
+    assign(
+        triggers_only,
+        folder,
+        _role("Triggers only", "view_connections", "view_triggers", "view_jobs", "manage_triggers"),
+    )
+    client.force_login(triggers_only)
+    page = client.get(history_url(trigger)).content.decode()
+    assert 'data-testid="replay"' not in page and 'data-testid="retry"' not in page
+    for url in (replay_url, retry_url):
+        refused = client.post(url)
+        assert refused.status_code == 403
+        assert "Processes - Manage" in refused.content.decode()
+    assert Job.objects.count() == 1
+
+    runs_jobs = make_user("runs-jobs")
+    assign(
+        runs_jobs,
+        folder,
+        _role(
+            "Runs jobs",
+            "view_connections",
+            "view_triggers",
+            "view_jobs",
+            "view_processes",
+            "manage_processes",
+        ),
+    )
+    client.force_login(runs_jobs)
+    page = client.get(history_url(trigger)).content.decode()
+    assert 'data-testid="replay"' in page and 'data-testid="retry"' in page
+    assert client.post(retry_url).status_code == 302
+    job.refresh_from_db()
+    assert job.delivery_state != Job.DeliveryState.FAILED
+    assert client.post(process_retry).status_code == 302
+    assert client.post(replay_url).status_code == 302
+    assert Job.objects.filter(replay_of=job).count() == 1
 
 
 def test_an_event_of_another_trigger_is_not_found(client, developer, trigger, connection, process):

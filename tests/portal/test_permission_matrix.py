@@ -126,9 +126,9 @@ FOLDER_PAGES = [
     FolderPage("trigger_poll_now", "post", "manage_triggers", 302, "trigger"),
     FolderPage("trigger_delete", "get", "manage_triggers", 200, "trigger"),
     FolderPage("trigger_delete", "post", "manage_triggers", 302, "trigger"),
-    FolderPage("trigger_job_retry", "post", "manage_triggers", 302, "trigger_job"),
+    FolderPage("trigger_job_retry", "post", "manage_processes", 302, "trigger_job"),
     # Replay of an event: the same permission as Retry on that page.
-    FolderPage("trigger_event_replay", "get", "manage_triggers", 200, "trigger_event"),
+    FolderPage("trigger_event_replay", "get", "manage_processes", 200, "trigger_event"),
     FolderPage("trigger_event_replay", "post", "manage_triggers", 302, "trigger_event"),
 ]
 
