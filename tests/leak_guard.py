@@ -24,17 +24,19 @@ ALLOWED_PATHS = ("/sandbox/tokens/", "/sandbox/apps/", "/sandbox/oauth/token/")
 # is let through; their refusals are searched like any page.
 CREDENTIAL_ENDPOINTS = re.compile(r"^/api/v1/(connections/\d+/)?credentials$")
 # The Processes tab's creation: its answer shows the new process's webhook
-# signing secret, once. Only a POST answered 200 (the process made) is let
-# through; a refused form is searched like any page. So is an edit that gives
-# a process its first webhook (answered 200; any other edit redirects, 302).
-# An import that made processes with webhooks shows their new signing
-# secrets once, the same way (a POST of Confirm import answered 200), and so
-# does Replace signing secret (its POST answered 200).
+# signing secret, once. A POST answered 200 (the process made) may show the
+# secrets sealed while that request was served, and no other; a refused form
+# is searched like any page. So is an edit that gives a process its first
+# webhook (answered 200; any other edit redirects, 302). An import that made
+# processes with webhooks shows their new signing secrets once, the same way
+# (a POST of Confirm import answered 200), and so does Replace signing
+# secret (its POST answered 200).
 SHOWN_ONCE_PAGES = re.compile(
     r"^/folders/\d+/processes/(add|\d+/edit|\d+/signing-secret)/$|^/tenant/transfer/confirm/$"
 )
-# The same through the API: only a POST answered 201 (the process made), and
-# a PATCH answered 200 (its secret only when the edit gave it a first webhook).
+# The same through the API: a POST answered 201 (the process made), and a
+# PATCH answered 200 (its secret only when the edit gave it a first webhook),
+# may show the secrets sealed while they were served, and no other.
 SHOWN_ONCE_API = re.compile(r"^/api/v1/folders/\d+/processes$")
 SHOWN_ONCE_API_EDIT = re.compile(r"^/api/v1/processes/\d+$")
 # Parts of an OAuth token set that are not secret (shown on pages by design).
@@ -44,7 +46,10 @@ MIN_SECRET_LENGTH = 10
 
 _lock = threading.Lock()
 secrets: set[str] = set()
-outputs: list[tuple[str, str]] = []
+# (where, text, the secrets it may show: those made by the request it answers).
+outputs: list[tuple[str, str, frozenset[str]]] = []
+# The secrets sealed by the request this thread is serving.
+_serving = threading.local()
 
 
 class _Collector(logging.Handler):
@@ -54,7 +59,7 @@ class _Collector(logging.Handler):
         except Exception:
             text = str(record.msg)
         with _lock:
-            outputs.append((f"log {record.name}", text))
+            outputs.append((f"log {record.name}", text, frozenset()))
 
 
 def install() -> None:
@@ -62,16 +67,20 @@ def install() -> None:
 
     def recording(original):
         def record_then_store(connection, secret: dict):
+            found = {
+                str(v)
+                for k, v in secret.items()
+                if k not in NOT_SECRET
+                and v
+                and len(str(v)) >= MIN_SECRET_LENGTH
+                # "x" * 64: a test's filler, which pages may echo as a name
+                and len(set(str(v))) > 1
+            }
             with _lock:
-                secrets.update(
-                    str(v)
-                    for k, v in secret.items()
-                    if k not in NOT_SECRET
-                    and v
-                    and len(str(v)) >= MIN_SECRET_LENGTH
-                    # "x" * 64: a test's filler, which pages may echo as a name
-                    and len(set(str(v))) > 1
-                )
+                secrets.update(found)
+            made = getattr(_serving, "made", None)
+            if made is not None:
+                made.update(found)
             return original(connection, secret)
 
         return record_then_store
@@ -86,14 +95,17 @@ def install() -> None:
     original_get_response = BaseHandler.get_response
 
     def recording_get_response(self, request):
-        response = original_get_response(self, request)
-        handing_out = (
+        outer = getattr(_serving, "made", None)
+        _serving.made = made = set()
+        try:
+            response = original_get_response(self, request)
+        finally:
+            _serving.made = outer
+        shows_new_secret = (
             (
                 response.status_code == 200
-                and (
-                    CREDENTIAL_ENDPOINTS.match(request.path)
-                    or (request.method == "POST" and SHOWN_ONCE_PAGES.match(request.path))
-                )
+                and request.method == "POST"
+                and SHOWN_ONCE_PAGES.match(request.path)
             )
             or (
                 response.status_code == 201
@@ -106,6 +118,7 @@ def install() -> None:
                 and SHOWN_ONCE_API_EDIT.match(request.path)
             )
         )
+        handing_out = response.status_code == 200 and CREDENTIAL_ENDPOINTS.match(request.path)
         if (
             not getattr(response, "streaming", False)
             and not request.path.startswith(ALLOWED_PATHS)
@@ -113,8 +126,9 @@ def install() -> None:
         ):
             body = response.content.decode("utf-8", "replace")
             headers = "\n".join(f"{k}: {v}" for k, v in response.items())
+            shown = frozenset(made) if shows_new_secret else frozenset()
             with _lock:
-                outputs.append((f"page {request.method} {request.path}", headers + body))
+                outputs.append((f"page {request.method} {request.path}", headers + body, shown))
         return response
 
     BaseHandler.get_response = recording_get_response
@@ -126,8 +140,8 @@ def install() -> None:
 def findings() -> list[str]:
     with _lock:
         found = []
-        for where, text in outputs:
-            for secret in secrets:
+        for where, text, shown in outputs:
+            for secret in secrets - shown:
                 if secret in text:
                     found.append(f"{where} contains a stored secret ({secret[:3]}…)")
         return found

@@ -5,12 +5,15 @@ refusals (by field, 409 naming what is wrong, 403 naming the permission,
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from django.utils import timezone
 
 from connections.models import Job, Process, Trigger, TriggerEvent
 from connections.triggers import configure, processes
 from connections.triggers.tasks import deliver_jobs_task, poll_now_task
+from tests import leak_guard
 from tests.connections.api.helpers import API, body
 from tests.factories import ConnectionFactory, assign
 
@@ -107,6 +110,23 @@ def test_create_a_process_shows_its_secret_once(api, tree, connection):
         assert secret not in answer.content.decode()
         assert '"signing_secret"' not in answer.content.decode()
     assert [item["id"] for item in listed.json()["items"]] == [process.pk]
+
+
+def _answer_recorded(method: str, path: str) -> tuple[str, str, frozenset[str]]:
+    return [each for each in leak_guard.outputs if each[0] == f"page {method} {path}"][-1]
+
+
+def test_the_leak_guard_lets_an_answer_show_only_the_secret_its_request_made(api, tree, connection):
+    """A creation (201) or an edit (PATCH 200) may show the signing secret
+    sealed while it was served; every other secret is searched for in it,
+    and an edit that made none is searched like any answer."""
+    path = f"{API}/folders/{tree['finance'].pk}/processes"
+    made = api.post(path, {"name": "Guarded", "webhook_url": HOOK}).json()
+    assert _answer_recorded("POST", path)[2] == {made["signing_secret"]}
+    edit = f"{API}/processes/{made['id']}"
+    assert api.patch(edit, {"description": "Renamed"}).status_code == 200
+    _, text, shown = _answer_recorded("PATCH", edit)
+    assert shown == frozenset() and made["signing_secret"] not in text
 
 
 def test_a_process_without_a_webhook_has_no_secret(api, tree):
@@ -416,6 +436,90 @@ def test_job_refusals(as_role, tree, process, add_job):
     )
     job.refresh_from_db()
     assert job.state == "claimed" and job.lease_owner == token
+
+
+def test_a_robot_extends_its_lease_while_working(as_role, process, add_job):
+    robot = as_role("Automation User")
+    job = add_job("1")
+    claimed = robot.post(f"{API}/processes/{process.pk}/jobs/claim", {"lease_seconds": 30}).json()
+    token, first_end = claimed["lease_token"], claimed["lease_until"]
+    extended = robot.post(
+        f"{API}/jobs/{job.pk}/extend", {"lease_token": token, "lease_seconds": 600}
+    )
+    assert extended.status_code == 200, extended.content
+    answer = extended.json()
+    assert answer["id"] == job.pk and answer["state"] == "claimed"
+    assert "lease_token" not in answer and token not in extended.content.decode()
+    job.refresh_from_db()
+    assert job.lease_until > timezone.now() + timedelta(seconds=590)
+    assert answer["lease_until"] != first_end
+    shown = datetime.fromisoformat(answer["lease_until"].replace("Z", "+00:00"))
+    assert abs(shown - job.lease_until) < timedelta(milliseconds=1)  # JSON: milliseconds
+    # Nobody else may claim it meanwhile; the robot finishes with the same token.
+    assert robot.post(f"{API}/processes/{process.pk}/jobs/claim").status_code == 204
+    done = robot.post(f"{API}/jobs/{job.pk}/complete", {"lease_token": token})
+    assert done.status_code == 200 and done.json()["state"] == "completed"
+    late = refused(
+        robot.post(f"{API}/jobs/{job.pk}/extend", {"lease_token": token, "lease_seconds": 60}),
+        409,
+    )
+    assert answer_says(late, "completed already")
+
+
+def answer_says(answer: dict, words: str) -> bool:
+    return words in answer["detail"] and "not held with this lease token" in answer["detail"]
+
+
+def test_extend_refused_once_another_robot_claimed(as_role, process, add_job):
+    first, second = as_role("Automation User"), as_role("Automation Developer")
+    job = add_job("1")
+    old = first.post(f"{API}/processes/{process.pk}/jobs/claim", {"lease_seconds": 10}).json()
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    new = second.post(f"{API}/processes/{process.pk}/jobs/claim", {"lease_seconds": 60}).json()
+    assert new["id"] == job.pk
+    held = Job.objects.filter(pk=job.pk).values().get()
+    for token in (old["lease_token"], "not-a-token-of-this-job"):
+        answer = refused(
+            first.post(f"{API}/jobs/{job.pk}/extend", {"lease_token": token, "lease_seconds": 600}),
+            409,
+        )
+        assert answer_says(answer, "another robot claimed it"), answer
+        assert new["lease_token"] not in str(answer)
+    assert Job.objects.filter(pk=job.pk).values().get() == held
+    assert held["lease_owner"] == new["lease_token"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"lease_seconds": 9}, {"lease_seconds": 3601}, {"lease_seconds": -1}, {}],
+    ids=["short", "long", "negative", "missing"],
+)
+def test_an_extension_out_of_bounds_is_refused(as_role, process, add_job, data):
+    robot = as_role("Automation User")
+    job = add_job("1")
+    token = robot.post(f"{API}/processes/{process.pk}/jobs/claim").json()["lease_token"]
+    held = Job.objects.filter(pk=job.pk).values().get()
+    answer = refused(robot.post(f"{API}/jobs/{job.pk}/extend", {"lease_token": token, **data}), 422)
+    assert list(answer["errors"]) == ["lease_seconds"]
+    assert answer["detail"].startswith("lease_seconds: ")
+    assert Job.objects.filter(pk=job.pk).values().get() == held
+
+
+def test_extend_refusals_as_complete(as_role, tree, process, add_job):
+    job = add_job("1")
+    robot = as_role("Automation User")
+    token = robot.post(f"{API}/processes/{process.pk}/jobs/claim").json()["lease_token"]
+    held = Job.objects.filter(pk=job.pk).values().get()
+    data = {"lease_token": token, "lease_seconds": 600}
+    refused(
+        as_role("Viewer").post(f"{API}/jobs/{job.pk}/extend", data),
+        403,
+        "You do not have Connections - Use in this folder.",
+    )
+    scoped = as_role("Automation Developer", scope=tree["payables"])
+    refused(scoped.post(f"{API}/jobs/{job.pk}/extend", data), 404, "No such job.")
+    refused(robot.post(f"{API}/jobs/{job.pk + 1000}/extend", data), 404, "No such job.")
+    assert Job.objects.filter(pk=job.pk).values().get() == held
 
 
 def test_retry_a_failed_delivery(
