@@ -29,15 +29,32 @@ def stored_portal_app(connector_key: str) -> ClientCredentials | None:
     return ClientCredentials(app.client_id, vault.unseal_row(app).get("client_secret", ""))
 
 
+def _configured_app(connector_key: str) -> dict | None:
+    """The app ``PORTAL_OAUTH_APPS`` names for a connector, if it has a client ID."""
+    configured = settings.PORTAL_OAUTH_APPS.get(connector_key)
+    return configured if configured and configured.get("client_id") else None
+
+
 def portal_app(connector_key: str) -> ClientCredentials | None:
     """The portal's own app for a connector, or None if none is registered."""
     stored = stored_portal_app(connector_key)
     if stored is not None:
         return stored
-    configured = settings.PORTAL_OAUTH_APPS.get(connector_key)
-    if configured and configured.get("client_id"):
+    configured = _configured_app(connector_key)
+    if configured:
         return ClientCredentials(configured["client_id"], configured.get("client_secret", ""))
     return None
+
+
+def connectors_with_portal_app(connector_keys: set[str]) -> set[str]:
+    """Those of ``connector_keys`` for which the portal has its own app
+    (``portal_app`` is not None), in one query and without opening a secret."""
+    stored = set(
+        OAuthApp.objects.filter(connector_key__in=connector_keys).values_list(
+            "connector_key", flat=True
+        )
+    )
+    return stored | {key for key in connector_keys if _configured_app(key)}
 
 
 @transaction.atomic

@@ -20,6 +20,7 @@ Running the same document again changes nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from django.core.exceptions import ValidationError
@@ -29,6 +30,7 @@ from connections.catalog import ConnectorSpec, get_catalog
 from connections.catalog.events import clean_filters
 from connections.catalog.schema import AuthKind
 from connections.models import Connection, ConnectionEvent, ConnectionState, Process
+from connections.oauth_apps import connectors_with_portal_app
 from connections.transfer.format import ConnectionEntry, Document, ProcessEntry, TriggerEntry
 from connections.triggers.configure import create_trigger
 from connections.triggers.processes import clean_webhook_url, create_process
@@ -242,9 +244,27 @@ class _Planner:
             if connector and not problems:
                 auth = connector.auth_type(entry.auth_type)
                 step.note = f"{connector.name}, {auth.display_label}; Not yet connected"
+                if self._needs_portal_app(entry) and connector.key not in self.portal_apps:
+                    step.note += (
+                        f". No OAuth 2.0 app is registered for {connector.name} in this "
+                        "portal: register one (admin, Registered OAuth apps) before "
+                        "authenticating it"
+                    )
                 creating.append((index, entry))
             self.steps.append(step)
         return creating
+
+    @staticmethod
+    def _needs_portal_app(entry: ConnectionEntry) -> bool:
+        """Signs in with the portal's registered app (not its own)."""
+        return entry.auth_type == AuthKind.OAUTH2_AUTHORIZATION_CODE and not entry.own_app
+
+    @cached_property
+    def portal_apps(self) -> set[str]:
+        """The connectors of the document's sign-ins with the portal's app
+        that have one registered here (one query)."""
+        wanted = {e.connector for e in self.document.connections if self._needs_portal_app(e)}
+        return connectors_with_portal_app(wanted) if wanted else set()
 
     def _check_connection(
         self, name: str, entry: ConnectionEntry

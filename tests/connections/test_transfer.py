@@ -19,6 +19,7 @@ from connections.models import (
     ProcessConnection,
     Trigger,
 )
+from connections.oauth_apps import set_portal_app
 from connections.transfer import format as transfer_format
 from connections.transfer.export import export_connections
 from connections.transfer.format import DocumentRefused, parse
@@ -346,6 +347,27 @@ def test_triggers_and_processes_are_checked(db):
     assert any(p.startswith("processes[0].webhook_url:") for p in problems)
     assert any(p.startswith("processes[1].required_connectors[0].connection:") for p in problems)
     assert not Connection.objects.exists() and not Folder.objects.filter(name="Imports").exists()
+
+
+def test_the_plan_says_when_the_portal_has_no_app_for_a_sign_in(db, settings):
+    """A connection that signs in with the portal's registered app imports
+    as Not yet connected either way; without such an app here, its plan line
+    says to register one first (a connection with its own app needs none)."""
+    settings.PORTAL_OAUTH_APPS = {}
+    data = _document(connector="sandbox", name="Ledger", auth_type="oauth2_authorization_code")
+    data["connections"][0].pop("fields")
+    data["connections"].append({**data["connections"][0], "name": "Own", "own_app": True})
+    document = parse(json.dumps(data))
+    missing = "No OAuth 2.0 app is registered for Sandbox in this portal"
+    ledger, own = (step for step in plan_import(document).steps if step.kind == "connection")
+    assert ledger.action == "create" and missing in ledger.note
+    assert own.action == "create" and missing not in own.note
+
+    settings.PORTAL_OAUTH_APPS = {"sandbox": {"client_id": "registered", "client_secret": "s"}}
+    assert not any(missing in step.note for step in plan_import(document).steps)
+    settings.PORTAL_OAUTH_APPS = {}
+    set_portal_app("sandbox", client_id="stored", client_secret="stored-client-secret")
+    assert not any(missing in step.note for step in plan_import(document).steps)
 
 
 def test_a_dry_run_writes_nothing(estate, tenant_admin):
