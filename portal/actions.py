@@ -4,28 +4,84 @@ first; these functions validate the data, not the caller."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
+from django.db.models.deletion import Collector
 
 from portal import audit
-from portal.models import AuditRecord, Folder, Role, RoleAssignment, TenantSettings
+from portal.models import (
+    AuditRecord,
+    Folder,
+    FolderGroupGrant,
+    FolderUserGrant,
+    Role,
+    RoleAssignment,
+    TenantSettings,
+)
 
 
 def _folder_target(folder: Folder) -> tuple[str, int, str]:
     return ("folder", folder.pk, folder.name)
 
 
-def create_folder(*, name: str, parent: Folder | None, description: str = "", actor=None) -> Folder:
+def _where(parent: Folder | None) -> str:
+    return f"in {parent.name}" if parent else "at the top level"
+
+
+def check_folder_place(
+    folder: Folder | None, *, name: str, parent: Folder | None, place_field: str = "parent"
+) -> None:
+    """The rules of where a folder may stand and under which name, written
+    once for creating (``folder`` None), renaming and moving one, in the
+    pages and the admin alike: a name; no subfolder of a personal
+    workspace; not into itself nor below itself; no shared sibling of the
+    same name, whatever its case. Raises ``ValidationError`` keyed
+    ``name`` for the name and ``place_field`` for the place (the create
+    form has no field but the name)."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the folder a name."})
+    if folder is not None and folder.is_personal:
+        if parent is not None:
+            raise ValidationError({place_field: "A personal workspace cannot be moved."})
+        return  # its name is its own: no shared sibling to clash with
     if parent is not None and parent.is_personal:
-        raise ValidationError({"name": "Personal workspaces have no subfolders."})
-    siblings = Folder.objects.filter(parent=parent, kind=Folder.Kind.SHARED)
-    if siblings.filter(name__iexact=name).exists():
-        where = f"in {parent.name}" if parent else "at the top level"
-        raise ValidationError({"name": f"A folder named {name!r} already exists {where}."})
+        raise ValidationError({place_field: "Personal workspaces have no subfolders."})
+    if folder is not None and folder.pk and parent is not None:
+        stored = Folder.objects.filter(pk=folder.pk).values_list("path", flat=True).first()
+        if parent.pk == folder.pk:
+            raise ValidationError({place_field: "A folder cannot be moved into itself."})
+        if stored and Folder.objects.filter(pk=parent.pk, path__startswith=stored).exists():
+            raise ValidationError(
+                {
+                    place_field: f"A folder cannot be moved below itself: {parent.name} "
+                    f"is one of {folder.name}'s subfolders."
+                }
+            )
+    siblings = Folder.objects.filter(parent=parent, kind=Folder.Kind.SHARED, name__iexact=name)
+    if folder is not None and folder.pk:
+        siblings = siblings.exclude(pk=folder.pk)
+    if siblings.exists():
+        # Staying where it is, the name is what clashes; moving, the place.
+        staying = folder is None or not folder.pk or _stored_parent_id(folder) == _pk(parent)
+        message = f"A folder named {name!r} already exists {_where(parent)}."
+        raise ValidationError({"name" if staying else place_field: message})
+
+
+def _pk(folder: Folder | None) -> int | None:
+    return folder.pk if folder is not None else None
+
+
+def _stored_parent_id(folder: Folder) -> int | None:
+    return Folder.objects.filter(pk=folder.pk).values_list("parent_id", flat=True).first()
+
+
+def create_folder(*, name: str, parent: Folder | None, description: str = "", actor=None) -> Folder:
+    name = name.strip()
+    check_folder_place(None, name=name, parent=parent, place_field="name")
     try:
         with transaction.atomic():
             folder = Folder.objects.create(name=name, parent=parent, description=description)
@@ -41,9 +97,45 @@ def create_folder(*, name: str, parent: Folder | None, description: str = "", ac
         raise ValidationError({"name": f"A folder named {name!r} already exists there."}) from None
 
 
+def rename_folder(folder: Folder, *, name: str, description: str | None = None, actor) -> Folder:
+    """Rename a folder (and change its description, unless None), checked
+    as creating one is; a rename is audited with the names before and after."""
+    name = name.strip()
+    check_folder_place(folder, name=name, parent=folder.parent)
+    folder.name = name
+    if description is not None:
+        folder.description = description.strip()
+    return _save_checked(folder, actor=actor, field="name")
+
+
+def move_folder(folder: Folder, *, parent: Folder | None, actor) -> Folder:
+    """Move a folder, with everything below it, under ``parent`` (None: the
+    top level). Refused, with a message saying why, into itself or below
+    itself, into a personal workspace, next to a sibling of the same name,
+    or where it already is. Audited with the places before and after."""
+    if _stored_parent_id(folder) == _pk(parent):
+        raise ValidationError({"parent": f"{folder.name} is already {_where(parent)}."})
+    check_folder_place(folder, name=folder.name, parent=parent)
+    folder.parent = parent
+    return _save_checked(folder, actor=actor, field="parent")
+
+
+def _save_checked(folder: Folder, *, actor, field: str) -> Folder:
+    try:
+        with transaction.atomic():
+            return save_folder(folder, actor=actor)
+    except IntegrityError:
+        where = _where(folder.parent)
+        raise ValidationError(
+            {field: f"A folder named {folder.name!r} already exists {where}."}
+        ) from None
+
+
 def save_folder(folder: Folder, *, actor) -> Folder:
-    """Save a folder edited in place (the admin): renamed and moved are
-    audited, with the names before and after."""
+    """Save a folder edited in place (the admin, after its form asked
+    ``check_folder_place``; ``rename_folder`` and ``move_folder``, which
+    ask it themselves): renamed and moved are audited, with the names
+    before and after."""
     with transaction.atomic():
         before = (
             Folder.objects.select_related("parent").filter(pk=folder.pk).first()
@@ -78,6 +170,31 @@ def save_folder(folder: Folder, *, actor) -> Folder:
                 detail=f"From {old} to {new}",
             )
     return folder
+
+
+def folder_deletion_impact(folder: Folder) -> list[tuple[str, int]]:
+    """What deleting the folder deletes with it, as (what, how many), the
+    subfolders first: exactly what ``delete_folder`` cascades to (Django's
+    own deletion collector, so a model added later is counted without
+    anyone remembering to, and this app needs to know none of the apps
+    whose rows live in folders). The guardian rows that mirror role
+    assignments are not counted apart."""
+    collector = Collector(using=router.db_for_write(Folder))
+    collector.collect([folder])
+    counts: Counter[type] = Counter()
+    for model, instances in collector.data.items():
+        counts[model] += len(instances)
+    for queryset in collector.fast_deletes:
+        counts[queryset.model] += queryset.count()
+    counts[Folder] -= 1  # the folder itself
+    mirrored = {FolderUserGrant, FolderGroupGrant}
+    impact = [("subfolder" if counts[Folder] == 1 else "subfolders", counts.pop(Folder))]
+    for model, count in sorted(counts.items(), key=lambda item: item[0]._meta.label):
+        if count and model not in mirrored:
+            meta = model._meta
+            what = meta.verbose_name if count == 1 else meta.verbose_name_plural
+            impact.append((str(what), count))
+    return impact
 
 
 def delete_folder(folder: Folder, *, actor) -> None:

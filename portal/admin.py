@@ -3,6 +3,7 @@ functions that the pages use (``portal.actions``, ``portal.api_keys``), so it
 is validated and audited alike; what has no such function is read-only here
 and changed on the portal's pages."""
 
+from django import forms
 from django.contrib import admin
 
 from portal import actions, api_keys
@@ -35,8 +36,28 @@ class RoleAssignmentInline(admin.TabularInline):
         return False
 
 
+class FolderAdminForm(forms.ModelForm):
+    """The admin's folder form asks the rules the pages ask
+    (``actions.check_folder_place``): its messages, next to the field."""
+
+    class Meta:
+        model = Folder
+        fields = ["name", "description", "kind", "parent", "owner"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if not self.errors:
+            folder = self.instance
+            folder.kind = cleaned.get("kind", folder.kind)
+            actions.check_folder_place(
+                folder, name=cleaned.get("name", ""), parent=cleaned.get("parent")
+            )
+        return cleaned
+
+
 @admin.register(Folder)
 class FolderAdmin(admin.ModelAdmin):
+    form = FolderAdminForm
     list_display = ["name", "kind", "parent", "owner", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name", "owner__username"]

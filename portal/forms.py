@@ -189,3 +189,39 @@ class AuditFilterForm(forms.Form):
         if since and until and since > until:
             self.add_error("until", "The end of the range is before its start.")
         return data
+
+
+TOP_LEVEL = "top"
+
+
+class MoveFolderForm(forms.Form):
+    """Where to move a folder: ``TOP_LEVEL`` or the id of one of
+    ``destinations`` (the shared folders the user may manage). The domain
+    (``actions.move_folder``) says why a destination is wrong; this form only
+    turns the choice into a folder."""
+
+    parent = forms.CharField(
+        label="Move to", error_messages={"required": "Choose where to move the folder."}
+    )
+
+    def __init__(self, *args, destinations, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.destinations = destinations
+
+    def clean_parent(self) -> Folder | None:
+        value = self.cleaned_data["parent"]
+        if value == TOP_LEVEL:
+            return None
+        try:
+            return self.destinations.get(pk=int(value))
+        except (ValueError, Folder.DoesNotExist):
+            raise forms.ValidationError("Choose a folder you may manage.") from None
+
+
+class DeleteFolderForm(forms.Form):
+    confirm = forms.BooleanField(
+        label="Confirm",
+        error_messages={
+            "required": "Tick the box to confirm: the folder is deleted with everything in it."
+        },
+    )

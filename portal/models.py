@@ -122,7 +122,8 @@ class Folder(models.Model):
                 return
             old_path = None if self._state.adding else self._stored_path(self.pk)
             if old_path and parent_path.startswith(old_path):
-                # ``clean`` says so first; this holds when the parent moved meanwhile.
+                # ``actions.check_folder_place`` says so first; this holds
+                # when the parent moved meanwhile.
                 raise ValidationError({"parent": "A folder cannot be moved into itself."})
             self.path = f"{parent_path}{self.pk}/"
             super().save(*args, **kwargs)
@@ -144,12 +145,6 @@ class Folder(models.Model):
     def ancestor_ids(self) -> list[int]:
         """Primary keys from the root down to this folder, itself included."""
         return [int(part) for part in self.path.strip("/").split("/") if part]
-
-    def clean(self) -> None:
-        if self.parent_id and self.parent.is_personal:
-            raise ValidationError({"parent": "Personal workspaces have no subfolders."})
-        if self.pk and self.parent_id and self.parent.path.startswith(self.path):
-            raise ValidationError({"parent": "A folder cannot be moved into itself."})
 
 
 class FolderUserGrant(UserObjectPermissionBase):

@@ -405,6 +405,74 @@ def require_may_change_fields(user, folder: Folder) -> None:
         raise PermissionDenied(FIELDS_NEED_USE)
 
 
+# --- Folder settings: rename, move, delete -------------------------------
+
+MANAGE_FOLDER_REFUSED_TOP = (
+    "Only tenant administrators may rename, move or delete a top-level folder."
+)
+MOVE_TO_TOP_REFUSED = "Only tenant administrators may move a folder to the top level."
+
+
+def may_manage_folder(user, folder: Folder) -> bool:
+    """Whether the user may rename, move or delete a shared folder: whoever
+    may create it where it stands. A top-level folder is made by tenant
+    administrators only (Tenant > Folders), a subfolder by those who hold
+    Folder - Manage access on its parent (its Subfolders tab), so the same
+    people change or remove it; a folder administrator given the role on
+    the folder itself manages its access and contents, not its existence.
+    Tenant administrators hold every permission on every shared folder,
+    hence may everywhere. Personal workspaces have no settings: never."""
+    if folder.is_personal:
+        return False
+    if folder.parent_id is None:
+        return is_tenant_admin(user)
+    return can(user, Action.MANAGE_FOLDER_ACCESS, folder.parent)
+
+
+def may_move_folder_to(user, folder: Folder, parent: Folder | None) -> bool:
+    """Whether the user may move ``folder`` under ``parent`` (None: the top
+    level): they may manage the folder (``may_manage_folder``) and could
+    create it at the destination: Folder - Manage access there, or, for the
+    top level, be a tenant administrator. Nobody holds it in a personal
+    workspace, so none is a destination."""
+    if not may_manage_folder(user, folder):
+        return False
+    if parent is None:
+        return is_tenant_admin(user)
+    return can(user, Action.MANAGE_FOLDER_ACCESS, parent)
+
+
+def require_may_manage_folder(user, folder: Folder) -> None:
+    """403, saying who may, unless ``may_manage_folder``."""
+    if not may_manage_folder(user, folder):
+        raise PermissionDenied(manage_folder_refusal(folder))
+
+
+def require_may_move_folder_to(user, folder: Folder, parent: Folder | None) -> None:
+    """403, saying who may, unless ``may_move_folder_to``."""
+    require_may_manage_folder(user, folder)
+    if not may_move_folder_to(user, folder, parent):
+        if parent is None:
+            raise PermissionDenied(MOVE_TO_TOP_REFUSED)
+        raise PermissionDenied(f"You do not have Folder - Manage access in {parent.name}.")
+
+
+def manage_folder_refusal(folder: Folder) -> str:
+    """Who may rename, move or delete the folder, as a refusal says it."""
+    if folder.parent_id is None:
+        return MANAGE_FOLDER_REFUSED_TOP
+    return (
+        f"Renaming, moving or deleting {folder.name} needs Folder - Manage access "
+        f"in {folder.parent.name}, the folder it is in."
+    )
+
+
+def folder_move_destinations(user) -> FolderQuerySet:
+    """The shared folders the user could move a folder into (Folder - Manage
+    access there), in tree order: one query."""
+    return folders_where(user, Action.MANAGE_FOLDER_ACCESS).shared().order_by("path")
+
+
 # --- API keys --------------------------------------------------------------
 
 MANAGE_KEYS_REFUSED = "You may not manage this account's API keys."

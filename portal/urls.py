@@ -3,7 +3,17 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from connections.api.site import api, unknown_endpoint
-from portal.views import api_keys, audit, folders, invitations, probes, robots, shell, tenant
+from portal.views import (
+    api_keys,
+    audit,
+    folder_settings,
+    folders,
+    invitations,
+    probes,
+    robots,
+    shell,
+    tenant,
+)
 
 # The admin signs in through allauth, so its second factor applies there too.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -15,6 +25,22 @@ urlpatterns = [
         "folders/<int:folder_id>/subfolders/", folders.folder_subfolders, name="folder_subfolders"
     ),
     path("folders/<int:folder_id>/access/", folders.folder_access, name="folder_access"),
+    path(
+        "folders/<int:folder_id>/settings/",
+        folder_settings.folder_settings,
+        name="folder_settings",
+    ),
+    path(
+        "folders/<int:folder_id>/settings/rename/",
+        folder_settings.folder_rename,
+        name="folder_rename",
+    ),
+    path("folders/<int:folder_id>/settings/move/", folder_settings.folder_move, name="folder_move"),
+    path(
+        "folders/<int:folder_id>/settings/delete/",
+        folder_settings.folder_delete,
+        name="folder_delete",
+    ),
     path(
         "folders/<int:folder_id>/access/<int:assignment_id>/remove/",
         folders.assignment_remove,

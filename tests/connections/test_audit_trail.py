@@ -50,6 +50,8 @@ NOT_CHANGES = {
     "check.check_connection": "a health check (Check now), kept in the connection's history",
     "check.check_connections": "the sweep's health checks",
     "lifecycle.deletion_impact": "reads what a delete would take",
+    "actions.folder_deletion_impact": "reads what a delete would take",
+    "actions.check_folder_place": "validates",
     "oauth_connections.complete_authorization": "ends a sign-in through "
     "store_oauth_connection, which records",
     "oauth_connections.connect_with_grant": "through store_oauth_connection",
@@ -348,6 +350,16 @@ def walk(world, fakehub) -> list[tuple[str, Callable[[], object], str]]:
         ("actions.create_folder", new_folder, A.FOLDER_CREATED),
         ("actions.save_folder", rename, A.FOLDER_RENAMED),
         ("actions.save_folder", move, A.FOLDER_MOVED),
+        (
+            "actions.rename_folder",
+            lambda: actions.rename_folder(new_folder(), name="Old ledgers", actor=admin),
+            A.FOLDER_RENAMED,
+        ),
+        (
+            "actions.move_folder",
+            lambda: actions.move_folder(new_folder(), parent=folder, actor=admin),
+            A.FOLDER_MOVED,
+        ),
         (
             "actions.delete_folder",
             lambda: actions.delete_folder(new_folder(), actor=admin),

@@ -62,6 +62,7 @@ class FolderPage:
     url_name: str
     method: str
     # view, use, create, edit, delete or manage (connections and access);
+    # manage_parent (Folder - Manage access on the folder's parent);
     # view_triggers, manage_triggers, view_processes or manage_processes
     needs: str
     ok: int
@@ -79,6 +80,13 @@ FOLDER_PAGES = [
     FolderPage("folder_access", "post", "manage", 400),
     FolderPage("assignment_remove", "get", "manage", 200, "assignment"),
     FolderPage("assignment_remove", "post", "manage", 302, "assignment"),
+    # Folder settings: the tab opens with Folder - Manage access; renaming,
+    # moving and deleting the folder need it on its parent (manage_parent).
+    FolderPage("folder_settings", "get", "manage", 200),
+    FolderPage("folder_rename", "post", "manage_parent", 400),
+    FolderPage("folder_move", "post", "manage_parent", 400),
+    FolderPage("folder_delete", "get", "manage_parent", 200),
+    FolderPage("folder_delete", "post", "manage_parent", 400),
     FolderPage("folder_connections", "get", "view", 200),
     FolderPage("connection_add", "get", "create", 200),
     FolderPage("connection_add_auth", "get", "create", 200),
@@ -149,6 +157,11 @@ def _expected(role, place, governance_on):
         allowed = set(ROLE_ACTIONS[role]) if place in {"assigned", "subfolder"} else set()
     if not governance_on and "manage" not in allowed:
         allowed.discard("create")
+    # Folder - Manage access on the folder's parent (renaming, moving or
+    # deleting it): the role is given on Finance, the subfolder's parent; a
+    # tenant administrator holds it on every shared folder.
+    if "manage" in allowed and (role == TENANT_ADMIN or place == "subfolder"):
+        allowed.add("manage_parent")
     return allowed
 
 
