@@ -23,7 +23,9 @@ from django.core.exceptions import ValidationError
 
 from connections.catalog import get_catalog
 from connections.catalog.events import clean_filters, missing_scopes
+from connections.catalog.schema import AuthKind
 from connections.models import Connection, ConnectionState, Process
+from connections.oauth_apps import connectors_with_portal_app
 from connections.transfer.import_ import find_folder
 from connections.triggers.configure import granted_scopes
 from connections.triggers.processes import clean_webhook_url
@@ -453,6 +455,18 @@ class _Planner:
                 except ValidationError as error:
                     for name_, messages in error.message_dict.items():
                         self.problem(f"{where}.fields.{name_}", " ".join(messages))
+                if (
+                    auth.type == AuthKind.OAUTH2_AUTHORIZATION_CODE
+                    and not component.own_app
+                    and not connectors_with_portal_app({connector.key})
+                ):
+                    self.problem(
+                        f"{where}.auth_type",
+                        f"No OAuth 2.0 app is registered for {connector.name} in this portal: "
+                        "register one (admin, Registered OAuth apps) before authenticating "
+                        "the connection.",
+                        blocking=False,
+                    )
         try:
             clean_polling_interval(component.polling_interval_seconds)
         except ValidationError as error:

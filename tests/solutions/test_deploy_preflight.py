@@ -74,6 +74,23 @@ def test_names_that_collide_in_the_target_folder(deployer, tree):
     assert "already exists" in problems[f"processes.{PROCESS}.name"].message
 
 
+def test_a_sign_in_with_no_portal_app_here_is_a_warning(deployer, settings):
+    settings.PORTAL_OAUTH_APPS = {}
+    oauth = {**BASE["connections"][0], "auth_type": "oauth2_authorization_code"}
+    check, problems = _wheres(version_of(manifest(connections=[oauth])), deployer, "Shared/New")
+    warning = problems[f"connections.{CONNECTION}.auth_type"]
+    assert not warning.blocking and check.ok
+    assert "No OAuth 2.0 app is registered for Sandbox" in warning.message
+    own = {**oauth, "own_app": True}
+    with_own = version_of(manifest(connections=[own]), number=2)
+    _, problems = _wheres(with_own, deployer, "Shared/New")
+    assert f"connections.{CONNECTION}.auth_type" not in problems
+    settings.PORTAL_OAUTH_APPS = {"sandbox": {"client_id": "registered"}}
+    registered = version_of(manifest(connections=[oauth]), number=3)
+    _, problems = _wheres(registered, deployer, "Shared/New")
+    assert f"connections.{CONNECTION}.auth_type" not in problems
+
+
 def test_linked_connection_unhealthy_or_without_the_scopes(deployer, tree):
     unhealthy = ConnectionFactory(
         folder=tree["finance"], sandbox=True, name="Broken", state=ConnectionState.NEEDS_RECONNECT
