@@ -1,14 +1,16 @@
 """Jobs through the API: the job queue robots pull (a process's pending jobs,
-claim one with a lease, complete or fail it with the lease token), Retry
-of a failed webhook delivery and Replay of a job's event. The same domain
-functions as the pages (``connections.triggers.jobs``,
-``connections.triggers.delivery``, ``connections.triggers.replay``).
+claim one with a lease, extend the lease while working, complete or fail it
+with the lease token), Retry of a failed webhook delivery and Replay of a
+job's event. The same domain functions as the pages
+(``connections.triggers.jobs``, ``connections.triggers.delivery``,
+``connections.triggers.replay``).
 
-Seeing jobs needs Jobs - View; claiming and finishing one is running the
-process, which needs Connections - Use as well (the Automation User's role;
-a Viewer sees the queue and changes nothing). Robots running jobs do their
-work, not manage connections: claiming and finishing jobs stays allowed in
-read-only mode (``WHILE_READ_ONLY``); Retry and Replay do not."""
+Seeing jobs needs Jobs - View; claiming, extending and finishing one is
+running the process, which needs Connections - Use as well (the Automation
+User's role; a Viewer sees the queue and changes nothing). Robots running
+jobs do their work, not manage connections: claiming, extending and
+finishing jobs stays allowed in read-only mode (``WHILE_READ_ONLY``); Retry
+and Replay do not."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from connections.api.schemas import (
     Conflict,
     JobClaim,
     JobComplete,
+    JobExtend,
     JobFail,
     JobOut,
     JobPage,
@@ -148,6 +151,23 @@ def complete_job(request: HttpRequest, job_id: int, data: JobComplete) -> dict:
 def fail_job(request: HttpRequest, job_id: int, data: JobFail) -> dict:
     job = _held_job(request, job_id)
     return job_out(jobs.fail_job(job, lease_token=data.lease_token, reason=data.reason))
+
+
+@router.post(
+    "/jobs/{int:job_id}/extend",
+    response=answers({200: JobOut}, 400, *REFUSALS, 409, 422),
+    summary="Extend a claimed job's lease (with its lease token)",
+    description="The lease now ends lease_seconds from now (10 to 3600), for a robot working "
+    "longer than it thought; the answer has the new lease_until, never the token. 409 when the "
+    "token does not hold the job: its lease ended and another robot claimed it, or it is "
+    "finished (the message says which).",
+    openapi_extra=WHILE_READ_ONLY,
+)
+def extend_job_lease(request: HttpRequest, job_id: int, data: JobExtend) -> dict:
+    job = _held_job(request, job_id)
+    return job_out(
+        jobs.extend_lease(job, lease_token=data.lease_token, lease_seconds=data.lease_seconds)
+    )
 
 
 @router.post(

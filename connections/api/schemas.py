@@ -440,3 +440,13 @@ class DeleteConnectionQuery(Schema):
 class JobFail(Schema):
     lease_token: Required
     reason: Required = Field(description="Why the job failed.")
+
+
+class JobExtend(Schema):
+    lease_token: Required
+    lease_seconds: int = Field(
+        ge=10,
+        le=3600,
+        description="How long the job is held from now (not added to the lease's old end): "
+        "10 to 3600 seconds.",
+    )

@@ -6,9 +6,13 @@ waiting, claim one with a lease, then complete it or fail it.
   has ended, by the same lease token), so two robots never hold one job; the
   one that loses tries the next job.
 - The lease is a random token, handed to the claimer alone. Only that token
-  completes or fails the job; once the lease ends another robot may claim
-  the job, and from then the first token is refused. A robot whose lease
-  ended with nobody claiming meanwhile may still finish its job.
+  completes or fails the job, or extends its lease (a robot working longer
+  than it thought); once the lease ends another robot may claim the job,
+  and from then the first token is refused. A robot whose lease ended with
+  nobody claiming meanwhile may still finish its job, or extend its lease.
+  One rule says whether a token holds a job (``held_with``), one
+  conditional UPDATE applies it to each of these writes, so that an
+  extension and a claim at the lease's end never both win.
 - Permissions and the folder scope are the caller's to ask (the API:
   Jobs - View, and Connections - Use to claim and finish).
 """
@@ -47,13 +51,17 @@ class NoJobQueue(Exception):
 
 class LeaseLost(Exception):
     """The lease token does not hold the job: it was never claimed with it,
-    its lease ended and another robot claimed it, or it is finished."""
+    its lease ended and another robot claimed it, or it is finished. The
+    message says which, from ``job`` as it is now."""
 
     def __init__(self, job: Job):
-        super().__init__(
-            f"Job {job.pk} is not held with this lease token: its lease ended and another "
-            "robot claimed it, or it is finished already."
-        )
+        if job.state in (Job.State.COMPLETED, Job.State.FAILED):
+            why = f"it is {job.get_state_display().lower()} already"
+        elif job.state == Job.State.CLAIMED:
+            why = "its lease ended and another robot claimed it (or the token is not this job's)"
+        else:
+            why = "nobody holds it: claim it first"
+        super().__init__(f"Job {job.pk} is not held with this lease token: {why}.")
 
 
 @dataclass(frozen=True)
@@ -128,16 +136,34 @@ def claim_job(process: Process, *, lease_seconds: int | None = None) -> Claimed 
     return None
 
 
-def _finish(job: Job, lease_token: str, state: str, result: str) -> Job:
-    now = timezone.now()
-    # A claimed job always has a token: an empty one holds nothing.
-    held = Job.objects.filter(pk=job.pk, state=Job.State.CLAIMED, lease_owner=lease_token).update(
-        state=state, result=result[:RESULT_LENGTH], finished_at=now, lease_until=None
-    )
+def held_with(lease_token: str) -> Q:
+    """The jobs ``lease_token`` holds: claimed with it. Whether the lease has
+    ended does not matter: until another robot claims the job (which gives
+    it a new token) the token still holds it. A claimed job always has a
+    token: an empty one holds nothing."""
+    return Q(state=Job.State.CLAIMED, lease_owner=lease_token)
+
+
+def _held_update(job: Job, lease_token: str, **changes) -> Job:
+    """``changes`` written to the job only while ``lease_token`` holds it
+    (one conditional UPDATE); the job as it is now. LeaseLost when the token
+    does not hold it."""
+    held = Job.objects.filter(held_with(lease_token), pk=job.pk).update(**changes)
     job.refresh_from_db()
     if not held:
         raise LeaseLost(job)
     return job
+
+
+def _finish(job: Job, lease_token: str, state: str, result: str) -> Job:
+    return _held_update(
+        job,
+        lease_token,
+        state=state,
+        result=result[:RESULT_LENGTH],
+        finished_at=timezone.now(),
+        lease_until=None,
+    )
 
 
 def complete_job(job: Job, *, lease_token: str, result: str = "") -> Job:
@@ -153,3 +179,13 @@ def fail_job(job: Job, *, lease_token: str, reason: str) -> Job:
     if not reason:
         raise ValidationError({"reason": "Say why the job failed."})
     return _finish(job, lease_token, Job.State.FAILED, reason)
+
+
+def extend_lease(job: Job, *, lease_token: str, lease_seconds: int) -> Job:
+    """The robot holding the lease keeps the job longer: its lease now ends
+    ``lease_seconds`` from now (the claim's bounds; not added to the old
+    end). The job, with its new ``lease_until``. LeaseLost when the token
+    does not hold the job (as complete and fail); ValidationError for a
+    lease out of bounds."""
+    lease = timedelta(seconds=clean_lease_seconds(lease_seconds))
+    return _held_update(job, lease_token, lease_until=timezone.now() + lease)

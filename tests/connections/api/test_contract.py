@@ -205,6 +205,7 @@ STATUSES = {
     ("post", "/processes/{process_id}/jobs/claim"): {200, 204, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/complete"): {200, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/fail"): {200, 400, 401, 403, 404, 409, 422, 429},
+    ("post", "/jobs/{job_id}/extend"): {200, 400, 401, 403, 404, 409, 422, 429},
     ("post", "/jobs/{job_id}/retry-delivery"): {200, 401, 403, 404, 409, 429},
     ("post", "/jobs/{job_id}/replay"): {201, 401, 403, 404, 429},
     ("get", "/solutions"): {200, 401, 422, 429},

@@ -549,6 +549,8 @@ TRIGGER_LABELS = {
     "view_jobs": "Jobs - View",
 }
 LEASE_TOKEN = "matrix-lease-token"
+# The claimed job's lease ends in 5 minutes; an extension makes it 20.
+EXTENDED_LEASE_SECONDS = 1200
 
 
 @dataclass(frozen=True)
@@ -644,6 +646,14 @@ TRIGGER_ENDPOINTS = [
         body={"lease_token": LEASE_TOKEN, "reason": "Refused by the ledger."},
     ),
     TriggerEndpoint(
+        "extend",
+        "POST",
+        "/jobs/{job}/extend",
+        ("view_jobs", "use_connections"),
+        "extend_job_lease",
+        body={"lease_token": LEASE_TOKEN, "lease_seconds": EXTENDED_LEASE_SECONDS},
+    ),
+    TriggerEndpoint(
         "retry-delivery",
         "POST",
         "/jobs/{job}/retry-delivery",
@@ -734,6 +744,11 @@ def _trigger_effect(endpoint: TriggerEndpoint, world: dict, response) -> str:
     if name in {"complete", "fail"}:
         wanted = Job.State.COMPLETED if name == "complete" else Job.State.FAILED
         return "" if job.state == wanted else f"job {job.state}"
+    if name == "extend":
+        if "lease_token" in answer or job.lease_owner != LEASE_TOKEN:
+            return f"lease token shown or job lost: {answer}"
+        moved = job.lease_until > timezone.now() + timedelta(seconds=EXTENDED_LEASE_SECONDS - 60)
+        return "" if moved and job.state == Job.State.CLAIMED else f"not extended: {answer}"
     if name == "retry-delivery":
         return "" if job.delivery_state == Job.DeliveryState.RETRYING else "not retried"
     raise AssertionError(name)

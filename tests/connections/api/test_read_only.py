@@ -112,9 +112,9 @@ def everything(tree) -> dict:
 
 def test_the_walk_finds_the_operations_it_should():
     """The walk sees what the schema tests count, so the tests below cover
-    every operation: the writes that manage something, and the three that
+    every operation: the writes that manage something, and the four that
     run jobs."""
-    assert len(operations()) == 47
+    assert len(operations()) == 48
     assert len(managing()) == 23
     assert ("POST", "/folders/{folder_id}/connections") in managing()
     assert ("POST", "/connections/{connection_id}/check") in managing()
@@ -166,6 +166,10 @@ def test_robots_still_claim_and_finish_their_jobs(world, tenant_admin, admin_api
     claimed = admin_api.post(f"{API}/processes/{world['process_id']}/jobs/claim", {})
     assert claimed.status_code == 200, claimed.content
     token = claimed.json()["lease_token"]
+    extended = admin_api.post(
+        f"{API}/jobs/{world['job_id']}/extend", {"lease_token": token, "lease_seconds": 600}
+    )
+    assert extended.status_code == 200, extended.content
     done = admin_api.post(
         f"{API}/jobs/{world['job_id']}/complete", {"lease_token": token, "result": "Booked"}
     )
@@ -205,5 +209,10 @@ def test_the_schema_declares_the_refusal(client, db):
                 assert not operation.get(ALLOWED), where
             elif forbidden:
                 assert "read-only mode" not in forbidden["description"], where
-    for path in ("/processes/{process_id}/jobs/claim", "/jobs/{job_id}/complete"):
+    for path in (
+        "/processes/{process_id}/jobs/claim",
+        "/jobs/{job_id}/complete",
+        "/jobs/{job_id}/fail",
+        "/jobs/{job_id}/extend",
+    ):
         assert schema["paths"][API + path]["post"][ALLOWED] is True

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.utils import timezone
 
 from connections.models import Job, TriggerEvent
 from connections.triggers import configure, jobs, processes
 from connections.triggers.polling import poll_trigger
 from portal import api_keys
-from tests.at_once import at_once, needs_a_server_database
+from tests.at_once import at_once, needs_a_server_database, together
 from tests.connections.api.conftest import ApiClient
 from tests.factories import ConnectionFactory, FolderFactory, assign
 
@@ -26,6 +28,11 @@ ROBOTS = 6
 # How long each robot waits between reading the jobs and claiming one: all
 # of them read the same job before any claims it.
 READ_TO_CLAIM_SECONDS = 0.4
+# An extension raced with another robot's claim at the lease's end: rounds,
+# and how much later than the other one of them starts its write in a round
+# where one goes first (in the others both write at once).
+EXTEND_ROUNDS = 30
+HEAD_START_SECONDS = 0.02
 
 
 @pytest.fixture(autouse=True)
@@ -131,6 +138,108 @@ def test_a_lease_past_its_end_still_finishes_when_nobody_claimed(process, add_jo
     claimed = jobs.claim_job(process, lease_seconds=10)
     Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     assert jobs.complete_job(job, lease_token=claimed.lease_token).state == Job.State.COMPLETED
+
+
+def test_extend_moves_the_lease_from_now(process, add_job):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=30)
+    first_end = claimed.job.lease_until
+    before = timezone.now()
+    extended = jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=600)
+    assert extended.state == Job.State.CLAIMED and extended.lease_owner == claimed.lease_token
+    assert before + timedelta(seconds=600) <= extended.lease_until
+    assert extended.lease_until <= timezone.now() + timedelta(seconds=600)
+    assert extended.lease_until > first_end + timedelta(seconds=500)
+    longer = Job.objects.get(pk=job.pk).lease_until
+    assert longer == extended.lease_until
+    # From now, not added to the old end: extending again by less shortens it.
+    shorter = jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=60)
+    assert shorter.lease_until < longer
+    assert jobs.complete_job(job, lease_token=claimed.lease_token).state == Job.State.COMPLETED
+
+
+def test_after_extending_a_claim_at_the_old_lease_end_does_not_take_the_job(
+    process, add_job, monkeypatch
+):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=30)
+    old_end = claimed.job.lease_until
+    jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=600)
+    # Another robot comes when the first lease would have ended.
+    monkeypatch.setattr(timezone, "now", lambda: old_end + timedelta(seconds=1))
+    assert list(jobs.pending_jobs(process)) == []
+    assert jobs.claim_job(process) is None
+    job.refresh_from_db()
+    assert (job.state, job.lease_owner) == (Job.State.CLAIMED, claimed.lease_token)
+    # Without the extension the job would have been free then.
+    Job.objects.filter(pk=job.pk).update(lease_until=old_end)
+    assert jobs.claim_job(process).job == job
+
+
+def test_extend_with_a_wrong_token_changes_nothing(process, add_job):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=60)
+    before = Job.objects.filter(pk=job.pk).values().get()
+    for token in ("", "not-the-token"):
+        with pytest.raises(jobs.LeaseLost, match="not held with this lease token"):
+            jobs.extend_lease(job, lease_token=token, lease_seconds=600)
+    assert Job.objects.filter(pk=job.pk).values().get() == before
+    assert jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=600)
+
+
+def test_extend_after_another_robot_claimed_is_refused_and_it_keeps_the_job(process, add_job):
+    job = add_job("1")
+    first = jobs.claim_job(process, lease_seconds=30)
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    second = jobs.claim_job(process, lease_seconds=60)
+    assert second.job == job
+    held = Job.objects.filter(pk=job.pk).values().get()
+    with pytest.raises(jobs.LeaseLost, match="another robot claimed it"):
+        jobs.extend_lease(job, lease_token=first.lease_token, lease_seconds=600)
+    assert Job.objects.filter(pk=job.pk).values().get() == held
+    assert held["lease_owner"] == second.lease_token
+    assert jobs.complete_job(job, lease_token=second.lease_token).state == Job.State.COMPLETED
+
+
+def test_extend_an_ended_lease_nobody_claimed(process, add_job):
+    """As complete: the token holds the job until another robot claims it."""
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=10)
+    Job.objects.filter(pk=job.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    extended = jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=60)
+    assert extended.lease_until > timezone.now()
+    assert jobs.claim_job(process) is None
+
+
+@pytest.mark.parametrize("finish", ["complete", "fail"])
+def test_extend_a_finished_job_is_refused_saying_so(process, add_job, finish):
+    job = add_job("1")
+    claimed = jobs.claim_job(process)
+    if finish == "complete":
+        jobs.complete_job(job, lease_token=claimed.lease_token)
+    else:
+        jobs.fail_job(job, lease_token=claimed.lease_token, reason="Closed.")
+    before = Job.objects.filter(pk=job.pk).values().get()
+    with pytest.raises(jobs.LeaseLost, match=f"it is {finish}.* already"):
+        jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=600)
+    assert Job.objects.filter(pk=job.pk).values().get() == before
+
+
+def test_extend_a_job_nobody_claimed_is_refused(process, add_job):
+    job = add_job("1")
+    with pytest.raises(jobs.LeaseLost, match="claim it first"):
+        jobs.extend_lease(job, lease_token="never-claimed", lease_seconds=60)
+    assert Job.objects.get(pk=job.pk).lease_until is None
+
+
+@pytest.mark.parametrize("seconds", [0, 9, 3601, -5])
+def test_an_extension_out_of_bounds_is_refused(process, add_job, seconds):
+    job = add_job("1")
+    claimed = jobs.claim_job(process, lease_seconds=60)
+    with pytest.raises(ValidationError) as refused:
+        jobs.extend_lease(job, lease_token=claimed.lease_token, lease_seconds=seconds)
+    assert "lease_seconds" in refused.value.message_dict
+    assert Job.objects.get().lease_until == claimed.job.lease_until
 
 
 @pytest.mark.parametrize("seconds", [0, 9, 3601, -5])
@@ -244,3 +353,71 @@ def test_without_the_conditional_update_two_robots_hold_one_job(process, add_job
     claimed, raised = at_once(lambda: jobs.claim_job(process), ROBOTS)
     assert raised == []
     assert len([c for c in claimed if c is not None]) == ROBOTS
+
+
+def _race_extend_and_claim(process, job, monkeypatch) -> list[tuple[bool, bool]]:
+    """Rounds of: the job held by a robot whose lease ends now; that robot
+    extends it while another claims it, started together (in turn the
+    extension first, the claim first, both at once). Per round, whether the
+    extension and the claim won; checks that the row agrees with each."""
+    delays = {"extend": 0.0, "claim": 0.0}
+    take = jobs.take
+
+    def claim_after_its_delay(*args, **kwargs):
+        time.sleep(delays["claim"])  # between reading the jobs and taking one
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "take", claim_after_its_delay)
+
+    def extend(token: str):
+        held = Job.objects.get(pk=job.pk)
+        time.sleep(delays["extend"])
+        return jobs.extend_lease(held, lease_token=token, lease_seconds=600)
+
+    outcomes = []
+    for round_ in range(EXTEND_ROUNDS):
+        first = ("extend", "claim", None)[round_ % 3]
+        for who in delays:
+            delays[who] = HEAD_START_SECONDS if first and who != first else 0.0
+        token = f"first-robot-{round_}"
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.CLAIMED, lease_owner=token, lease_until=now, claimed_at=now
+        )
+        extended, claimed = together(
+            partial(extend, token), partial(jobs.claim_job, process, lease_seconds=60)
+        )
+        for outcome in (extended, claimed):
+            if isinstance(outcome, Exception) and not isinstance(outcome, jobs.LeaseLost):
+                raise outcome
+        extend_won, claim_won = isinstance(extended, Job), isinstance(claimed, jobs.Claimed)
+        row = Job.objects.get(pk=job.pk)
+        assert row.state == Job.State.CLAIMED
+        if claim_won:
+            assert row.lease_owner == claimed.lease_token and claimed.job == job
+        if extend_won and not claim_won:
+            assert row.lease_owner == token
+            assert row.lease_until > timezone.now() + timedelta(seconds=590)
+        outcomes.append((extend_won, claim_won))
+    return outcomes
+
+
+@race
+def test_extend_and_a_claim_at_the_lease_end_exactly_one_wins(process, add_job, monkeypatch):
+    needs_a_server_database()
+    job = add_job("1")
+    outcomes = _race_extend_and_claim(process, job, monkeypatch)
+    assert all(extend_won != claim_won for extend_won, claim_won in outcomes), outcomes
+    # The race went both ways: each of them won some rounds.
+    assert {(True, False), (False, True)} <= set(outcomes), outcomes
+
+
+@race
+def test_without_the_token_rule_an_extension_and_a_claim_both_win(process, add_job, monkeypatch):
+    """The guard bypassed: an extension that writes whoever holds the job
+    now. Where the claim went first, both robots believe they hold it."""
+    needs_a_server_database()
+    job = add_job("1")
+    monkeypatch.setattr(jobs, "held_with", lambda lease_token: Q())
+    outcomes = _race_extend_and_claim(process, job, monkeypatch)
+    assert (True, True) in outcomes, outcomes
