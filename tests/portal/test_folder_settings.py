@@ -388,3 +388,15 @@ def test_the_admin_refuses_what_the_pages_refuse(client, tree, tenant_admin):
     assert Folder.objects.get(pk=finance.pk).parent_id == tree["hr"].pk
     assert AuditRecord.objects.filter(action=AuditRecord.Action.FOLDER_MOVED).count() == 1
     assert AuditRecord.objects.filter(action=AuditRecord.Action.FOLDER_RENAMED).count() == 1
+
+
+def test_read_only_mode_leaves_the_pages_writable(client, tree, tenant_admin):
+    """Read-only mode refuses the API's and portal-cli's writes; the pages are
+    where folders (and connections) are managed then, as every other page."""
+    actions.set_governance(
+        allow_shared_connection_creation=True, read_only=True, changed_by=tenant_admin
+    )
+    client.force_login(tenant_admin)
+    url = reverse("folder_rename", args=[tree["hr"].pk])
+    assert client.post(url, {"name": "People"}).status_code == 302
+    assert Folder.objects.get(pk=tree["hr"].pk).name == "People"
