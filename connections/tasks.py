@@ -175,7 +175,10 @@ CHECKS_PER_TASK = 25
 @shared_task(name="connections.tasks.check_connection", acks_late=True)
 def check_connection_task(connection_id: int, actor_id: int | None = None) -> None:
     """Check now: one connection's health check, recorded with who asked
-    (``actor_id``; None: "System"). Disabled connections are never checked."""
+    (``actor_id``; None: "System"). Disabled connections are never checked.
+    A recorded check clears the queued mark with its result; any other end
+    clears it here."""
+    recorded = False
     try:
         connection = Connection.objects.filter(pk=connection_id, is_enabled=True).first()
         if connection is None:
@@ -183,10 +186,12 @@ def check_connection_task(connection_id: int, actor_id: int | None = None) -> No
         try:
             actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
             check.check_connection(connection=connection, actor=actor)
+            recorded = True
         except (check.ConnectError, ConnectorMissing, Connection.DoesNotExist):
             return
     finally:
-        Connection.objects.filter(pk=connection_id).update(check_queued_until=None)
+        if not recorded:
+            Connection.objects.filter(pk=connection_id).update(check_queued_until=None)
 
 
 @shared_task(name="connections.tasks.check_connections", acks_late=True)

@@ -197,6 +197,39 @@ def test_beat_runs_the_health_sweep(settings):
     assert entry["schedule"] == float(settings.PORTAL_HEALTH_SWEEP_SECONDS)
 
 
+def test_check_now_clears_its_queued_mark_with_the_result(robot, provider):
+    """A recorded check clears the mark in the UPDATE that records it; a
+    check that could not run (disabled meanwhile) clears it alone."""
+    soon = timezone.now() + timedelta(minutes=5)
+    Connection.objects.filter(pk=robot.pk).update(check_queued_until=soon)
+    with CaptureQueriesContext(db) as recorded:
+        tasks.check_connection_task.run(robot.pk)
+    robot.refresh_from_db()
+    assert robot.check_queued_until is None and robot.health_checks.exists()
+    Connection.objects.filter(pk=robot.pk).update(check_queued_until=soon, is_enabled=False)
+    with CaptureQueriesContext(db) as skipped:
+        tasks.check_connection_task.run(robot.pk)
+    robot.refresh_from_db()
+    assert robot.check_queued_until is None
+    # Skipped: the read and the clearing, nothing more.
+    assert len(skipped.captured_queries) == 2
+    Connection.objects.filter(pk=robot.pk).update(check_queued_until=soon, is_enabled=True)
+    with CaptureQueriesContext(db) as again:
+        tasks.check_connection_task.run(robot.pk)
+    assert len(again.captured_queries) == len(recorded.captured_queries)
+    # Read, tenant minimum, holds, the check's read, the lock, one UPDATE
+    # (result and mark), two INSERTs: no UPDATE of its own for the mark.
+    assert len(_statements(recorded)) == 8
+
+
+def _statements(captured: CaptureQueriesContext) -> list[str]:
+    """The statements, without transaction control (BEGIN, savepoints)."""
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(control)]
+    robot.refresh_from_db()
+    assert robot.check_queued_until is None
+
+
 # --- Disabled connections -------------------------------------------------------------
 
 
