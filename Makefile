@@ -51,6 +51,6 @@ bench: install
 
 # Runtime API benchmark (bench/README.md): the credentials endpoint next to
 # /api/v1/me under wrk. PostgreSQL and Redis when DATABASE_URL / REDIS_URL are
-# set. Options: make bench-api BENCH_API_ARGS="--rounds 6 --duration 5"
+# set. Options: make bench-api BENCH_API_ARGS="--rounds 4 --duration 10"
 bench-api: install
 	$(BIN)/python bench/api_bench.py $(BENCH_API_ARGS)

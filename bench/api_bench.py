@@ -3,7 +3,7 @@ credentials endpoint (GET /api/v1/connections/{id}/credentials, audited),
 next to the lightest authenticated endpoint (GET /api/v1/me), under wrk on
 loopback. See bench/README.md.
 
-    .venv/bin/python bench/api_bench.py [--duration 10] [--connections 16] ...
+    .venv/bin/python bench/api_bench.py [--rounds 10] [--duration 4] [--connections 16] ...
 
 PostgreSQL when DATABASE_URL is set (a database of the bench's own on that
 server), else a SQLite file under var/bench; Redis (a database of the
@@ -58,14 +58,14 @@ def parse_args() -> argparse.Namespace:
         default=2 * (os.cpu_count() or 2),
         help="gunicorn sync workers (2 x CPUs: %(default)s)",
     )
-    parser.add_argument("--duration", type=float, default=10, help="seconds per run (10)")
+    parser.add_argument("--duration", type=float, default=4, help="seconds per run (4)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     parser.add_argument(
         "--rounds",
         type=int,
-        default=2,
-        help="rounds over the three endpoints, the order reversed every other round (2)",
+        default=10,
+        help="rounds over the endpoints, the order reversed every other round (10)",
     )
     parser.add_argument(
         "--warmup", type=float, default=3, help="unmeasured seconds per endpoint first (3)"
