@@ -86,6 +86,8 @@ NOT_CHANGES = {
     "jobs.claim_job": "a robot's run of a job, kept on the job",
     "jobs.complete_job": "a robot's run of a job, kept on the job",
     "jobs.fail_job": "a robot's run of a job, kept on the job",
+    "jobs.extend_lease": "a robot's run of a job, kept on the job",
+    "jobs.held_with": "makes a value",
     "replay.first_job": "reads",
     "replay.replay_event": "a run of a process, kept in the trigger's history",
     "delivery.retry_wait": "makes a value",
