@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
-from django.db.models.functions import Concat, Substr
+from django.db.models.functions import Concat, Lower, Substr
 from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -91,9 +91,12 @@ class Folder(models.Model):
                     | Q(kind="personal", owner__isnull=False, parent__isnull=True)
                 ),
             ),
-            models.UniqueConstraint(fields=["parent", "name"], name="folder_unique_name_in_parent"),
+            # Sibling names differ other than by case, as the pages check
+            # (actions.check_folder_place); the database holds it for two
+            # requests at once.
+            models.UniqueConstraint(Lower("name"), "parent", name="folder_unique_name_in_parent"),
             models.UniqueConstraint(
-                fields=["name"],
+                Lower("name"),
                 condition=Q(parent__isnull=True, kind="shared"),
                 name="folder_unique_top_level_name",
             ),
