@@ -10,6 +10,11 @@ from ninja import Field, Schema
 from pydantic import AfterValidator
 
 from connections.models import Connection
+from connections.triggers.jobs import (
+    DEFAULT_LEASE_SECONDS,
+    MAX_LEASE_SECONDS,
+    MIN_LEASE_SECONDS,
+)
 
 MAX_PAGE_SIZE = 200
 
@@ -418,9 +423,15 @@ class ClaimedJob(JobOut):
     )
 
 
+LEASE_BOUNDS = f"{MIN_LEASE_SECONDS} to {MAX_LEASE_SECONDS} seconds"
+
+
 class JobClaim(Schema):
     lease_seconds: int = Field(
-        300, ge=10, le=3600, description="How long the job is held: 10 to 3600 seconds."
+        DEFAULT_LEASE_SECONDS,
+        ge=MIN_LEASE_SECONDS,
+        le=MAX_LEASE_SECONDS,
+        description=f"How long the job is held: {LEASE_BOUNDS}.",
     )
 
 
@@ -445,8 +456,8 @@ class JobFail(Schema):
 class JobExtend(Schema):
     lease_token: Required
     lease_seconds: int = Field(
-        ge=10,
-        le=3600,
+        ge=MIN_LEASE_SECONDS,
+        le=MAX_LEASE_SECONDS,
         description="How long the job is held from now (not added to the lease's old end): "
-        "10 to 3600 seconds.",
+        f"{LEASE_BOUNDS}.",
     )
