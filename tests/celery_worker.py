@@ -41,8 +41,8 @@ class Broker:
         self.app = Celery("kill-test", broker=self.url, set_as_current=False)
         self.nodes: list[str] = []
 
-    def send(self, task: str) -> None:
-        self.app.send_task(task, queue=self.queue)
+    def send(self, task: str, *args) -> None:
+        self.app.send_task(task, args=list(args), queue=self.queue)
 
     def waiting(self) -> int:
         return self.redis.llen(self.queue)

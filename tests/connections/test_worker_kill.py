@@ -18,19 +18,10 @@ server, so its token requests are counted here. The worker is steered by
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -39,19 +30,12 @@ from django.utils import timezone
 
 from connections import refresh, vault
 from connections.models import Connection, ConnectionEvent, ConnectionState
-from tests.connections.kill_checkpoints import read_events
+from tests.celery_worker import VISIBILITY_TIMEOUT, Broker, Worker
 from tests.connections.oauth_helpers import approve, continue_url, local, start
 from tests.factories import assign
-from tests.servers import database_url
 
-ROOT = Path(__file__).resolve().parents[2]
 TASK = "connections.tasks.refresh_connection"
-VISIBILITY_TIMEOUT = 3  # seconds: an unacknowledged message is delivered again after this
-LEASE_SECONDS = 4  # the dead worker's refresh lease runs out soon after that
-# A Redis database of this test's own: the restarted worker restores every
-# unacknowledged message older than the visibility timeout in its database,
-# which must not be other programs' work in progress. Plus a queue per test.
-REDIS_DB = 11
+LEASE_SECONDS = 4  # the dead worker's refresh lease runs out soon after the visibility timeout
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -62,53 +46,6 @@ def _servers():
         pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL): CI runs it")
 
 
-def _redis_url() -> str:
-    parts = urlsplit(settings.REDIS_URL)
-    return urlunsplit(parts._replace(path=f"/{REDIS_DB}"))
-
-
-class Broker:
-    """The test's queue on Redis: send the task, see what is left of it."""
-
-    def __init__(self) -> None:
-        import redis
-        from celery import Celery
-
-        self.url = _redis_url()
-        self.queue = f"kill-test-{uuid.uuid4().hex[:12]}"
-        self.redis = redis.Redis.from_url(self.url)
-        self.app = Celery("kill-test", broker=self.url, set_as_current=False)
-        self.nodes: list[str] = []
-
-    def send(self, connection_id: int) -> None:
-        self.app.send_task(TASK, args=[connection_id], queue=self.queue)
-
-    def waiting(self) -> int:
-        return self.redis.llen(self.queue)
-
-    def unacked(self) -> list[bytes]:
-        """Delivery tags of this queue's messages taken by a worker and not acknowledged."""
-        return [
-            tag
-            for tag, raw in self.redis.hgetall("unacked").items()
-            if json.loads(raw)[2] == self.queue
-        ]
-
-    def close(self) -> None:
-        tags = self.unacked()
-        if tags:
-            self.redis.hdel("unacked", *tags)
-            self.redis.zrem("unacked_index", *tags)
-        self.redis.delete(
-            self.queue, f"_kombu.binding.{self.queue}", f"_kombu.binding_permanent.{self.queue}"
-        )
-        # Killed workers leave their remote-control binding behind.
-        if self.nodes:
-            self.redis.srem("_kombu.binding.celery.pidbox", *self.nodes)
-        self.app.close()
-        self.redis.close()
-
-
 @pytest.fixture
 def broker():
     queue = Broker()
@@ -116,66 +53,18 @@ def broker():
     queue.close()
 
 
-class Worker:
-    """``celery -A portal worker`` in a process group of its own (the main
-    process and its pool process die together)."""
-
-    def __init__(self, name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> None:
-        self.events = folder / f"{name}.events"
-        self.log = folder / f"{name}.log"
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": database_url(),
-            "REDIS_URL": _redis_url(),
-            "PORTAL_CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-            "PORTAL_REFRESH_LEASE_SECONDS": str(LEASE_SECONDS),
-            "PORTAL_BASE_URL": base_url,
-            "PORTAL_SANDBOX_ENABLED": "1",
-            "PORTAL_TEST_EVENTS": str(self.events),
-            **env,
-        }
-        node = f"{name}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
-        broker.nodes.append(f"{node}.celery.pidbox")
-        command = [
-            sys.executable, "-m", "celery", "-A", "portal", "worker",
-            "--include", "tests.connections.kill_checkpoints",
-            "-Q", broker.queue, "-n", node,
-            "-P", "prefork", "-c", "1", "-l", "INFO",
-            "--without-heartbeat", "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 (our interpreter, our arguments)
-                command,
-                cwd=ROOT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def read(self) -> list[dict]:
-        return read_events(self.events)
-
-    def wait_for(self, event: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [e for e in self.read() if e["event"] == event]
-            if found:
-                return found[0]
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {event!r} from the worker:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+def _worker(name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> Worker:
+    """A worker with the refresh's kill points, its lease short enough for
+    the second worker to take over soon after the first one dies."""
+    return Worker(
+        name,
+        folder,
+        broker,
+        include="tests.connections.kill_checkpoints",
+        PORTAL_REFRESH_LEASE_SECONDS=str(LEASE_SECONDS),
+        PORTAL_BASE_URL=base_url,
+        **env,
+    )
 
 
 def _connected(client, make_user, tree) -> Connection:
@@ -196,11 +85,11 @@ def _connected(client, make_user, tree) -> Connection:
 def _kill_and_restart(point, connection, live_server, broker, tmp_path, token_requests):
     """Kill the first worker at ``point``, start a second one once the
     message may be delivered again, and let it finish the task."""
-    first = Worker("first", tmp_path, live_server.url, broker, PORTAL_TEST_KILL_AT=point)
+    first = _worker("first", tmp_path, live_server.url, broker, PORTAL_TEST_KILL_AT=point)
     second = None
     try:
         first.wait_for("ready", timeout=30)
-        broker.send(connection.pk)
+        broker.send(TASK, connection.pk)
         stopped = first.wait_for("stopped", timeout=30)
         assert stopped["name"] == point
         first.kill()
@@ -211,12 +100,10 @@ def _kill_and_restart(point, connection, live_server, broker, tmp_path, token_re
         # visibility timeout has passed since then, the next worker to start
         # restores it (kombu restores visible messages when it starts polling).
         time.sleep(max(0.0, stopped["at"] + VISIBILITY_TIMEOUT + 0.5 - time.time()))
-        second = Worker("second", tmp_path, live_server.url, broker)
+        second = _worker("second", tmp_path, live_server.url, broker)
         second.wait_for("task_done", timeout=40)
-        deadline = time.monotonic() + 10
-        while (broker.waiting() or broker.unacked()) and time.monotonic() < deadline:
-            time.sleep(0.1)  # acknowledged right after the task returns
-        assert broker.waiting() == 0 and broker.unacked() == [], second.tail()
+        # Acknowledged right after the task returns.
+        assert broker.drained(timeout=10), second.tail()
         return sent_by_first, first.read(), second.read()
     finally:
         first.kill()
