@@ -12,6 +12,7 @@ Link to existing picker of the connections the deployer may use; ``edit``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django import forms
@@ -76,6 +77,51 @@ class DeploymentForm(forms.Form):
     def _chosen(self, configured: dict, section: str, key: str, attr: str):
         return ((configured.get(section) or {}).get(key) or {}).get(attr)
 
+    def _property(
+        self,
+        section: str,
+        component,
+        configured: dict,
+        names: list[str],
+        attr: str,
+        field: Callable[[object], forms.Field],
+    ) -> None:
+        """The field for a component's ``attr`` unless the package locks it:
+        ``field(initial)``, initial the deployer's earlier choice, else the
+        package's value."""
+        if attr in component.locked:
+            return
+        current = self._chosen(configured, section, component.key, attr)
+        name = self.name(component.key, attr)
+        self.fields[name] = field(getattr(component, attr) if current is None else current)
+        names.append(name)
+
+    def _name_and_description(
+        self, section: str, component, configured: dict, names: list[str], what: str
+    ) -> None:
+        self._property(
+            section,
+            component,
+            configured,
+            names,
+            "name",
+            lambda initial: forms.CharField(label=f"{what} name", max_length=120, initial=initial),
+        )
+        self._property(
+            section,
+            component,
+            configured,
+            names,
+            "description",
+            lambda initial: forms.CharField(
+                label=f"{what} description",
+                max_length=500,
+                required=False,
+                initial=initial,
+                widget=forms.Textarea(attrs={"rows": 2}),
+            ),
+        )
+
     def _connection(self, component, item: DeployedItem | None, configured: dict) -> None:
         key, names = component.key, []
         locked = list(component.locked)
@@ -112,85 +158,68 @@ class DeploymentForm(forms.Form):
                 note += " (changed only by an upgrade)"
         else:
             note = "Authentication type: Authenticate after deployment is done (locked)"
-        for attr, label, field_class in (
-            ("name", "Connection name", forms.CharField),
-            ("description", "Connection description", forms.CharField),
-        ):
-            if attr in locked:
-                continue
-            current = self._chosen(configured, "connections", key, attr)
-            field = field_class(
-                label=label,
-                max_length=120 if attr == "name" else 500,
-                required=attr == "name",
-                initial=current if current is not None else getattr(component, attr),
-            )
-            if attr == "description":
-                field.widget = forms.Textarea(attrs={"rows": 2})
-            self.fields[self.name(key, attr)] = field
-            names.append(self.name(key, attr))
+        self._name_and_description("connections", component, configured, names, "Connection")
         title = f"{component.name} ({component.connector})"
         self.components.append(ComponentFields("connection", key, title, names, locked, note))
 
     def _process(self, component, configured: dict) -> None:
         key, names = component.key, []
-        for attr, label in (("name", "Process name"), ("description", "Process description")):
-            if attr in component.locked:
-                continue
-            current = self._chosen(configured, "processes", key, attr)
-            field = forms.CharField(
-                label=label,
-                max_length=120 if attr == "name" else 500,
-                required=attr == "name",
-                initial=current if current is not None else getattr(component, attr),
-            )
-            if attr == "description":
-                field.widget = forms.Textarea(attrs={"rows": 2})
-            self.fields[self.name(key, attr)] = field
-            names.append(self.name(key, attr))
-        if "webhook_url" not in component.locked:
-            current = self._chosen(configured, "processes", key, "webhook_url")
-            self.fields[self.name(key, "webhook_url")] = forms.CharField(
+        self._name_and_description("processes", component, configured, names, "Process")
+        self._property(
+            "processes",
+            component,
+            configured,
+            names,
+            "webhook_url",
+            lambda initial: forms.CharField(
                 label="Webhook URL",
                 max_length=500,
                 required=False,
-                initial=component.webhook_url if current is None else current,
+                initial=initial,
                 help_text="Where its jobs are delivered (Standard Webhooks). It gets a new "
                 "signing secret: Replace signing secret on the process's page shows one once.",
-            )
-            names.append(self.name(key, "webhook_url"))
-        if "job_queue" not in component.locked:
-            current = self._chosen(configured, "processes", key, "job_queue")
-            self.fields[self.name(key, "job_queue")] = forms.BooleanField(
-                label="Robots pull its jobs",
-                required=False,
-                initial=component.job_queue if current is None else current,
-            )
-            names.append(self.name(key, "job_queue"))
+            ),
+        )
+        self._property(
+            "processes",
+            component,
+            configured,
+            names,
+            "job_queue",
+            lambda initial: forms.BooleanField(
+                label="Robots pull its jobs", required=False, initial=initial
+            ),
+        )
         self.components.append(
             ComponentFields("process", key, component.name, names, list(component.locked))
         )
 
     def _trigger(self, component, configured: dict) -> None:
         key, names = component.key, []
-        if "enabled" not in component.locked:
-            current = self._chosen(configured, "triggers", key, "enabled")
-            self.fields[self.name(key, "enabled")] = forms.BooleanField(
+        self._property(
+            "triggers",
+            component,
+            configured,
+            names,
+            "enabled",
+            lambda initial: forms.BooleanField(
                 label="Enabled",
                 required=False,
-                initial=component.enabled if current is None else current,
+                initial=initial,
                 help_text="A trigger on a connection not yet authenticated stays paused until "
                 "someone authenticates it.",
-            )
-            names.append(self.name(key, "enabled"))
-        if "include_existing" not in component.locked:
-            current = self._chosen(configured, "triggers", key, "include_existing")
-            self.fields[self.name(key, "include_existing")] = forms.BooleanField(
-                label="Include existing items at the first poll",
-                required=False,
-                initial=component.include_existing if current is None else current,
-            )
-            names.append(self.name(key, "include_existing"))
+            ),
+        )
+        self._property(
+            "triggers",
+            component,
+            configured,
+            names,
+            "include_existing",
+            lambda initial: forms.BooleanField(
+                label="Include existing items at the first poll", required=False, initial=initial
+            ),
+        )
         if "filters" not in component.locked:
             chosen = self._chosen(configured, "triggers", key, "filters")
             values = component.filters if chosen is None else chosen
