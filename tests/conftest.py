@@ -87,3 +87,22 @@ def pytest_testnodedown(node, error):
     _from_workers["leaks"].extend(output.get("leaks", []))
     _from_workers["secrets"] += output.get("secrets", 0)
     _from_workers["outputs"] += output.get("outputs", 0)
+
+
+@pytest.fixture
+def broker():
+    """The test's own queue for a real Celery worker that the test kills
+    (``tests.celery_worker``); skips unless the suite runs on Redis and on
+    a database the worker process can open (PostgreSQL)."""
+    from django.conf import settings
+    from django.db import connection
+
+    from tests.celery_worker import Broker
+
+    if not settings.REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL) for a worker whose unacknowledged tasks come back")
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a database the worker process can open: PostgreSQL (DATABASE_URL)")
+    queue = Broker()
+    yield queue
+    queue.close()

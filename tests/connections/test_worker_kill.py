@@ -24,8 +24,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection as db
 from django.utils import timezone
 
 from connections import refresh, vault
@@ -38,19 +36,6 @@ TASK = "connections.tasks.refresh_connection"
 LEASE_SECONDS = 4  # the dead worker's refresh lease runs out soon after the visibility timeout
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-@pytest.fixture(autouse=True)
-def _servers():
-    if db.vendor != "postgresql" or not settings.REDIS_URL:
-        pytest.skip("needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL): CI runs it")
-
-
-@pytest.fixture
-def broker():
-    queue = Broker()
-    yield queue
-    queue.close()
 
 
 def _worker(name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> Worker:

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection as db
 
 from connections.models import Connection, Process, Trigger
 from portal.models import Folder
@@ -34,21 +32,6 @@ SWEEP = "solutions.deploy.tasks.deployment_sweep"
 LEASE_SECONDS = 3
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-
-@pytest.fixture(autouse=True)
-def _servers():
-    if not settings.REDIS_URL:
-        pytest.skip("needs Redis (REDIS_URL) for a worker whose unacknowledged tasks come back")
-    if db.vendor != "postgresql":
-        pytest.skip("needs a database the worker process can open: PostgreSQL (DATABASE_URL)")
-
-
-@pytest.fixture
-def broker():
-    queue = Broker()
-    yield queue
-    queue.close()
 
 
 def deploy_worker(name: str, folder: Path, broker: Broker, **env: str) -> Worker:

@@ -27,8 +27,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection as db
 from django.utils import timezone
 
 from connections.models import Delivery, Job, SandboxRecord, Trigger, TriggerEvent
@@ -43,21 +41,6 @@ DELIVER = "connections.triggers.tasks.deliver_jobs"
 RECORDS = 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
-
-
-@pytest.fixture(autouse=True)
-def _servers():
-    if not settings.REDIS_URL:
-        pytest.skip("needs Redis (REDIS_URL) for a worker whose unacknowledged tasks come back")
-    if db.vendor != "postgresql":
-        pytest.skip("needs a database the worker process can open: PostgreSQL (DATABASE_URL)")
-
-
-@pytest.fixture
-def broker():
-    queue = Broker()
-    yield queue
-    queue.close()
 
 
 def trigger_worker(name: str, folder: Path, base_url: str, broker: Broker, **env: str) -> Worker:
